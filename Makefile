@@ -1,0 +1,34 @@
+# Two commands do all set-up (see README.md):
+#   make demo   install into .venv and run the main job on the demo cohort
+#   make test   install into .venv (and the Debian packages the tests need) and run every check
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= out/demo
+
+.PHONY: demo test lint system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+system-deps:
+	@scripts/system-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# pytest exits 5 when it collects no tests: that is a failure here, not a pass.
+test: $(STAMP) system-deps lint
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+demo: $(STAMP)
+	@scripts/demo.sh $(DEMO_DIR)
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache *.egg-info

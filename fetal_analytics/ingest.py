@@ -1,0 +1,547 @@
+"""Importing the manifest of scans and operators, and label files, into the store.
+
+Both imports validate the whole file first and report every problem with its file, line and
+column; only a file without problems is written, inside one transaction, so a refused or failed
+import leaves the database as it was. Re-importing the same file changes nothing.
+
+Manifest columns (CSV or Parquet)
+    ``scan_id, operator_id, group`` (required); ``acquired_at`` (ISO 8601 date or date-time),
+    ``video_path`` (may be empty; a relative path is resolved against the manifest's folder),
+    ``fps``, ``years_experience`` (optional).
+
+Label columns
+    ``scan_id, label`` and either ``start_s, end_s`` (seconds from the start of the video) or
+    ``start_frame, end_frame`` (0-based frame indices, end exclusive; the scan's fps must be known
+    from the manifest); optional ``confidence`` in [0, 1]. Events are half-open intervals
+    ``[start, end)``: one event may end where the next begins, but events of one scan must not
+    overlap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fetal_analytics import taxonomy
+from fetal_analytics.runs import SOURCES
+from fetal_analytics.tabular import InputError, InputTable, Problem, read_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fetal_analytics.store import Store
+
+__all__ = [
+    "LabelsImport",
+    "ManifestImport",
+    "ingest_labels",
+    "ingest_manifest",
+    "read_labels",
+    "read_manifest",
+]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_REQUIRED = ("scan_id", "operator_id", "group")
+MANIFEST_OPTIONAL = ("acquired_at", "video_path", "fps", "years_experience")
+LABELS_TIME_COLUMNS = (("start_s", "end_s"), ("start_frame", "end_frame"))
+LABELS_OPTIONAL = ("confidence",)
+
+# Scan fields compared with what the database holds; an empty manifest cell keeps the stored value.
+_SCAN_FIELDS = ("operator_id", "acquired_at", "video_path", "fps")
+_OPERATOR_FIELDS = ("grp", "years_experience")
+
+
+@dataclass(frozen=True)
+class ManifestImport:
+    """What `ingest_manifest` did.
+
+    Attributes
+    ----------
+    path : Path
+    operators_added, operators_updated : int
+    scans_added, scans_updated, scans_unchanged : int
+    """
+
+    path: Path
+    operators_added: int
+    operators_updated: int
+    scans_added: int
+    scans_updated: int
+    scans_unchanged: int
+
+
+@dataclass(frozen=True)
+class LabelsImport:
+    """What `ingest_labels` did.
+
+    Attributes
+    ----------
+    run_id : int
+        The run holding the file's events.
+    run_name : str
+    source : {'manual', 'auto'}
+    status : {'created', 'replaced', 'unchanged'}
+        ``unchanged``: the same file had been imported before; nothing was written.
+    n_scans, n_events : int
+        Scans and events in the file.
+    """
+
+    run_id: int
+    run_name: str
+    source: str
+    status: str
+    n_scans: int
+    n_events: int
+
+
+# --- parsing helpers: each returns (value, problem message or None) -------------------------
+
+def _number(text: str, what: str, *, minimum: float | None = None,
+            strictly_positive: bool = False) -> tuple[float | None, str | None]:
+    try:
+        value = float(text)
+    except ValueError:
+        return None, f"expected {what}, got {text!r}"
+    if not math.isfinite(value):
+        return None, f"expected a finite number, got {text!r}"
+    if strictly_positive and value <= 0:
+        return None, f"expected a number greater than 0, got {text!r}"
+    if minimum is not None and value < minimum:
+        return None, f"expected a number >= {minimum:g}, got {text!r}"
+    return value, None
+
+
+def _timestamp(text: str) -> tuple[datetime | None, str | None]:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None, f"expected an ISO 8601 date or date-time such as 2024-05-01T09:30, got {text!r}"
+    if value.tzinfo is not None:  # stored as naive UTC
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value, None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- manifest -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest: one row per operator and one per scan (columns as in the store)."""
+
+    path: Path
+    operators: pd.DataFrame
+    scans: pd.DataFrame
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """Read and validate a manifest file (see the module docstring for its columns).
+
+    Raises
+    ------
+    InputError
+        Listing every malformed cell, and scans or operators given twice with different data.
+    """
+    import pandas as pd
+
+    table = read_table(path, required=MANIFEST_REQUIRED, optional=MANIFEST_OPTIONAL)
+    folder = table.path.resolve().parent
+    problems: list[Problem] = []
+    scans: dict[str, dict] = {}
+    scan_lines: dict[str, int] = {}
+    operators: dict[str, dict] = {}
+    operator_lines: dict[str, int] = {}
+
+    def cell(column: str, i: int) -> str:
+        return table.columns[column][i] if column in table.columns else ""
+
+    for i in range(len(table)):
+        row_problems = []
+        for column in MANIFEST_REQUIRED:
+            if not cell(column, i):
+                row_problems.append(table.problem(i, column, "expected a value, found an empty cell"))
+        acquired = fps = years = None
+        if text := cell("acquired_at", i):
+            acquired, message = _timestamp(text)
+            if message:
+                row_problems.append(table.problem(i, "acquired_at", message))
+        if text := cell("fps", i):
+            fps, message = _number(text, "a frame rate in frames per second",
+                                   strictly_positive=True)
+            if message:
+                row_problems.append(table.problem(i, "fps", message))
+        if text := cell("years_experience", i):
+            years, message = _number(text, "a number of years", minimum=0)
+            if message:
+                row_problems.append(table.problem(i, "years_experience", message))
+        if row_problems:
+            problems.extend(row_problems)
+            continue
+        video = cell("video_path", i)
+        if video:
+            resolved = (folder / video).resolve()
+            if not resolved.exists():
+                log.warning("%s, %s: video %s does not exist (yet)", table.path,
+                            table.location(i), resolved)
+            video = str(resolved)
+        scan_id, operator_id = cell("scan_id", i), cell("operator_id", i)
+        scan = {"scan_id": scan_id, "operator_id": operator_id, "acquired_at": acquired,
+                "video_path": video or None, "fps": fps}
+        operator = {"operator_id": operator_id, "grp": cell("group", i), "years_experience": years}
+        _merge_row(scans, scan_lines, scan_id, scan, i, table, problems, "scan_id")
+        _merge_row(operators, operator_lines, operator_id, operator, i, table, problems,
+                   "operator_id")
+    if problems:
+        raise InputError(problems)
+    return Manifest(
+        table.path,
+        pd.DataFrame(list(operators.values()),
+                     columns=["operator_id", "grp", "years_experience"]).astype(
+                         {"years_experience": "float64"}),
+        pd.DataFrame(list(scans.values()),
+                     columns=["scan_id", "operator_id", "acquired_at", "video_path", "fps"]).astype(
+                         {"fps": "float64", "acquired_at": "datetime64[us]"}),
+    )
+
+
+def _merge_row(seen: dict, lines: dict, key: str, row: dict, i: int, table: InputTable,
+               problems: list[Problem], key_column: str) -> None:
+    """Merge rows of one key: empty cells are filled from other rows, different values conflict."""
+    if key not in seen:
+        seen[key] = row
+        lines[key] = i
+        return
+    first = seen[key]
+    for field, value in row.items():
+        if first[field] is None:
+            first[field] = value
+        elif value is not None and first[field] != value:
+            column = "group" if field == "grp" else field
+            problems.append(table.problem(
+                i, column,
+                f"{key_column} {key!r} was given {column} {_show(first[field])} on "
+                f"{table.location(lines[key])}, and {_show(value)} here",
+            ))
+
+
+def _show(value: object) -> str:
+    return "(empty)" if value is None else repr(str(value))
+
+
+def ingest_manifest(store: Store, path: str | Path, *, replace: bool = False) -> ManifestImport:
+    """Validate a manifest and add its operators and scans to the store, in one transaction.
+
+    Parameters
+    ----------
+    store : Store
+        Open read-write.
+    path : str or Path
+        The manifest (CSV or Parquet).
+    replace : bool, optional
+        Let the manifest change scans and operators already stored with other data (for
+        example a corrected operator id). Without it such a change is refused.
+
+    Returns
+    -------
+    ManifestImport
+
+    Raises
+    ------
+    InputError
+        The file is malformed, or (without `replace`) contradicts the stored data.
+    """
+    manifest = read_manifest(path)
+    table_path = manifest.path
+    stored_ops = store.query_df("SELECT operator_id, grp, years_experience FROM operators")
+    stored_scans = store.query_df(
+        "SELECT scan_id, operator_id, acquired_at, video_path, fps FROM scans")
+    ops_changed, op_problems = _changed_rows(manifest.operators, stored_ops, "operator_id",
+                                             _OPERATOR_FIELDS, table_path)
+    scans_changed, scan_problems = _changed_rows(manifest.scans, stored_scans, "scan_id",
+                                                 _SCAN_FIELDS, table_path)
+    if (op_problems or scan_problems) and not replace:
+        raise InputError([*op_problems, *scan_problems, Problem(
+            table_path, None, None,
+            "the database holds other data for these ids; pass --replace to overwrite it")])
+    new_ops = ~manifest.operators["operator_id"].isin(stored_ops["operator_id"])
+    new_scans = ~manifest.scans["scan_id"].isin(stored_scans["scan_id"])
+    with store.transaction():
+        store.insert_frame("operators", manifest.operators[new_ops])
+        _update_rows(store, "operators", "operator_id", manifest.operators, ops_changed,
+                     _OPERATOR_FIELDS)
+        store.insert_frame("scans", manifest.scans[new_scans])
+        _update_rows(store, "scans", "scan_id", manifest.scans, scans_changed, _SCAN_FIELDS)
+    result = ManifestImport(
+        table_path,
+        operators_added=int(new_ops.sum()), operators_updated=len(ops_changed),
+        scans_added=int(new_scans.sum()), scans_updated=len(scans_changed),
+        scans_unchanged=int((~new_scans).sum()) - len(scans_changed),
+    )
+    log.info("imported %s: %s", table_path, result)
+    return result
+
+
+def _changed_rows(incoming: pd.DataFrame, stored: pd.DataFrame, key: str, fields: tuple,
+                  path: Path) -> tuple[list[str], list[Problem]]:
+    """Keys whose non-empty incoming fields differ from the stored row, and a problem for each."""
+    import pandas as pd
+
+    both = incoming.merge(stored, on=key, suffixes=("", "_stored"))
+    changed, problems = [], []
+    for row in both.itertuples(index=False):
+        values = row._asdict()
+        diffs = [
+            f"{'group' if f == 'grp' else f} {_show(values[f + '_stored'])} -> {_show(values[f])}"
+            for f in fields
+            if not pd.isna(values[f]) and (pd.isna(values[f + "_stored"])
+                                           or values[f] != values[f + "_stored"])
+        ]
+        if diffs:
+            changed.append(values[key])
+            problems.append(Problem(path, None, key,
+                                    f"{values[key]!r} is stored with other data: {'; '.join(diffs)}"))
+    return changed, problems
+
+
+def _update_rows(store: Store, table: str, key: str, incoming: pd.DataFrame, keys: list[str],
+                 fields: tuple) -> None:
+    if not keys:
+        return
+    rows = incoming[incoming[key].isin(keys)]
+    view = f"_update_{table}"
+    store.con.register(view, rows)
+    try:
+        assignments = ", ".join(f"{f} = coalesce(u.{f}, {table}.{f})" for f in fields)
+        store.con.execute(
+            f"UPDATE {table} SET {assignments} FROM {view} u WHERE {table}.{key} = u.{key}")
+    finally:
+        store.con.unregister(view)
+
+
+# --- labels ---------------------------------------------------------------------------------
+
+def read_labels(path: str | Path, *, scan_fps: dict[str, float | None]) -> pd.DataFrame:
+    """Read and validate a label file against the known scans.
+
+    Parameters
+    ----------
+    path : str or Path
+        CSV or Parquet with the columns in the module docstring.
+    scan_fps : dict
+        Known scan ids mapped to their frame rate (None where unknown); labels for other scans
+        are refused, and frame-based labels need the frame rate.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``scan_id, start_s, end_s, label, confidence``, sorted by scan and start.
+
+    Raises
+    ------
+    InputError
+        Listing every malformed cell, unknown label or scan, empty or negative interval and
+        overlap of two events of one scan.
+    """
+    import pandas as pd
+
+    table = read_table(path, required=("scan_id", LABELS_TIME_COLUMNS, "label"),
+                       optional=LABELS_OPTIONAL)
+    in_frames = "start_frame" in table.columns
+    start_col, end_col = LABELS_TIME_COLUMNS[1] if in_frames else LABELS_TIME_COLUMNS[0]
+    unit = "a frame index (integer >= 0)" if in_frames else "a time in seconds"
+    problems: list[Problem] = []
+    unknown_scans: dict[str, list[int]] = defaultdict(list)
+    unknown_labels = False
+    rows: list[tuple] = []
+    row_index: list[int] = []
+    valid_codes = set(taxonomy.codes())
+    scan_ids, labels = table.columns["scan_id"], table.columns["label"]
+    confidences = table.columns.get("confidence")
+    for i in range(len(table)):
+        before = len(problems)
+        scan_id, label = scan_ids[i], labels[i]
+        if not scan_id:
+            problems.append(table.problem(i, "scan_id", "expected a value, found an empty cell"))
+        elif scan_id not in scan_fps:
+            unknown_scans[scan_id].append(i)
+        if label not in valid_codes:
+            unknown_labels = True
+            problems.append(table.problem(i, "label", _unknown_label(label)))
+        times = []
+        for column in (start_col, end_col):
+            value, message = _number(table.columns[column][i], unit, minimum=0)
+            if message is None and in_frames and not float(value).is_integer():
+                message = f"expected {unit}, got {table.columns[column][i]!r}"
+            if message:
+                problems.append(table.problem(i, column, message))
+            times.append(value)
+        confidence = None
+        if confidences and confidences[i]:
+            confidence, message = _number(confidences[i], "a probability in [0, 1]", minimum=0)
+            if message is None and confidence > 1:
+                message = f"expected a probability in [0, 1], got {confidences[i]!r}"
+            if message:
+                problems.append(table.problem(i, "confidence", message))
+        if len(problems) > before or scan_id not in scan_fps:
+            continue
+        start, end = times
+        if end <= start:
+            problems.append(table.problem(
+                i, end_col, f"{end_col} ({end:g}) must be greater than {start_col} ({start:g})"))
+            continue
+        if in_frames:
+            fps = scan_fps[scan_id]
+            if fps is None:
+                problems.append(table.problem(
+                    i, start_col,
+                    f"scan {scan_id!r} has no fps in the manifest, so frames cannot be turned "
+                    f"into seconds: add its fps to the manifest or give start_s, end_s"))
+                continue
+            start, end = start / fps, end / fps
+        rows.append((scan_id, start, end, label, confidence))
+        row_index.append(i)
+    for scan_id, indices in unknown_scans.items():
+        where = ", ".join(table.location(i) for i in indices[:5])
+        more = f" and {len(indices) - 5} more" if len(indices) > 5 else ""
+        problems.append(table.problem(
+            None, "scan_id",
+            f"scan {scan_id!r} ({where}{more}) is not in the database: ingest a manifest that "
+            f"lists it first"))
+    if unknown_labels:
+        problems.append(table.problem(
+            None, "label", f"valid label codes: {', '.join(taxonomy.codes())}"))
+    events = pd.DataFrame(rows, columns=["scan_id", "start_s", "end_s", "label", "confidence"])
+    events["confidence"] = events["confidence"].astype("float64")
+    events["_row"] = row_index
+    events = events.sort_values(["scan_id", "start_s", "end_s"], kind="stable")
+    problems.extend(_overlaps(events, table, start_col))
+    if problems:
+        raise InputError(problems)
+    return events.drop(columns="_row").reset_index(drop=True)
+
+
+def _unknown_label(label: str) -> str:
+    if not label:
+        return "expected a label code, found an empty cell"
+    return taxonomy.unknown_label_message(label).split(";")[0]
+
+
+def _overlaps(events: pd.DataFrame, table: InputTable, start_col: str) -> list[Problem]:
+    """A problem for each event that starts before the previous event of its scan ends."""
+    previous_end = events.groupby("scan_id", sort=False)["end_s"].shift()
+    previous_row = events.groupby("scan_id", sort=False)["_row"].shift()
+    clash = events["start_s"] < previous_end
+    problems = []
+    for row, prev in zip(events.loc[clash, "_row"], previous_row[clash], strict=True):
+        problems.append(table.problem(
+            row, start_col,
+            f"this {table.columns['label'][row]} event of scan {table.columns['scan_id'][row]!r} "
+            f"overlaps the {table.columns['label'][int(prev)]} event on "
+            f"{table.location(int(prev))}; events of one scan must not overlap",
+        ))
+    return problems
+
+
+def ingest_labels(
+    store: Store, path: str | Path, *, source: str = "manual", run_name: str | None = None,
+) -> LabelsImport:
+    """Validate a label file and store its events as one run, in one transaction.
+
+    Parameters
+    ----------
+    store : Store
+        Open read-write.
+    path : str or Path
+        CSV or Parquet (see the module docstring).
+    source : {'manual', 'auto'}
+        Whether a person or a program made the labels.
+    run_name : str, optional
+        Name of the run. An existing run of this source and name has its events replaced by the
+        file's. Without a name, a file whose contents were imported before (same source) is not
+        imported again, and a new file becomes a new run named after the file.
+
+    Returns
+    -------
+    LabelsImport
+
+    Raises
+    ------
+    InputError
+        The file is malformed or refers to unknown scans; nothing is written.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    path = Path(path)
+    scan_fps = {scan: (None if fps is None or math.isnan(fps) else fps)
+                for scan, fps in store.con.execute("SELECT scan_id, fps FROM scans").fetchall()}
+    events = read_labels(path, scan_fps=scan_fps)
+    sha = _sha256(path)
+    n_scans, n_events = events["scan_id"].nunique(), len(events)
+    existing = _existing_import(store, source, run_name, sha, path)
+    if existing is not None and existing[2] == sha:
+        run_id, name, _ = existing
+        log.info("%s was imported before as run %d (%s); nothing to do", path, run_id, name)
+        return LabelsImport(run_id, name, source, "unchanged", n_scans, n_events)
+    with store.transaction():
+        if existing is None:
+            name = run_name or _free_run_name(store, source, path.name)
+            run_id = store.scalar(
+                "INSERT INTO runs (name, source, kind, input_path, input_sha256, status, "
+                "finished_at) VALUES (?, ?, 'import', ?, ?, 'finished', current_timestamp) "
+                "RETURNING run_id",
+                [name, source, str(path.resolve()), sha],
+            )
+            status = "created"
+        else:
+            run_id, name, _ = existing
+            store.con.execute("DELETE FROM events WHERE run_id = ?", [run_id])
+            store.con.execute(
+                "UPDATE runs SET input_path = ?, input_sha256 = ?, finished_at = current_timestamp "
+                "WHERE run_id = ?", [str(path.resolve()), sha, run_id])
+            status = "replaced"
+        store.insert_frame("events", events.assign(run_id=run_id))
+    log.info("imported %d events of %d scans from %s as run %d (%s)", n_events, n_scans, path,
+             run_id, status)
+    return LabelsImport(run_id, name, source, status, n_scans, n_events)
+
+
+def _existing_import(store: Store, source: str, run_name: str | None, sha: str,
+                     path: Path) -> tuple[int, str, str] | None:
+    """The run this import updates: the named run, or else an import of identical contents."""
+    if run_name is None:
+        return store.con.execute(
+            "SELECT run_id, name, input_sha256 FROM runs WHERE source = ? AND kind = 'import' "
+            "AND input_sha256 = ? ORDER BY run_id LIMIT 1", [source, sha]).fetchone()
+    row = store.con.execute(
+        "SELECT run_id, name, input_sha256, kind FROM runs WHERE source = ? AND name = ?",
+        [source, run_name]).fetchone()
+    if row is None:
+        return None
+    if row[3] != "import":
+        raise InputError([Problem(path, None, None, (
+            f"run name {run_name!r} belongs to an automatic labelling run ({row[0]}); "
+            f"choose another --run-name"))])
+    return row[:3]
+
+
+def _free_run_name(store: Store, source: str, base: str) -> str:
+    taken = {name for (name,) in store.con.execute(
+        "SELECT name FROM runs WHERE source = ?", [source]).fetchall()}
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base} ({n})"
+    return name

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests need when run as root; otherwise say exactly what is missing.
+set -euo pipefail
+packages=(tesseract-ocr tesseract-ocr-eng)
+
+missing=()
+for package in "${packages[@]}"; do
+  if command -v dpkg-query >/dev/null 2>&1; then
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$package")
+  elif [[ $package == tesseract-ocr ]] && ! command -v tesseract >/dev/null 2>&1; then
+    missing+=("$package")
+  fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  exit 0
+fi
+echo "missing system packages: ${missing[*]}" >&2
+echo "install them with: sudo apt-get install -y ${missing[*]}  (or your system's equivalent)" >&2
+exit 1
