@@ -24,7 +24,7 @@ import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,9 +122,10 @@ def _timestamp(text: str) -> tuple[datetime | None, str | None]:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        return None, f"expected an ISO 8601 date or date-time such as 2024-05-01T09:30, got {text!r}"
+        return None, (f"expected an ISO 8601 date or date-time such as 2024-05-01T09:30, "
+                      f"got {text!r}")
     if value.tzinfo is not None:  # stored as naive UTC
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value, None
 
 
@@ -172,7 +173,8 @@ def read_manifest(path: str | Path) -> Manifest:
         row_problems = []
         for column in MANIFEST_REQUIRED:
             if not cell(column, i):
-                row_problems.append(table.problem(i, column, "expected a value, found an empty cell"))
+                row_problems.append(
+                    table.problem(i, column, "expected a value, found an empty cell"))
         acquired = fps = years = None
         if text := cell("acquired_at", i):
             acquired, message = _timestamp(text)
@@ -311,8 +313,8 @@ def _changed_rows(incoming: pd.DataFrame, stored: pd.DataFrame, key: str, fields
         ]
         if diffs:
             changed.append(values[key])
-            problems.append(Problem(path, None, key,
-                                    f"{values[key]!r} is stored with other data: {'; '.join(diffs)}"))
+            problems.append(Problem(
+                path, None, key, f"{values[key]!r} is stored with other data: {'; '.join(diffs)}"))
     return changed, problems
 
 

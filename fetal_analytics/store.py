@@ -343,7 +343,8 @@ class Store:
 
 def missing_database_error(path: Path) -> StoreError:
     """The error for a database file that does not exist, saying how to create one."""
-    return StoreError(f"no database at {path}: create one with `fetal-analytics init-db --db {path}`")
+    return StoreError(
+        f"no database at {path}: create one with `fetal-analytics init-db --db {path}`")
 
 
 def _open_error(path: Path, exc: Exception) -> StoreError:

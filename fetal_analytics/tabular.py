@@ -135,7 +135,8 @@ def _read_csv(path: Path) -> InputTable:
             reader = csv.reader(handle)
             header = next(reader, None)
             if header is None or not any(cell.strip() for cell in header):
-                raise InputError([Problem(path, "line 1", None, "expected a header row, found none")])
+                raise InputError(
+                    [Problem(path, "line 1", None, "expected a header row, found none")])
             names = [cell.strip().lower() for cell in header]
             values: list[list[str]] = [[] for _ in names]
             numbers: list[int] = []
