@@ -22,6 +22,10 @@ __all__ = ["DecodeError", "Frame", "FrameRing", "VideoInfo", "iter_frames", "pro
 
 log = logging.getLogger(__name__)
 
+# Pixel formats whose first plane is 8-bit luma: greyscale without conversion.
+_LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
+                         "nv12", "gray"})
+
 # A stream that ends this much before its header's duration was cut short.
 TRUNCATION_TOLERANCE_S = 1.0
 
@@ -138,7 +142,7 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None,
-                colour: bool = False) -> Iterator[Frame]:
+                colour: bool = False, step: int = 1) -> Iterator[Frame]:
     """Decode a video once, in order, yielding every frame with its timestamp.
 
     Parameters
@@ -149,6 +153,10 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None,
         Resize in swscale while converting (much cheaper than resizing afterwards).
     colour : bool
         RGB (H, W, 3) instead of greyscale (H, W).
+    step : int
+        Keep every `step`-th pixel of each row and column, without filtering. Greyscale frames
+        without `size` come straight from the decoder's luma plane, so this is nearly free (about
+        4x faster than any conversion): the fast path for change detection.
 
     Yields
     ------
@@ -166,9 +174,12 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None,
         return
     import av
 
+    if step < 1 or (step > 1 and (size or colour)):
+        raise ValueError("step must be >= 1, and only decimates greyscale frames without size")
     container = _open(path)
     fmt = "rgb24" if colour else "gray"
     width, height = size if size else (None, None)
+    luma = not colour and size is None
     index, last_t = 0, None
     with container:
         stream = container.streams.video[0]
@@ -181,7 +192,12 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None,
                 if frame.pts is None:
                     continue
                 t_s = float((frame.pts - start) * base)
-                image = frame.to_ndarray(width=width, height=height, format=fmt)
+                if luma and frame.format.name in _LUMA_FIRST:
+                    plane = frame.planes[0]
+                    image = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+                    image = image[::step, : plane.width : step].copy()
+                else:
+                    image = frame.to_ndarray(width=width, height=height, format=fmt)[::step, ::step]
                 yield Frame(index, t_s, image)
                 index, last_t = index + 1, t_s
         except av.error.FFmpegError as exc:

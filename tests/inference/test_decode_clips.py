@@ -218,3 +218,11 @@ def test_dicom_cine_loops_decode_with_their_frame_time(tmp_path):
     np.testing.assert_allclose([f.t_s for f in frames], np.arange(40) / 25)
     clip = next(sample_clips(frames, [ClipRequest("c", np.arange(12) * STREAMS["fr4"])]))
     assert clip.frame_indices.tolist() == np.round(np.arange(12) * 2 / 15 * 25).astype(int).tolist()
+
+
+def test_step_decimates_the_luma_plane(videos):
+    full = next(iter(iter_frames(videos[30])))
+    half = next(iter(iter_frames(videos[30], step=2)))
+    np.testing.assert_array_equal(half.image, full.image[::2, ::2])
+    with pytest.raises(ValueError, match="only decimates greyscale frames without size"):
+        next(iter(iter_frames(videos[30], step=2, colour=True)))

@@ -1,0 +1,285 @@
+"""Freeze-frame detection: where the operator froze the image, found cheaply and confirmed.
+
+The paper found freeze frames by OCR of every frame. Here one pass over the luma plane (no colour
+conversion: nearly as fast as plain decoding) measures how much each block of the screen changes
+from frame to frame; blocks that change in most frames are the live image area, while screen
+furniture, the ticking clock and the cine bar change rarely and are ignored. A span where the
+image area stays still (below a threshold set from the video's own live motion, robust to codec
+noise) for at least `min_static_s` is a candidate; the scanner's freeze indicator then confirms
+it, read by OCR (Tesseract) in a configured region of one frame of the span, or, for layouts
+without readable text, by its appearance differing from the region's live look.
+
+Vendor layouts are presets (`INDICATOR_PRESETS`): the indicator's region as fractions of the
+frame and the text pattern it shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inference.decode import Frame, iter_frames
+
+__all__ = [
+    "INDICATOR_PRESETS",
+    "FreezeConfig",
+    "FreezeDetection",
+    "FreezeSpan",
+    "IndicatorConfig",
+    "detect_freezes",
+    "detect_freezes_in_frames",
+]
+
+log = logging.getLogger(__name__)
+
+BLOCK = 8  # analysis block size in pixels of the decimated frame
+
+
+@dataclass(frozen=True)
+class IndicatorConfig:
+    """Where a scanner shows that the image is frozen, and how it reads.
+
+    Attributes
+    ----------
+    box : (x0, y0, x1, y1)
+        The indicator region as fractions of the frame's width and height.
+    pattern : str
+        Regular expression (case-insensitive) that OCR of the region must match; empty: confirm
+        by appearance only.
+    """
+
+    box: tuple[float, float, float, float]
+    pattern: str = "FREEZE|FRZ|FROZEN"
+
+
+INDICATOR_PRESETS: dict[str, IndicatorConfig] = {
+    # The simulator's default screen: "FREEZE" above the preset panel at the top right.
+    "simulator": IndicatorConfig((0.80, 0.0, 1.0, 0.12), "FREEZE"),
+    # The simulator's second layout: "FRZ" at the bottom left.
+    "simulator-alt": IndicatorConfig((0.0, 0.88, 0.25, 1.0), "FRZ"),
+}
+
+
+@dataclass(frozen=True)
+class FreezeConfig:
+    """Parameters of freeze detection.
+
+    Attributes
+    ----------
+    min_static_s : float
+        Shortest freeze, in seconds.
+    step : int
+        Decimation of the luma plane for the change measure (4: 640x480 -> 160x120).
+    live_fraction : float
+        Blocks that change in more than this share of frames are the live image area.
+    noise_level : float
+        Mean absolute difference (grey levels) below which a block counts as unchanged.
+    threshold : float or None
+        Image-area change (mean absolute difference, grey levels) below which a frame is
+        static; None: a quarter of the video's median change, at least `noise_level`.
+    confirm : {'ocr', 'appearance', 'none'}
+        How candidates are confirmed with the indicator.
+    indicator : IndicatorConfig
+    """
+
+    min_static_s: float = 0.5
+    step: int = 4
+    live_fraction: float = 0.5
+    noise_level: float = 1.0
+    threshold: float | None = None
+    confirm: str = "ocr"
+    indicator: IndicatorConfig = field(default_factory=lambda: INDICATOR_PRESETS["simulator"])
+
+    def __post_init__(self) -> None:
+        if self.confirm not in ("ocr", "appearance", "none"):
+            raise ValueError(f"confirm must be 'ocr', 'appearance' or 'none', got "
+                             f"{self.confirm!r}")
+
+
+@dataclass(frozen=True)
+class FreezeSpan:
+    """A frozen span: frames ``[start_frame, end_frame)``, times ``[start_s, end_s)``."""
+
+    start_s: float
+    end_s: float
+    start_frame: int
+    end_frame: int
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class FreezeDetection:
+    """The result of `detect_freezes`.
+
+    Attributes
+    ----------
+    spans : tuple of FreezeSpan
+        Confirmed freezes (all candidates when ``confirm='none'``).
+    rejected : tuple of FreezeSpan
+        Static spans that the indicator did not confirm.
+    n_frames : int
+    threshold : float
+        The static threshold used (grey levels).
+    live_blocks : int
+        Blocks of the image area that were measured.
+    """
+
+    spans: tuple[FreezeSpan, ...]
+    rejected: tuple[FreezeSpan, ...]
+    n_frames: int
+    threshold: float
+    live_blocks: int
+
+
+def _block_changes(previous: np.ndarray, current: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    diff = np.abs(current[: rows * BLOCK, : cols * BLOCK].astype(np.int16)
+                  - previous[: rows * BLOCK, : cols * BLOCK])
+    return diff.reshape(rows, BLOCK, cols, BLOCK).mean(axis=(1, 3), dtype=np.float32).ravel()
+
+
+def detect_freezes_in_frames(frames: Iterable[Frame], *, config: FreezeConfig | None = None
+                             ) -> FreezeDetection:
+    """Find freezes in full-resolution greyscale frames, in one pass.
+
+    Parameters
+    ----------
+    frames : iterable of Frame
+        In time order, greyscale (H, W) at full resolution (the indicator is read from them).
+    config : FreezeConfig, optional
+
+    Returns
+    -------
+    FreezeDetection
+    """
+    config = config or FreezeConfig()
+    times: list[float] = []
+    changes: list[np.ndarray] = []
+    # Indicator regions kept for confirmation: of the first frames of each provisional static
+    # run (most blocks unchanged), and of a sample of live frames (the appearance reference).
+    static_regions: dict[int, np.ndarray] = {}
+    live_regions: list[np.ndarray] = []
+    previous = None
+    run = 0
+    for frame in frames:
+        image = frame.image[:: config.step, :: config.step]
+        if previous is None:
+            rows, cols = image.shape[0] // BLOCK, image.shape[1] // BLOCK
+            if rows == 0 or cols == 0:
+                raise ValueError(f"frames of {frame.image.shape} are too small to analyse")
+            changes.append(np.full(rows * cols, np.inf, np.float32))
+        else:
+            change = _block_changes(previous, image, rows, cols)
+            changes.append(change)
+            if np.mean(change > config.noise_level) < 0.1:
+                run += 1
+                if run in (2, 3) or run % 15 == 0:
+                    static_regions[frame.index] = _region(frame.image, config.indicator.box)
+            else:
+                run = 0
+                if frame.index % 150 == 0 and len(live_regions) < 40:
+                    live_regions.append(_region(frame.image, config.indicator.box))
+        times.append(frame.t_s)
+        previous = image
+    n = len(times)
+    if n < 2:
+        return FreezeDetection((), (), n, float("nan"), 0)
+    matrix = np.stack(changes[1:])  # (n - 1, blocks): change into frames 1..n-1
+    live = (matrix > config.noise_level).mean(axis=0) > config.live_fraction
+    if not live.any():
+        log.warning("no block of the video changes in most frames: is it a still image?")
+        live = np.ones(matrix.shape[1], bool)
+    change = matrix[:, live].mean(axis=1)
+    threshold = config.threshold
+    if threshold is None:
+        threshold = max(config.noise_level, 0.25 * float(np.median(change)))
+    static = np.concatenate([[False], change < threshold])  # static[k]: frame k == frame k-1
+    times_a = np.asarray(times)
+    frame_s = float(np.median(np.diff(times_a)))
+    confirm = _confirmer(config, static_regions, live_regions)
+    spans, rejected = [], []
+    k = 1
+    while k < n:
+        if not static[k]:
+            k += 1
+            continue
+        first = k
+        while k < n and static[k]:
+            k += 1
+        start, end = first - 1, k  # frames [start, end) are identical
+        end_s = float(times_a[end]) if end < n else float(times_a[-1] + frame_s)
+        if end_s - times_a[start] < config.min_static_s:
+            continue
+        ok = confirm(start, end)
+        (spans if ok else rejected).append(FreezeSpan(float(times_a[start]), end_s, start, end,
+                                                      ok))
+    return FreezeDetection(tuple(spans), tuple(rejected), n, threshold, int(live.sum()))
+
+
+def _region(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = box
+    return image[int(y0 * height): int(np.ceil(y1 * height)),
+                 int(x0 * width): int(np.ceil(x1 * width))].copy()
+
+
+def _confirmer(config: FreezeConfig, static_regions: dict[int, np.ndarray],
+               live_regions: list[np.ndarray]) -> Callable[[int, int], bool]:
+    """A test of a static span ``[start, end)`` against the freeze indicator."""
+    if config.confirm == "none":
+        return lambda start, end: True
+    indices = np.array(sorted(static_regions), dtype=np.int64)
+
+    def regions_in(start: int, end: int) -> list[np.ndarray]:
+        inside = indices[(indices >= start) & (indices < end)]
+        return [static_regions[int(i)] for i in inside[:2]]
+
+    if config.confirm == "ocr" and config.indicator.pattern:
+        pattern = re.compile(config.indicator.pattern, re.IGNORECASE)
+        return lambda start, end: any(pattern.search(_ocr(r)) for r in regions_in(start, end))
+    if not live_regions:
+        raise ValueError("no live frame to learn the indicator region's appearance from")
+    reference = np.median(np.stack(live_regions), axis=0)
+
+    def by_appearance(start: int, end: int) -> bool:
+        return any(float(np.mean(np.abs(r.astype(float) - reference) > 40)) > 0.01
+                   for r in regions_in(start, end))
+
+    return by_appearance
+
+
+def _ocr(region: np.ndarray) -> str:
+    import cv2
+    import pytesseract
+
+    big = cv2.resize(region, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    _, binary = cv2.threshold(big, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    return pytesseract.image_to_string(binary, config="--psm 6")
+
+
+def detect_freezes(path: str | Path, *, config: FreezeConfig | None = None) -> FreezeDetection:
+    """Find the freeze frames of a video file, decoding it once.
+
+    Parameters
+    ----------
+    path : str or Path
+    config : FreezeConfig, optional
+
+    Returns
+    -------
+    FreezeDetection
+
+    Raises
+    ------
+    DecodeError
+        The video cannot be read.
+    """
+    config = config or FreezeConfig()
+    result = detect_freezes_in_frames(iter_frames(path), config=config)
+    log.info("%s: %d freezes confirmed, %d static spans rejected", path, len(result.spans),
+             len(result.rejected))
+    return result
