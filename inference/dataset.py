@@ -1,0 +1,320 @@
+"""Training datasets: manifest + manual labels + videos -> compressed shards of clips.
+
+For every labelled span (the paper's freeze-centred 5 s clips) and every stream, up to ten unique
+12-frame sub-clips are cut from one decode of the scan, cropped to the automatically detected
+image area and resized to a square; the 2D stream takes up to ten single frames per span. Scans
+are split subject-wise: whole operators go to train, validation or test, so no scan and no
+operator is in two splits.
+
+Layout of a dataset folder::
+
+    dataset.json                       spec, classes, streams (spacing in s), splits, counts, hashes
+    <split>/<stream>/shard-00000.npz   x (n, frames, S, S) uint8, y (n,) int16 class index,
+                                       scan_id (n,), t_s (n,) clip start time
+
+`inference.pipeline.ClipSequence` streams the shards into Keras, with augmentation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fetal_analytics import taxonomy
+from inference.clips import FRAMES_PER_CLIP, STREAMS, ClipRequest, sample_clips, subclip_starts
+from inference.decode import Frame, iter_frames
+
+__all__ = ["SPLITS", "DatasetSpec", "DatasetSummary", "build_dataset", "split_operators"]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+STREAM_2D = "2d"
+ROI_SAMPLE_S = 10.0  # seconds of video from which the image area is detected
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset holds.
+
+    Attributes
+    ----------
+    size : int
+        Side of the square frames, pixels.
+    streams : tuple of str
+        Clip streams (``fr2``, ``fr4``, ``fr8``) and/or ``2d`` (single frames).
+    classes : tuple of str
+        Taxonomy codes kept; labels of other classes are dropped (and counted).
+    split_fractions : (train, val, test)
+        Shares of operators per split (the paper's 76/12/12 %).
+    max_subclips : int
+        Sub-clips (or 2D frames) per labelled span and stream.
+    shard_size : int
+        Clips per shard file.
+    seed : int
+        Seed of the split.
+    """
+
+    size: int = 64
+    streams: tuple[str, ...] = ("fr2", "fr4", "fr8", STREAM_2D)
+    classes: tuple[str, ...] = field(default_factory=taxonomy.default_model_codes)
+    split_fractions: tuple[float, float, float] = (0.76, 0.12, 0.12)
+    max_subclips: int = 10
+    shard_size: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for stream in self.streams:
+            if stream != STREAM_2D and stream not in STREAMS:
+                raise ValueError(f"unknown stream {stream!r}; valid streams: "
+                                 f"{', '.join([*STREAMS, STREAM_2D])}")
+        for code in self.classes:
+            taxonomy.validate_code(code)
+        if self.size < 16:
+            raise ValueError(f"size must be at least 16 pixels, got {self.size}")
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What `build_dataset` wrote.
+
+    Attributes
+    ----------
+    out : Path
+    counts : dict
+        ``counts[split][stream][code]``: clips per class.
+    splits : dict
+        ``splits[split]``: the operators and scans in it.
+    dropped_labels : dict
+        Labelled spans of classes outside the spec, per code.
+    skipped_scans : dict
+        Scans left out and why (no video, unreadable video, no labels).
+    """
+
+    out: Path
+    counts: dict
+    splits: dict
+    dropped_labels: dict
+    skipped_scans: dict
+
+
+def split_operators(operators: dict[str, str], fractions: Sequence[float], *,
+                    seed: int = 0) -> dict[str, str]:
+    """Assign whole operators to train / val / test, each group spread over the splits.
+
+    Parameters
+    ----------
+    operators : dict
+        Operator id -> group.
+    fractions : (train, val, test)
+    seed : int
+
+    Returns
+    -------
+    dict
+        Operator id -> split.
+
+    Raises
+    ------
+    ValueError
+        Fewer than three operators: a subject-wise three-way split is impossible.
+    """
+    if len(operators) < len(SPLITS):
+        raise ValueError(f"a subject-wise split needs at least {len(SPLITS)} operators, "
+                         f"the manifest has {len(operators)}")
+    rng = np.random.default_rng(seed)
+    by_group: dict[str, list[str]] = defaultdict(list)
+    for operator_id, group in sorted(operators.items()):
+        by_group[group].append(operator_id)
+    shuffled = [list(rng.permutation(by_group[g])) for g in sorted(by_group)]
+    # Round-robin over the groups, so validation and test each get a mix of groups.
+    interleaved = [str(queue[i]) for i in range(max(map(len, shuffled)))
+                   for queue in shuffled if i < len(queue)]
+    n = len(interleaved)
+    n_val = max(1, round(fractions[1] * n))
+    n_test = max(1, round(fractions[2] * n))
+    if n - n_val - n_test < 1:
+        raise ValueError(f"{n} operators are too few for the split fractions {tuple(fractions)}")
+    assignment = dict.fromkeys(interleaved, "train")
+    assignment.update(dict.fromkeys(interleaved[:n_val], "val"))
+    assignment.update(dict.fromkeys(interleaved[n_val:n_val + n_test], "test"))
+    return assignment
+
+
+class _ShardWriter:
+    def __init__(self, folder: Path, shard_size: int) -> None:
+        self.folder, self.shard_size = folder, shard_size
+        self.buffer: list[tuple[np.ndarray, int, str, float]] = []
+        self.n_shards = 0
+
+    def add(self, x: np.ndarray, y: int, scan_id: str, t_s: float) -> None:
+        self.buffer.append((x, y, scan_id, t_s))
+        if len(self.buffer) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        x, y, scan, t = zip(*self.buffer, strict=True)
+        np.savez_compressed(self.folder / f"shard-{self.n_shards:05d}.npz", x=np.stack(x),
+                            y=np.array(y, np.int16), scan_id=np.array(scan), t_s=np.array(t))
+        self.n_shards += 1
+        self.buffer = []
+
+
+def _scan_requests(spans: list[tuple[float, float, int]], spec: DatasetSpec) -> list[ClipRequest]:
+    requests = []
+    for span_index, (start, end, label) in enumerate(spans):
+        for stream in spec.streams:
+            if stream == STREAM_2D:
+                times = np.linspace(start, end, spec.max_subclips + 2)[1:-1]
+                requests += [ClipRequest((span_index, stream, label, k), np.array([t]))
+                             for k, t in enumerate(times)]
+                continue
+            spacing = STREAMS[stream]
+            for k, t0 in enumerate(subclip_starts(start, end, stream,
+                                                  max_subclips=spec.max_subclips)):
+                requests.append(ClipRequest((span_index, stream, label, k),
+                                            t0 + np.arange(FRAMES_PER_CLIP) * spacing))
+    return requests
+
+
+def _image_area(video: Path):
+    from inference.roi import detect_image_area_from_frames
+
+    sample = []
+    for frame in iter_frames(video):
+        if frame.t_s > ROI_SAMPLE_S:
+            break
+        if frame.index % 2 == 0:
+            sample.append(frame.image)
+    return detect_image_area_from_frames(sample)
+
+
+def _cropped(frames: Iterator[Frame], area, size: int) -> Iterator[Frame]:
+    import cv2
+
+    for frame in frames:
+        small = cv2.resize(area.crop(frame.image), (size, size), interpolation=cv2.INTER_AREA)
+        yield Frame(frame.index, frame.t_s, small)
+
+
+def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
+                  spec: DatasetSpec | None = None,
+                  on_scan: Callable[[str], None] | None = None) -> DatasetSummary:
+    """Build a clip dataset from a manifest, manual labels and the scans' videos.
+
+    Parameters
+    ----------
+    manifest, labels : str or Path
+        Files in the formats `fetal-analytics ingest` reads.
+    out : str or Path
+        Dataset folder (created; existing shards of the same names are replaced).
+    spec : DatasetSpec, optional
+    on_scan : callable, optional
+        Called with each scan id as it is processed (progress).
+
+    Returns
+    -------
+    DatasetSummary
+
+    Raises
+    ------
+    InputError
+        The manifest or labels are malformed.
+    ValueError
+        Too few operators for a subject-wise split, or no usable labelled scan.
+    """
+    import pandas as pd
+
+    from fetal_analytics.ingest import read_labels, read_manifest
+    from inference.decode import DecodeError
+
+    spec = spec or DatasetSpec()
+    out = Path(out)
+    parsed = read_manifest(manifest)
+    scans = parsed.scans.set_index("scan_id")
+    events = read_labels(labels, scan_fps={s: None for s in scans.index})
+    dropped = events.loc[~events.label.isin(spec.classes), "label"].value_counts().to_dict()
+    events = events[events.label.isin(spec.classes)]
+    groups = dict(zip(parsed.operators.operator_id, parsed.operators.grp, strict=True))
+    labelled_ops = {scans.loc[s, "operator_id"] for s in events.scan_id.unique()}
+    assignment = split_operators({op: groups[op] for op in labelled_ops}, spec.split_fractions,
+                                 seed=spec.seed)
+    class_index = {code: i for i, code in enumerate(spec.classes)}
+    writers = {(split, stream): _ShardWriter(out / split / stream, spec.shard_size)
+               for split in SPLITS for stream in spec.streams}
+    counts = {split: {stream: Counter() for stream in spec.streams} for split in SPLITS}
+    members: dict[str, dict[str, list]] = {s: {"operators": [], "scans": []} for s in SPLITS}
+    for op, split in sorted(assignment.items()):
+        members[split]["operators"].append(op)
+    skipped: dict[str, str] = {}
+    for scan_id, scan_events in events.groupby("scan_id", sort=True):
+        if on_scan:
+            on_scan(scan_id)
+        video = scans.loc[scan_id, "video_path"]
+        if pd.isna(video) or not video:
+            skipped[scan_id] = "no video in the manifest"
+            continue
+        split = assignment[scans.loc[scan_id, "operator_id"]]
+        spans = [(r.start_s, r.end_s, class_index[r.label]) for r in scan_events.itertuples()]
+        try:
+            area = _image_area(Path(video))
+            seen: set = set()
+            for clip in sample_clips(_cropped(iter_frames(video), area, spec.size),
+                                     _scan_requests(spans, spec)):
+                span_index, stream, label, _ = clip.key
+                identity = (span_index, stream, tuple(clip.frame_indices))
+                if identity in seen:  # sub-clips that sampled the same frames
+                    continue
+                seen.add(identity)
+                x = clip.images[0] if stream == STREAM_2D else clip.images
+                writers[split, stream].add(x, label, scan_id, float(clip.times_s[0]))
+                counts[split][stream][spec.classes[label]] += 1
+        except (DecodeError, ValueError) as exc:
+            skipped[scan_id] = str(exc)
+            log.warning("skipping scan %s: %s", scan_id, exc)
+            continue
+        members[split]["scans"].append(scan_id)
+    for writer in writers.values():
+        writer.flush()
+    if not any(members[s]["scans"] for s in SPLITS):
+        raise ValueError(f"no labelled scan with a readable video: {skipped}")
+    counts_out = {split: {stream: dict(sorted(c.items())) for stream, c in by_stream.items()}
+                  for split, by_stream in counts.items()}
+    metadata = {
+        "spec": asdict(spec),
+        "frames_per_clip": FRAMES_PER_CLIP,
+        "streams": {s: STREAMS.get(s) for s in spec.streams},
+        "stream_spacing_unit": "seconds between sampled frames",
+        "classes": list(spec.classes),
+        "splits": members,
+        "counts": counts_out,
+        "dropped_labels": dropped,
+        "skipped_scans": skipped,
+        "sources": {"manifest": _sha256(Path(manifest)), "labels": _sha256(Path(labels))},
+        "dataset_sha256": _tree_hash(out),
+    }
+    (out / "dataset.json").write_text(json.dumps(metadata, indent=2))
+    log.info("dataset %s: %s", out, counts_out)
+    return DatasetSummary(out, counts_out, members, dropped, skipped)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tree_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for shard in sorted(folder.rglob("shard-*.npz")):
+        digest.update(str(shard.relative_to(folder)).encode())
+        digest.update(_sha256(shard).encode())
+    return digest.hexdigest()
