@@ -12,20 +12,17 @@ import dataclasses
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
 from fetal_analytics import __version__
-from fetal_analytics.runs import SOURCES, UnknownRunError
-from fetal_analytics.store import StoreError
-from fetal_analytics.tabular import InputError
-
-# Library errors that are the user's to fix: shown as one message, exit code 1.
-USER_ERRORS = (InputError, StoreError, UnknownRunError)
+from fetal_analytics.errors import UserError
+from fetal_analytics.runs import SOURCES
 
 FORMATS = ("table", "json", "csv")
 
@@ -34,7 +31,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as exc:
+        except UserError as exc:  # the user's to fix: one message, exit status 1
             raise click.ClickException(str(exc)) from exc
 
 
@@ -68,25 +65,29 @@ def open_store(db_path: Path, *, read_only: bool, create: bool = False) -> Itera
         store.close()
 
 
-def emit(record: dict[str, Any] | list[dict[str, Any]], fmt: str, *, title: str = "") -> None:
+def emit(record: dict[str, Any] | list[dict[str, Any]], fmt: str, *, title: str = "",
+         out: TextIO | None = None) -> None:
     """Print one record (key/value) or a list of records in the chosen format."""
+    out = out or sys.stdout
     records = record if isinstance(record, list) else [record]
     if fmt == "json":
-        click.echo(json.dumps(record, indent=2, default=str))
+        out.write(json.dumps(record, indent=2, default=str) + "\n")
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]) if records else [],
+        writer = csv.DictWriter(out, fieldnames=list(records[0]) if records else [],
                                 lineterminator="\n")
         writer.writeheader()
         writer.writerows(records)
     else:
-        print_table(records, title=title, transpose=not isinstance(record, list))
+        print_table(records, title=title, transpose=not isinstance(record, list), out=out)
 
 
-def print_table(records: list[dict[str, Any]], *, title: str = "", transpose: bool = False) -> None:
+def print_table(records: list[dict[str, Any]], *, title: str = "", transpose: bool = False,
+                out: TextIO | None = None) -> None:
     """Print records as an aligned table (`transpose`: one record as name/value rows)."""
     from rich.console import Console
     from rich.table import Table
 
+    out = out or sys.stdout
     table = Table(title=title or None, title_justify="left", show_edge=False)
     if transpose:
         table.add_column("")
@@ -95,16 +96,26 @@ def print_table(records: list[dict[str, Any]], *, title: str = "", transpose: bo
             table.add_row(key, _cell(value))
     else:
         for key in records[0] if records else []:
-            table.add_column(key)
+            table.add_column(key, justify="right" if _numeric(records, key) else "left")
         for row in records:
             table.add_row(*(_cell(v) for v in row.values()))
     # Piped output gets a wide console: ids and names are never cut to fit 80 columns.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    Console(file=out, width=None if out.isatty() else 200).print(table)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_args: Any,
+                  **_kwargs: Any) -> None:
+    """Warnings (e.g. a statistic that cannot be computed) as one line, without source code."""
+    click.echo(f"WARNING: {message}", err=True)
+
+
+def _numeric(records: list[dict[str, Any]], key: str) -> bool:
+    return all(isinstance(r[key], int | float) or r[key] is None for r in records)
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return "" if value != value else f"{value:.4g}"  # NaN: not computable, left blank
     return "" if value is None else str(value)
 
 
@@ -126,6 +137,7 @@ def main(verbose: int) -> None:
     """
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    warnings.showwarning = _show_warning
 
 
 @main.command("init-db")
@@ -345,3 +357,289 @@ def _stderr_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+# --- analytics ------------------------------------------------------------------------------
+
+def output_options(function: Callable) -> Callable:
+    """``--format table|json|csv`` and ``--out FILE`` for the reporting commands."""
+    function = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+                            help="Write to this file instead of the terminal.")(function)
+    return format_option()(function)
+
+
+@contextmanager
+def _output(out: Path | None) -> Iterator[TextIO]:
+    if out is None:
+        yield sys.stdout
+        return
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        yield handle
+    click.echo(f"wrote {out}", err=True)
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    """DataFrame rows as plain Python records (NaN as None)."""
+    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+            for row in frame.astype(object).to_dict("records")]
+
+
+def _rounded(frame: Any, digits: int = 3) -> Any:
+    return frame.round({c: digits for c in frame.select_dtypes("number").columns})
+
+
+def _selection(store: Any, source: str, ref: str | None) -> Any:
+    from analytics.selection import select
+
+    return select(store, source=source, run=None if ref in (None, "latest") else ref)
+
+
+@main.command()
+@db_option(creates=False)
+@click.option("--manual", "manual_ref", default="latest", show_default=True,
+              help="Manual labels: a run id or name, or 'latest' (each scan's newest manual run).")
+@click.option("--auto", "auto_ref", default="latest", show_default=True,
+              help="Automatic labels: a run id or name, or 'latest'.")
+@click.option("--paired", is_flag=True,
+              help="Also compare scan by scan where both exist: correlations, Bland-Altman, "
+                   "frame confusion matrix, kappa and segment scores.")
+@output_options
+def correlate(db_path: Path, manual_ref: str, auto_ref: str, paired: bool, fmt: str,
+              out: Path | None) -> None:
+    """Compare the time per category in manual and automatic labels (the paper's rho).
+
+    For each of the 11 categories: the mean minutes per manually labelled scan (0 where absent)
+    and the same for automatically labelled scans; Pearson's r and Spearman's rho across
+    categories. The cohorts need not be the same scans. With --paired, scans labelled both ways
+    are also compared one to one.
+
+    \b
+    Example:
+      fetal-analytics correlate --db cohort.duckdb
+      fetal-analytics correlate --db cohort.duckdb --paired --format json --out agreement.json
+    """
+    from analytics.agreement import paired_agreement, paper_correlation
+
+    with open_store(db_path, read_only=True) as store:
+        manual = _selection(store, "manual", manual_ref)
+        auto = _selection(store, "auto", auto_ref)
+        result = paper_correlation(store, manual, auto)
+        both = paired_agreement(store, manual, auto) if paired else None
+    report = result.to_dict()
+    if paired:
+        report["paired"] = both.to_dict() if both else None
+    with _output(out) as stream:
+        if fmt == "json":
+            emit(report, fmt, out=stream)
+        elif fmt == "csv":
+            table = result.per_category
+            if both is not None:
+                table = table.merge(both.per_category.drop(
+                    columns=["manual_mean_min", "auto_mean_min"]).add_prefix("paired_").rename(
+                    columns={"paired_label": "label"}), on="label", how="left")
+            emit(_records(table), fmt, out=stream)
+        else:
+            _print_correlation(result, both, stream)
+
+
+def _print_correlation(result: Any, both: Any, stream: TextIO) -> None:
+    stream.write(
+        f"Manual:    {result.manual_selection}, {result.n_manual_scans} scans\n"
+        f"Automatic: {result.auto_selection}, {result.n_auto_scans} scans\n"
+        f"Pearson r = {_cell(result.pearson_r)} (p = {_cell(result.pearson_p)}), "
+        f"Spearman rho = {_cell(result.spearman_rho)} (p = {_cell(result.spearman_p)}) "
+        f"across {len(result.categories)} categories\n\n")
+    print_table(_records(_rounded(result.per_category)),
+                title="Mean minutes per scan", out=stream)
+    if both is None:
+        return
+    stream.write(f"\nPaired: {both.n_scans} scans labelled both ways\n")
+    columns = ["label", "n_scans", "pearson_r", "pearson_ci_low", "pearson_ci_high",
+               "spearman_rho", "bias_min", "loa_low_min", "loa_high_min"]
+    print_table(_records(_rounded(both.per_category[columns])),
+                title="Per category (Bland-Altman: automatic - manual, minutes)", out=stream)
+    kappa = both.kappa
+    stream.write(
+        f"\nFrames every {both.step_s:g} s labelled by both: {kappa.n_frames}; Cohen's kappa "
+        f"{_cell(kappa.kappa)} (95% CI {_cell(kappa.ci_low)} to {_cell(kappa.ci_high)}, "
+        f"{kappa.ci_method})\n")
+    for name, scores in (("all categories", both.segments),
+                         ("Bk as background", both.segments_bk_as_background)):
+        if scores is not None:
+            stream.write(
+                f"Segments ({name}): accuracy {scores.frame_accuracy:.1f}, edit {scores.edit:.1f}, "
+                f"F1@10/25/50 {scores.f1[10]:.1f}/{scores.f1[25]:.1f}/{scores.f1[50]:.1f}\n")
+
+
+def _default_source(store: Any) -> str:
+    """Automatic labels where there are any (full timelines), else manual ones."""
+    has_auto = store.scalar("SELECT count(*) FROM events JOIN runs USING (run_id) "
+                            "WHERE source = 'auto'")
+    return "auto" if has_auto else "manual"
+
+
+@main.command()
+@db_option(creates=False)
+@click.option("--by", type=click.Choice(("scan", "operator", "group")), default="group",
+              show_default=True, help="Unit of analysis: per scan, per operator, or per group "
+                                      "of operators.")
+@click.option("--source", type=click.Choice(SOURCES),
+              help="Labels to describe [default: automatic if any, else manual].")
+@click.option("--run", "run_ref", help="One run (id or name) instead of each scan's newest.")
+@click.option("--features", is_flag=True,
+              help="Describe the per-scan workflow features instead of time per category.")
+@click.option("--bootstrap", is_flag=True,
+              help="Cluster-bootstrap confidence intervals (resampling operators) instead of t.")
+@output_options
+def stats(db_path: Path, by: str, source: str | None, run_ref: str | None, features: bool,
+          bootstrap: bool, fmt: str, out: Path | None) -> None:
+    """Workflow statistics: minutes and share of scan time per category, with 95% CIs.
+
+    Mean +- SD of the minutes per scan in each category and the mean share of the scan, as the
+    paper reports, per scan, per operator (scans averaged per operator first) or per group.
+    --features describes the per-scan workflow features (duration, revisits, coverage of the
+    FASP structures, order, entropy of transitions).
+
+    \b
+    Example:
+      fetal-analytics stats --db cohort.duckdb --by group
+      fetal-analytics stats --db cohort.duckdb --features --format csv --out features.csv
+    """
+    from analytics.features import category_times, scan_features
+    from analytics.summary import summarise, summarise_features
+
+    method = "bootstrap" if bootstrap else "t"
+    with open_store(db_path, read_only=True) as store:
+        selection = _selection(store, source or _default_source(store), run_ref)
+        if features:
+            summary = summarise_features(scan_features(store, selection), by=by, method=method)
+        else:
+            summary = summarise(category_times(store, selection), by=by, method=method)
+    table = _rounded(summary.table)
+    with _output(out) as stream:
+        if fmt == "json":
+            emit({"selection": selection.description, "by": by, "unit": summary.unit,
+                  "ci": summary.ci, "method": summary.method, "rows": _records(table)}, fmt,
+                 out=stream)
+        else:
+            title = (f"{selection.description}: "
+                     f"{'workflow features' if features else 'minutes per category'}, "
+                     f"{int(summary.ci * 100)}% CI by {summary.method} (n = {summary.unit}s)")
+            emit(_records(table), fmt, title=title, out=stream)
+
+
+def _groups_option(_ctx: click.Context, _param: click.Parameter,
+                   value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(g for item in value for g in item.split(",") if g)
+
+
+@main.command()
+@db_option(creates=False)
+@click.option("--groups", "group_option", multiple=True, callback=_groups_option,
+              help="Groups to compare [default: all]; --groups expert trainee.")
+@click.argument("more_groups", nargs=-1, metavar="")
+@click.option("--source", type=click.Choice(SOURCES),
+              help="Labels to compare [default: automatic if any, else manual].")
+@click.option("--correction", type=click.Choice(("holm", "fdr_bh", "none")), default="holm",
+              show_default=True, help="Correction for testing many features.")
+@click.option("--mixed-model", is_flag=True,
+              help="Also fit a mixed model of log durations per category (random intercept "
+                   "per operator).")
+@output_options
+def compare(db_path: Path, group_option: tuple[str, ...], more_groups: tuple[str, ...],
+            source: str | None, correction: str, mixed_model: bool, fmt: str,
+            out: Path | None) -> None:
+    """Compare groups of operators (e.g. experts and trainees) feature by feature.
+
+    Each operator's scans are averaged first; groups are then compared by Welch's t and
+    Mann-Whitney's U (Welch's ANOVA and Kruskal-Wallis for more than two groups), corrected for
+    the number of features, with Hedges' g and its 95% CI as the effect size.
+
+    \b
+    Example:
+      fetal-analytics compare --db cohort.duckdb --groups expert trainee
+      fetal-analytics compare --db cohort.duckdb --format json --mixed-model
+    """
+    from analytics.groups import compare_groups, mixed_model_durations
+
+    groups = (*group_option, *more_groups) or None
+    with open_store(db_path, read_only=True) as store:
+        selection = _selection(store, source or _default_source(store), None)
+        result = compare_groups(store, selection, groups=groups, correction=correction)
+        mixed = mixed_model_durations(store, selection, groups=groups) if mixed_model else None
+    table = _rounded(result.table, 4)
+    with _output(out) as stream:
+        if fmt == "json":
+            emit({"selection": selection.description, "groups": list(result.groups),
+                  "correction": result.correction, "n_operators": result.n_operators,
+                  "features": _feature_records(table, result.groups),
+                  **({"mixed_model": _records(_rounded(mixed, 4))} if mixed is not None else {})},
+                 fmt, out=stream)
+            return
+        if fmt == "csv":
+            emit(_records(table), fmt, out=stream)
+            return
+        operators = ", ".join(f"{g}: {n}" for g, n in result.n_operators.items())
+        title = (f"{selection.description}: {' vs '.join(result.groups)} "
+                 f"(operators {operators}; p corrected by {result.correction})")
+        print_table(_readable_comparison(result.table, result.groups), title=title, out=stream)
+        if mixed is not None:
+            stream.write("\n")
+            print_table(_records(_rounded(mixed, 4)), title="Mixed model of log duration",
+                        out=stream)
+
+
+def _readable_comparison(table: Any, groups: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One line per feature: each group's mean +- SD, each test's p (corrected), the effect."""
+    def short(value: float, spec: str) -> str:
+        return "" if value != value else format(value, spec)  # NaN: not computable
+
+    rows = []
+    for feature, tests in table.groupby("feature", sort=False):
+        first = tests.iloc[0]
+        row: dict[str, Any] = {"feature": feature}
+        for group in groups:
+            row[group] = (f"{short(first[f'mean_{group}'], '.3g')} ± "
+                          f"{short(first[f'sd_{group}'], '.2g')}" if first[f"n_{group}"] else "")
+        for test in tests.itertuples():
+            row[f"{test.test} p (corrected)"] = (
+                f"{short(test.p, '.2g')} ({short(test.p_adjusted, '.2g')})"
+                if test.p == test.p else "")
+        size, low, high = (short(first[c], ".2f") for c in
+                           ("effect_size", "effect_ci_low", "effect_ci_high"))
+        row[first["effect"].replace("_", " ")] = f"{size} [{low}, {high}]" if low else size
+        rows.append(row)
+    return rows
+
+
+def _feature_records(table: Any, groups: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The group table as JSON records with the group values nested per group."""
+    records = []
+    for row in _records(table):
+        values = {g: {stat: row.pop(f"{stat}_{g}", None) for stat in ("mean", "sd", "n")}
+                  for g in groups}
+        records.append({"feature": row.pop("feature"), "values": values, **row})
+    return records
+
+
+@export.command("dfg")
+@db_option(creates=False)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file: .dot (Graphviz) or .json.")
+@click.option("--group", help="Only the scans of this group of operators.")
+@click.option("--source", type=click.Choice(SOURCES),
+              help="Labels to use [default: automatic if any, else manual].")
+def export_dfg(db_path: Path, out: Path, group: str | None, source: str | None) -> None:
+    """Export the directly-follows graph of categories (how often one follows another).
+
+    \b
+    Example:
+      fetal-analytics export dfg --db cohort.duckdb --group trainee --out trainee.dot
+    """
+    from analytics.groups import directly_follows_graph, write_dfg
+
+    with open_store(db_path, read_only=True) as store:
+        selection = _selection(store, source or _default_source(store), None)
+        graph = directly_follows_graph(store, selection, group=group)
+    write_dfg(graph, out, title=f"{selection.description}" + (f", {group}" if group else ""))
+    click.echo(f"wrote {len(graph)} transitions to {out}", err=True)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from fetal_analytics.errors import UserError
+
 if TYPE_CHECKING:
     from fetal_analytics.store import Store
 
@@ -18,7 +20,7 @@ __all__ = ["SOURCES", "Run", "UnknownRunError", "list_runs", "resolve_run"]
 SOURCES = ("manual", "auto")
 
 
-class UnknownRunError(LookupError):
+class UnknownRunError(UserError, LookupError):
     """A run reference that matches no run (or more than one)."""
 
 

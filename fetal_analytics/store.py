@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fetal_analytics import taxonomy
+from fetal_analytics.errors import UserError
 
 if TYPE_CHECKING:
     import duckdb
@@ -44,7 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The database cannot be opened or used as asked; the message says how to fix it."""
 
 

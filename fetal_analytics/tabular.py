@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fetal_analytics.errors import UserError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -51,7 +53,7 @@ class Problem:
         return f"{', '.join(where)}: {self.message}"
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """An input file was refused; `problems` lists every problem found (the message the first 20).
 
     Nothing is written to the store when this is raised.

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from fetal_analytics.errors import UserError
+
 __all__ = [
     "EventClass",
     "UnknownLabelError",
@@ -72,7 +74,7 @@ class EventClass:
     paper_share_pct: float | None
 
 
-class UnknownLabelError(ValueError):
+class UnknownLabelError(UserError, ValueError):
     """A label that is not a taxonomy code."""
 
 

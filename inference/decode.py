@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fetal_analytics.errors import UserError
+
 __all__ = ["DecodeError", "Frame", "FrameRing", "VideoInfo", "iter_frames", "probe"]
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ _LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p"
 TRUNCATION_TOLERANCE_S = 1.0
 
 
-class DecodeError(RuntimeError):
+class DecodeError(UserError, RuntimeError):
     """A video could not be (fully) decoded.
 
     Attributes

@@ -1,0 +1,106 @@
+"""Which events an analysis reads: one labelling of the cohort, chosen by source or by run.
+
+A cohort's labels may come from several runs (one import per batch of scans, a re-labelling of a
+few scans). An analysis of a *source* therefore reads, for every scan, the events of the newest
+finished run of that source that labelled the scan; an analysis of a *run* reads that run only.
+The selection becomes a SQL common table expression, so every analysis runs inside DuckDB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fetal_analytics.errors import UserError
+from fetal_analytics.runs import SOURCES, resolve_run
+
+if TYPE_CHECKING:
+    from fetal_analytics.store import Store
+
+__all__ = ["EmptySelectionError", "EventSelection", "select"]
+
+
+class EmptySelectionError(UserError, LookupError):
+    """A selection that holds no events (an empty database, a source never imported)."""
+
+
+@dataclass(frozen=True)
+class EventSelection:
+    """A choice of events: all scans' newest runs of a source, or one run.
+
+    Attributes
+    ----------
+    source : {'manual', 'auto'} or None
+        The source of the events.
+    run_id : int or None
+        One run; None means "per scan, the newest finished run of `source`".
+    description : str
+        For people: "manual labels (newest run per scan)" or "run 3 'labels.csv' (auto)".
+    """
+
+    source: str | None
+    run_id: int | None
+    description: str
+
+    def cte(self, name: str = "sel") -> tuple[str, list]:
+        """SQL ``name AS (...)`` selecting ``run_id, scan_id, start_s, end_s, label, confidence``
+        of the chosen events, and its parameters. Prefix it with ``WITH``."""
+        columns = "e.run_id, e.scan_id, e.start_s, e.end_s, e.label, e.confidence"
+        if self.run_id is not None:
+            return f"{name} AS (SELECT {columns} FROM events e WHERE e.run_id = ?)", [self.run_id]
+        return (
+            f"""{name} AS (
+                SELECT {columns}
+                FROM events e
+                JOIN (SELECT e2.scan_id, max(e2.run_id) AS run_id
+                      FROM events e2 JOIN runs r USING (run_id)
+                      WHERE r.source = ? AND r.status = 'finished'
+                      GROUP BY e2.scan_id) newest
+                  ON e.scan_id = newest.scan_id AND e.run_id = newest.run_id
+            )""",
+            [self.source],
+        )
+
+
+def select(store: Store, *, source: str | None = None, run: str | int | None = None,
+           require_events: bool = True) -> EventSelection:
+    """Choose the events to analyse.
+
+    Parameters
+    ----------
+    store : Store
+    source : {'manual', 'auto'}, optional
+        Per scan, the newest finished run of this source. Also restricts `run`.
+    run : str or int, optional
+        A run id, a run name or ``"latest"``; overrides the per-scan choice.
+    require_events : bool, optional
+        Raise `EmptySelectionError` when the selection holds no events.
+
+    Raises
+    ------
+    UnknownRunError
+        `run` names no run.
+    EmptySelectionError
+        Nothing to analyse, with what to import.
+    ValueError
+        Neither `source` nor `run` given, or an unknown source.
+    """
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if run is not None:
+        chosen = resolve_run(store, run, source=source)
+        selection = EventSelection(
+            chosen.source, chosen.run_id,
+            f"run {chosen.run_id} {chosen.name!r} ({chosen.source})")
+    elif source is not None:
+        selection = EventSelection(source, None, f"{source} labels (newest run per scan)")
+    else:
+        raise ValueError("choose the events by source or by run")
+    if require_events:
+        cte, params = selection.cte()
+        if not store.scalar(f"WITH {cte} SELECT count(*) FROM sel", params):
+            raise EmptySelectionError(
+                f"no events for {selection.description} in {store.path}: import some with "
+                f"`fetal-analytics ingest labels FILE --db {store.path}"
+                f"{' --source ' + source if source else ''}`")
+    return selection
