@@ -41,16 +41,16 @@ class ClassProfile:
     presence : float
         Probability that a scan visits the class at all (required structures: 1, less the
         group's miss rate) [assumed].
-    freezes_per_visit : float
-        Expected number of freezes in one visit (Poisson) [assumed; biometry structures are
-        frozen for measurement, hence more].
+    freezes_per_min : float
+        Expected freezes per minute of a visit (Poisson) [assumed: about one a minute, more for
+        biometry structures, which are frozen for measurement, fewer in 3D mode].
     caliper_probability : float
         Probability that a freeze shows measurement calipers [assumed; high for biometry].
     """
 
     visit_mean_s: float
     presence: float = 1.0
-    freezes_per_visit: float = 1.0
+    freezes_per_min: float = 1.0
     caliper_probability: float = 0.1
 
 
@@ -96,22 +96,22 @@ class GroupProfile:
 def _default_classes() -> dict[str, ClassProfile]:
     # Visit means calibrated so that an expert scan lasts ~30 min with the paper's class shares.
     return {
-        "HeD": ClassProfile(260, freezes_per_visit=2.5, caliper_probability=0.15),
-        "3Dm": ClassProfile(330, presence=0.85, freezes_per_visit=1.0, caliper_probability=0.0),
-        "Br": ClassProfile(150, freezes_per_visit=2.0, caliper_probability=0.7),
-        "MaD": ClassProfile(140, presence=0.9, freezes_per_visit=1.0, caliper_probability=0.2),
-        "Sp": ClassProfile(95, freezes_per_visit=1.5),
-        "Ab": ClassProfile(70, freezes_per_visit=2.0, caliper_probability=0.7),
-        "NL": ClassProfile(60, freezes_per_visit=1.0),
-        "Ki": ClassProfile(50, freezes_per_visit=1.0, caliper_probability=0.2),
-        "Fa": ClassProfile(55, presence=0.75, freezes_per_visit=1.0),
-        "Fm": ClassProfile(40, freezes_per_visit=1.5, caliper_probability=0.8),
+        "HeD": ClassProfile(260, caliper_probability=0.15),
+        "3Dm": ClassProfile(330, presence=0.85, freezes_per_min=0.7, caliper_probability=0.0),
+        "Br": ClassProfile(150, freezes_per_min=1.2, caliper_probability=0.7),
+        "MaD": ClassProfile(140, presence=0.9, freezes_per_min=0.8, caliper_probability=0.2),
+        "Sp": ClassProfile(95),
+        "Ab": ClassProfile(70, freezes_per_min=1.3, caliper_probability=0.7),
+        "NL": ClassProfile(60),
+        "Ki": ClassProfile(50, caliper_probability=0.2),
+        "Fa": ClassProfile(55, presence=0.75),
+        "Fm": ClassProfile(40, freezes_per_min=1.5, caliper_probability=0.8),
         "Um": ClassProfile(30, presence=0.6),
         "Fb": ClassProfile(35, presence=0.3),
         "BlD": ClassProfile(25, presence=0.6),
         "Fe": ClassProfile(25, presence=0.6),
         "Th": ClassProfile(30, presence=0.3),
-        "sex": ClassProfile(20, presence=0.3, freezes_per_visit=0.5),
+        "sex": ClassProfile(20, presence=0.3),
         "Ha": ClassProfile(25, presence=0.6),
         "Ar": ClassProfile(25, presence=0.5),
         "Le": ClassProfile(25, presence=0.5),
@@ -140,6 +140,9 @@ class WorkflowConfig:
         [assumed; gives Bk ~15 % of expert time, as the paper's 14.8 %].
     opening_search_s : float
         Mean background search before the first structure [assumed].
+    search_freezes_per_min : float
+        Freezes per minute of background search (a glance at a passing view) [assumed; the
+        paper's manual labels include Bk clips].
     revisit_time_factor : float
         A revisit lasts this fraction of a first visit [assumed].
     clip_s : float
@@ -162,6 +165,7 @@ class WorkflowConfig:
     search_mean_s: float = 10.0
     search_cv: float = 0.8
     opening_search_s: float = 25.0
+    search_freezes_per_min: float = 0.5
     revisit_time_factor: float = 0.5
     clip_s: float = 5.0
     clip_before_fraction: float = 2 / 3

@@ -1,8 +1,8 @@
 """The workflow model: operators, and the timeline of events and freezes of one scan.
 
 A scan's timeline is contiguous: anatomy visits separated by background search (Bk), from 0 to
-the end of the scan. Freezes lie inside anatomy visits, away from their edges, so a frozen image
-shows one class; successive freezes are at least one labelling clip apart, so the paper's
+the end of the scan. Freezes lie inside events (mostly anatomy visits, a few during background
+search), away from their edges, so a frozen image shows one class; successive freezes are at least one labelling clip apart, so the paper's
 freeze-centred clips never overlap.
 """
 
@@ -189,12 +189,10 @@ def simulate_scan(scan_id: str, operator: Operator, *, config: WorkflowConfig,
     profile = config.groups[operator.group]
     visits = _plan_visits(operator, profile, config, rng)
     labels: list[str] = []
-    revisits: list[bool] = []
     durations: list[float] = []
     for i, (code, revisit) in enumerate(visits):
         search_mean = config.opening_search_s if i == 0 else config.search_mean_s
         labels.append("Bk")
-        revisits.append(False)
         durations.append(_lognormal(rng, search_mean * profile.search_time_factor * operator.speed,
                                     config.search_cv))
         factor = (profile.biometry_time_factor if code in config.biometry
@@ -203,10 +201,8 @@ def simulate_scan(scan_id: str, operator: Operator, *, config: WorkflowConfig,
         if revisit:
             mean *= config.revisit_time_factor
         labels.append(code)
-        revisits.append(revisit)
         durations.append(_lognormal(rng, mean, profile.visit_cv))
     labels.append("Bk")
-    revisits.append(False)
     durations.append(_lognormal(rng, config.search_mean_s * profile.search_time_factor,
                                 config.search_cv))
     bounds = np.concatenate([[0.0], np.cumsum(durations)])
@@ -214,19 +210,24 @@ def simulate_scan(scan_id: str, operator: Operator, *, config: WorkflowConfig,
         bounds *= minutes * 60.0 / bounds[-1]
     bounds = np.round(bounds, 3)
     events, freezes = [], []
-    for label, revisit, start, end in zip(labels, revisits, bounds[:-1], bounds[1:], strict=True):
+    for label, natural_s, start, end in zip(labels, durations, bounds[:-1], bounds[1:],
+                                            strict=True):
         if end <= start:  # a visit shorter than the 1 ms resolution
             continue
         event = Event(label, float(start), float(end))
         events.append(event)
+        # The number of freezes follows the natural duration: a shortened scan (`minutes`)
+        # keeps as many as fit.
         if label == "Bk":
-            continue
-        profile_c = config.classes[label]
-        n = int(rng.poisson(profile_c.freezes_per_visit * (0.5 if revisit else 1.0)))
+            rate, caliper_probability = config.search_freezes_per_min, 0.0
+        else:
+            rate = config.classes[label].freezes_per_min
+            caliper_probability = config.classes[label].caliper_probability
+        n = int(rng.poisson(rate * natural_s / 60.0))
         not_before = freezes[-1].start_s + config.clip_s + 1e-3 if freezes else 0.0
         for onset, freeze_end in _place_freezes(event.start_s, event.end_s, n, config, rng,
                                                 not_before=not_before):
-            calipers = bool(rng.random() < profile_c.caliper_probability)
+            calipers = bool(rng.random() < caliper_probability)
             freezes.append(Freeze(round(onset, 3), round(freeze_end, 3), label, calipers))
     return ScanTimeline(scan_id, operator.operator_id, float(bounds[-1]), tuple(events),
                         tuple(freezes))
