@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).with_name("fetal-analytics")
 
 
@@ -35,8 +34,11 @@ def main() -> None:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "demo.duckdb"
-        for args in (["init-db"], ["ingest", "manifest", str(ROOT / "data/demo/manifest.csv")],
-                     ["ingest", "labels", str(ROOT / "data/demo/manual_labels.csv")]):
+        cohort = Path(folder) / "cohort"
+        subprocess.run([str(CLI), "simulate", "--out", str(cohort), "--scans", "12",
+                        "--no-video"], check=True, capture_output=True)
+        for args in (["init-db"], ["ingest", "manifest", str(cohort / "manifest.csv")],
+                     ["ingest", "labels", str(cohort / "manual_labels.csv")]):
             subprocess.run([str(CLI), *args, "--db", str(db)], check=True, capture_output=True)
         commands = {"--help": ["--help"], "--version": ["--version"],
                     "info": ["info", "--db", str(db), "--format", "json"]}
