@@ -353,6 +353,33 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None, fps: 
                + ("" if no_video else f", videos {size[0]}x{size[1]} at {fps:g} fps"))
 
 
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="PNG file to write.")
+@click.option("--size", default="320x240", show_default=True, callback=_parse_size,
+              help="Size of each frame, WIDTHxHEIGHT.")
+@click.option("--preset", type=click.Choice(("voluson", "compact")), default="voluson",
+              show_default=True, help="Screen layout.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def gallery(out: Path, size: tuple[int, int], preset: str, seed: int) -> None:
+    """Draw one simulated screen frame per event class, as one labelled picture.
+
+    \b
+    Example:
+      fetal-analytics gallery --out docs/simulated_classes.png
+    """
+    import cv2
+
+    from fetal_analytics.synth.render import ScreenConfig, class_gallery, contact_sheet
+
+    sheet = contact_sheet(class_gallery(size=size, seed=seed,
+                                        screen=ScreenConfig.preset(preset)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+        raise click.ClickException(f"cannot write {out}")
+    click.echo(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]})")
+
+
 def _stderr_console() -> Any:
     from rich.console import Console
 
@@ -643,3 +670,129 @@ def export_dfg(db_path: Path, out: Path, group: str | None, source: str | None) 
         graph = directly_follows_graph(store, selection, group=group)
     write_dfg(graph, out, title=f"{selection.description}" + (f", {group}" if group else ""))
     click.echo(f"wrote {len(graph)} transitions to {out}", err=True)
+
+
+# --- ingestion ------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--preset", type=click.Choice(("simulator", "simulator-alt")), default="simulator",
+              show_default=True, help="Screen layout: where the freeze indicator is.")
+@click.option("--confirm", type=click.Choice(("ocr", "appearance", "none")), default="ocr",
+              show_default=True, help="How a still span is confirmed as a freeze.")
+@format_option(("table", "json"))
+def freeze(video: Path, preset: str, confirm: str, fmt: str) -> None:
+    """Find the freeze frames of a scan video.
+
+    Spans where the image area stays still for at least 0.5 s, confirmed by the scanner's
+    freeze indicator (OCR of its region, or its appearance).
+
+    \b
+    Example:
+      fetal-analytics freeze /tmp/sim/videos/SIM0001.mp4 --format json
+    """
+    from inference.freeze import INDICATOR_PRESETS, FreezeConfig, detect_freezes
+
+    result = detect_freezes(video, config=FreezeConfig(indicator=INDICATOR_PRESETS[preset],
+                                                       confirm=confirm))
+    rows = [{"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3),
+             "start_frame": s.start_frame, "end_frame": s.end_frame} for s in result.spans]
+    if fmt == "json":
+        emit(rows, fmt)
+        return
+    print_table(rows, title=f"{video}: {len(rows)} freezes in {result.n_frames} frames"
+                            + (f" ({len(result.rejected)} still spans without the indicator)"
+                               if result.rejected else ""))
+
+
+@main.command("read-header")
+@click.argument("source", metavar="IMAGE_OR_VIDEO",
+                type=click.Path(dir_okay=False, path_type=Path))
+@format_option(("table", "json"))
+def read_header(source: Path, fmt: str) -> None:
+    """Read the frame rate, date and time printed on a scanner screen.
+
+    Only these fields are read and shown; no other screen text is kept.
+
+    \b
+    Example:
+      fetal-analytics read-header ../shared/data/sononet/example_images/4CH.png --format json
+    """
+    from inference.decode import sample_frames
+    from inference.screen_text import read_screen_text
+
+    frames = sample_frames(source, seconds=1.0, every=10, colour=True)
+    emit(read_screen_text(frames[0]).to_dict(), fmt, title=str(source))
+
+
+@main.command()
+@click.argument("source", metavar="IMAGE_OR_VIDEO",
+                type=click.Path(dir_okay=False, path_type=Path))
+@format_option(("table", "json"))
+def roi(source: Path, fmt: str) -> None:
+    """Find the ultrasound image area (the region free of screen furniture).
+
+    From a still, by its content; from a video, by what changes over its first 10 seconds.
+    Prints the box x0, y0, x1, y1 in pixels of the input (x1, y1 exclusive).
+
+    \b
+    Example:
+      fetal-analytics roi ../shared/data/sononet/example_images/4CH.png --format json
+    """
+    from inference.decode import STILL_SUFFIXES, sample_frames
+    from inference.roi import detect_image_area, detect_image_area_from_frames
+
+    frames = sample_frames(source, colour=True)
+    area = (detect_image_area(frames[0]) if source.suffix.lower() in STILL_SUFFIXES
+            else detect_image_area_from_frames(frames))
+    emit(area.to_dict(), fmt, title=str(source))
+
+
+@main.group()
+def dataset() -> None:
+    """Build training datasets of clips from labelled videos."""
+
+
+@dataset.command("build")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Manual labels (e.g. the freeze-centred 5 s clips).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--size", type=click.IntRange(min=16), default=64, show_default=True,
+              help="Side of the square frames, pixels.")
+@click.option("--streams", default="fr2,fr4,fr8,2d", show_default=True,
+              help="Comma-separated: fr2, fr4, fr8 (12-frame clips) and 2d (single frames).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: str,
+                  seed: int) -> None:
+    """Cut clips from labelled scans into compressed shards, split by operator.
+
+    Per labelled span and stream, up to ten unique 12-frame sub-clips (frame spacing 1/15,
+    2/15, 4/15 s) cropped to the detected image area; whole operators go to train, validation
+    or test.
+
+    \b
+    Example:
+      fetal-analytics dataset build --manifest m.csv --labels manual_labels.csv --out ds
+    """
+    from rich.progress import Progress
+
+    from inference.dataset import DatasetSpec, build_dataset
+
+    try:
+        spec = DatasetSpec(size=size, streams=tuple(s.strip() for s in streams.split(",")),
+                           seed=seed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--streams") from exc
+    console = _stderr_console()
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("scans", total=None)
+        summary = build_dataset(manifest, labels, out, spec=spec,
+                                on_scan=lambda _scan: progress.advance(task))
+    rows = [{"split": split, "stream": stream, "clips": sum(counts.values()),
+             **{code: counts.get(code, 0) for code in spec.classes}}
+            for split, by_stream in summary.counts.items()
+            for stream, counts in by_stream.items()]
+    print_table(rows, title=f"{out}: clips per class")
+    for scan_id, reason in summary.skipped_scans.items():
+        click.echo(f"skipped {scan_id}: {reason}", err=True)

@@ -29,7 +29,7 @@ import numpy as np
 
 from fetal_analytics import taxonomy
 from inference.clips import FRAMES_PER_CLIP, STREAMS, ClipRequest, sample_clips, subclip_starts
-from inference.decode import Frame, iter_frames
+from inference.decode import Frame, iter_frames, sample_frames
 
 __all__ = ["SPLITS", "DatasetSpec", "DatasetSummary", "build_dataset", "split_operators"]
 
@@ -190,13 +190,7 @@ def _scan_requests(spans: list[tuple[float, float, int]], spec: DatasetSpec) -> 
 def _image_area(video: Path):
     from inference.roi import detect_image_area_from_frames
 
-    sample = []
-    for frame in iter_frames(video):
-        if frame.t_s > ROI_SAMPLE_S:
-            break
-        if frame.index % 2 == 0:
-            sample.append(frame.image)
-    return detect_image_area_from_frames(sample)
+    return detect_image_area_from_frames(sample_frames(video, seconds=ROI_SAMPLE_S))
 
 
 def _cropped(frames: Iterator[Frame], area, size: int) -> Iterator[Frame]:

@@ -20,7 +20,19 @@ import numpy as np
 
 from fetal_analytics.errors import UserError
 
-__all__ = ["DecodeError", "Frame", "FrameRing", "VideoInfo", "iter_frames", "probe"]
+__all__ = [
+    "STILL_SUFFIXES",
+    "DecodeError",
+    "Frame",
+    "FrameRing",
+    "VideoInfo",
+    "iter_frames",
+    "load_still",
+    "probe",
+    "sample_frames",
+]
+
+STILL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 
 log = logging.getLogger(__name__)
 
@@ -186,18 +198,21 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None,
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        base = stream.time_base
+        base = float(stream.time_base)
         start = stream.start_time or 0
-        header_s = float(stream.duration * base) if stream.duration else None
+        header_s = stream.duration * base if stream.duration else None
         try:
             for frame in container.decode(stream):
                 if frame.pts is None:
                     continue
-                t_s = float((frame.pts - start) * base)
+                t_s = (frame.pts - start) * base
                 if luma and frame.format.name in _LUMA_FIRST:
                     plane = frame.planes[0]
                     image = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-                    image = image[::step, : plane.width : step].copy()
+                    # A view keeps the decoded frame's buffer alive: no copy unless decimated.
+                    image = image[::step, : plane.width : step]
+                    if step > 1:
+                        image = image.copy()
                 else:
                     image = frame.to_ndarray(width=width, height=height, format=fmt)[::step, ::step]
                 yield Frame(index, t_s, image)
@@ -342,3 +357,38 @@ def _iter_dicom(path: Path, *, size: tuple[int, int] | None, colour: bool) -> It
         if size:
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         yield Frame(index, index / fps, image)
+
+
+def load_still(path: str | Path) -> np.ndarray:
+    """A still image (PNG, JPEG, TIFF, BMP) as (H, W, 3) uint8 RGB.
+
+    Raises
+    ------
+    DecodeError
+        The file is missing or not an image.
+    """
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError(path, "no such file")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DecodeError(path, "not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def sample_frames(path: str | Path, *, seconds: float = 10.0, every: int = 2,
+                  colour: bool = False) -> list[np.ndarray]:
+    """Frames of a video's first `seconds`, every `every`-th one (for image-area detection);
+    a still image gives itself."""
+    path = Path(path)
+    if path.suffix.lower() in STILL_SUFFIXES:
+        return [load_still(path)]
+    frames = []
+    for frame in iter_frames(path, colour=colour):
+        if frame.t_s > seconds:
+            break
+        if frame.index % every == 0:
+            frames.append(frame.image)
+    return frames

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BLOCK = 8  # analysis block size in pixels of the decimated frame
+OCR_AHEAD_RUN = 12  # static frames after which a run is read ahead (shorter ones seldom last)
+OCR_REGION_HEIGHT = 180  # pixels: the indicator region is scaled to this height for OCR
 
 
 @dataclass(frozen=True)
@@ -137,9 +140,11 @@ class FreezeDetection:
 
 
 def _block_changes(previous: np.ndarray, current: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    diff = np.abs(current[: rows * BLOCK, : cols * BLOCK].astype(np.int16)
-                  - previous[: rows * BLOCK, : cols * BLOCK])
-    return diff.reshape(rows, BLOCK, cols, BLOCK).mean(axis=(1, 3), dtype=np.float32).ravel()
+    """Mean absolute difference of each BLOCK x BLOCK block, (rows * cols,) float32."""
+    import cv2
+
+    diff = cv2.absdiff(current, previous).astype(np.float32)
+    return cv2.resize(diff, (cols, rows), interpolation=cv2.INTER_AREA).ravel()
 
 
 def detect_freezes_in_frames(frames: Iterable[Frame], *, config: FreezeConfig | None = None
@@ -157,6 +162,14 @@ def detect_freezes_in_frames(frames: Iterable[Frame], *, config: FreezeConfig | 
     FreezeDetection
     """
     config = config or FreezeConfig()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reader = (_IndicatorReader(config.indicator.pattern, pool)
+                  if config.confirm == "ocr" and config.indicator.pattern else None)
+        return _detect(frames, config, reader)
+
+
+def _detect(frames: Iterable[Frame], config: FreezeConfig,
+            reader: _IndicatorReader | None) -> FreezeDetection:
     times: list[float] = []
     changes: list[np.ndarray] = []
     # Indicator regions kept for confirmation: of the first frames of each provisional static
@@ -166,19 +179,26 @@ def detect_freezes_in_frames(frames: Iterable[Frame], *, config: FreezeConfig | 
     previous = None
     run = 0
     for frame in frames:
-        image = frame.image[:: config.step, :: config.step]
         if previous is None:
-            rows, cols = image.shape[0] // BLOCK, image.shape[1] // BLOCK
+            small = frame.image[:: config.step, :: config.step]
+            rows, cols = small.shape[0] // BLOCK, small.shape[1] // BLOCK
             if rows == 0 or cols == 0:
                 raise ValueError(f"frames of {frame.image.shape} are too small to analyse")
             changes.append(np.full(rows * cols, np.inf, np.float32))
-        else:
+        # Decimated and cut to whole blocks, contiguous for OpenCV.
+        image = np.ascontiguousarray(
+            frame.image[: rows * BLOCK * config.step: config.step,
+                        : cols * BLOCK * config.step: config.step])
+        if previous is not None:
             change = _block_changes(previous, image, rows, cols)
             changes.append(change)
             if np.mean(change > config.noise_level) < 0.1:
                 run += 1
-                if run in (2, 3) or run % 15 == 0:
-                    static_regions[frame.index] = _region(frame.image, config.indicator.box)
+                if run in (2, 3, OCR_AHEAD_RUN) or run % 15 == 0:
+                    region = _region(frame.image, config.indicator.box)
+                    static_regions[frame.index] = region
+                    if reader is not None and run == OCR_AHEAD_RUN:
+                        reader.look_ahead(frame.index, region)
             else:
                 run = 0
                 if frame.index % 150 == 0 and len(live_regions) < 40:
@@ -197,10 +217,10 @@ def detect_freezes_in_frames(frames: Iterable[Frame], *, config: FreezeConfig | 
     threshold = config.threshold
     if threshold is None:
         threshold = max(config.noise_level, 0.25 * float(np.median(change)))
-    static = np.concatenate([[False], change < threshold])  # static[k]: frame k == frame k-1
+    static = _static_frames(np.concatenate([[np.inf], change]), threshold)
     times_a = np.asarray(times)
     frame_s = float(np.median(np.diff(times_a)))
-    confirm = _confirmer(config, static_regions, live_regions)
+    confirm = _confirmer(config, static_regions, live_regions, reader)
     spans, rejected = [], []
     k = 1
     while k < n:
@@ -220,6 +240,33 @@ def detect_freezes_in_frames(frames: Iterable[Frame], *, config: FreezeConfig | 
     return FreezeDetection(tuple(spans), tuple(rejected), n, threshold, int(live.sum()))
 
 
+# A video encoder needs a few frames to settle on a frozen image (residual changes up to about
+# twice the threshold), and a keyframe inside a freeze makes one such jump: tolerated.
+SETTLE_FACTOR = 2.0
+SETTLE_FRAMES = 4
+
+
+def _static_frames(change: np.ndarray, threshold: float) -> np.ndarray:
+    """``static[k]``: frame k repeats frame k - 1, from the change into each frame.
+
+    Frames below `threshold` are static; a single frame below ``SETTLE_FACTOR * threshold``
+    between static frames (a keyframe) is static too, and so are up to ``SETTLE_FRAMES`` such
+    frames just before a static run (the encoder settling after the image froze).
+    """
+    static = change < threshold
+    settling = change < SETTLE_FACTOR * threshold
+    inner = settling[1:-1] & static[:-2] & static[2:]
+    static[1:-1] |= inner
+    starts = np.flatnonzero(static[1:] & ~static[:-1]) + 1
+    for start in starts:
+        k = start
+        while k - 1 >= 1 and start - (k - 1) <= SETTLE_FRAMES and settling[k - 1] \
+                and not static[k - 1]:
+            k -= 1
+        static[k:start] = True
+    return static
+
+
 def _region(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     height, width = image.shape[:2]
     x0, y0, x1, y1 = box
@@ -227,38 +274,107 @@ def _region(image: np.ndarray, box: tuple[float, float, float, float]) -> np.nda
                  int(x0 * width): int(np.ceil(x1 * width))].copy()
 
 
+class _IndicatorReader:
+    """Reads the freeze indicator: OCR (beside the decode, in a thread: Tesseract is a separate
+    process and uses the other core) until one region shows the pattern, then template
+    matching against that region, which is far cheaper; OCR again where the template fails."""
+
+    def __init__(self, pattern: str, pool: ThreadPoolExecutor) -> None:
+        self.pattern = re.compile(pattern, re.IGNORECASE)
+        self.pool = pool
+        self.template: np.ndarray | None = None
+        self.pending: dict[int, tuple[Future[str], np.ndarray]] = {}
+        self.confirmed: set[int] = set()
+
+    def look_ahead(self, index: int, region: np.ndarray) -> None:
+        """Start reading the region of frame `index` (a likely freeze)."""
+        self._adopt_finished()
+        if self.template is not None and _same_indicator(region, self.template):
+            self.confirmed.add(index)
+        else:
+            self.pending[index] = (self.pool.submit(_ocr, region), region)
+
+    def shows_indicator(self, index: int, region: np.ndarray) -> bool:
+        """Whether the region of frame `index` shows the indicator."""
+        if index in self.confirmed:
+            return True
+        if self.template is not None and _same_indicator(region, self.template):
+            return True
+        future = self.pending.pop(index, None)
+        text = future[0].result() if future else _ocr(region)
+        found = bool(self.pattern.search(text))
+        if found and self.template is None:
+            self.template = region
+        return found
+
+    def _adopt_finished(self) -> None:
+        if self.template is not None:
+            return
+        for future, region in self.pending.values():
+            if future.done() and self.pattern.search(future.result()):
+                self.template = region
+                return
+
+
+def _ink(region: np.ndarray) -> np.ndarray:
+    import cv2
+
+    _, binary = cv2.threshold(region, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    return binary > 0
+
+
+def _same_indicator(region: np.ndarray, template: np.ndarray) -> bool:
+    """Whether `region` shows the template's bright marks (the indicator) and little else."""
+    import cv2
+
+    if region.shape != template.shape:
+        return False
+    marks, seen = _ink(template), _ink(region)
+    near = cv2.dilate(marks.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    covered = np.count_nonzero(seen & near) / max(np.count_nonzero(marks), 1)
+    extra = np.count_nonzero(seen & ~near) / max(np.count_nonzero(seen), 1)
+    return covered >= 0.8 and extra <= 0.2
+
+
 def _confirmer(config: FreezeConfig, static_regions: dict[int, np.ndarray],
-               live_regions: list[np.ndarray]) -> Callable[[int, int], bool]:
+               live_regions: list[np.ndarray], reader: _IndicatorReader | None
+               ) -> Callable[[int, int], bool]:
     """A test of a static span ``[start, end)`` against the freeze indicator."""
     if config.confirm == "none":
         return lambda start, end: True
     indices = np.array(sorted(static_regions), dtype=np.int64)
 
-    def regions_in(start: int, end: int) -> list[np.ndarray]:
-        inside = indices[(indices >= start) & (indices < end)]
-        return [static_regions[int(i)] for i in inside[:2]]
+    def regions_in(start: int, end: int) -> list[tuple[int, np.ndarray]]:
+        inside = [int(i) for i in indices[(indices >= start) & (indices < end)]]
+        # Regions already read ahead first, then the first two of the run.
+        ahead = [i for i in inside if reader and (i in reader.pending or i in reader.confirmed)]
+        return [(i, static_regions[i]) for i in dict.fromkeys([*ahead, *inside[:2]])]
 
-    if config.confirm == "ocr" and config.indicator.pattern:
-        pattern = re.compile(config.indicator.pattern, re.IGNORECASE)
-        return lambda start, end: any(pattern.search(_ocr(r)) for r in regions_in(start, end))
+    if reader is not None:
+        return lambda start, end: any(reader.shows_indicator(i, r)
+                                      for i, r in regions_in(start, end))
     if not live_regions:
         raise ValueError("no live frame to learn the indicator region's appearance from")
     reference = np.median(np.stack(live_regions), axis=0)
 
     def by_appearance(start: int, end: int) -> bool:
         return any(float(np.mean(np.abs(r.astype(float) - reference) > 40)) > 0.01
-                   for r in regions_in(start, end))
+                   for _, r in regions_in(start, end))
 
     return by_appearance
 
 
 def _ocr(region: np.ndarray) -> str:
     import cv2
-    import pytesseract
 
-    big = cv2.resize(region, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    from inference.screen_text import tesseract_engine
+
+    # Tesseract reads text of about 30 px best: scale the region to a fixed height whatever
+    # the video's size.
+    scale = max(2.0, OCR_REGION_HEIGHT / max(region.shape[0], 1))
+    big = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
     _, binary = cv2.threshold(big, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
-    return pytesseract.image_to_string(binary, config="--psm 6")
+    return tesseract_engine(binary, psm=6)
 
 
 def detect_freezes(path: str | Path, *, config: FreezeConfig | None = None) -> FreezeDetection:

@@ -2,8 +2,8 @@
 
 A scan's timeline is contiguous: anatomy visits separated by background search (Bk), from 0 to
 the end of the scan. Freezes lie inside events (mostly anatomy visits, a few during background
-search), away from their edges, so a frozen image shows one class; successive freezes are at least one labelling clip apart, so the paper's
-freeze-centred clips never overlap.
+search), away from their edges, so a frozen image shows one class; successive freezes are at
+least one labelling clip apart, so the paper's freeze-centred clips never overlap.
 """
 
 from __future__ import annotations

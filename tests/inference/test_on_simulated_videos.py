@@ -1,0 +1,136 @@
+"""Ingestion on simulated scans: freezes against the truth, image area, datasets for Keras."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fetal_analytics.cli import main
+from fetal_analytics.synth import simulate_cohort, write_cohort
+from fetal_analytics.synth.render import image_area
+from inference.dataset import DatasetSpec, build_dataset
+from inference.decode import sample_frames
+from inference.freeze import FreezeConfig, detect_freezes
+from inference.pipeline import class_weights, clip_batches, load_metadata
+from inference.roi import ImageArea, detect_image_area_from_frames
+
+SIZE = (320, 240)
+FPS = 30
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """Three one-minute scans by three operators (a subject-wise split needs three)."""
+    out = tmp_path_factory.mktemp("sim") / "cohort"
+    write_cohort(simulate_cohort(scans=3, operators=3, minutes=1, seed=4), out, size=SIZE,
+                 seed=4)
+    return out
+
+
+def test_freezes_are_found_with_their_boundaries(cohort):
+    truth = pd.read_csv(cohort / "truth" / "freezes.csv")
+    found_total, matched = 0, 0
+    for scan_id, spans in truth.groupby("scan_id"):
+        result = detect_freezes(cohort / "videos" / f"{scan_id}.mp4", config=FreezeConfig())
+        found = [(s.start_frame, s.end_frame) for s in result.spans]
+        found_total += len(found)
+        expected = [(int(np.ceil(a * FPS)), int(np.ceil(b * FPS)))
+                    for a, b in zip(spans.start_s, spans.end_s, strict=True)]
+        for start, end in expected:
+            matched += any(abs(f[0] - start) <= 2 and abs(f[1] - end) <= 2 for f in found)
+    assert len(truth) >= 10
+    assert matched / len(truth) >= 0.95  # recall, boundaries within 2 frames
+    assert matched / found_total >= 0.95  # precision
+
+
+def test_the_image_area_of_a_video_matches_the_screen_layout(cohort):
+    top, bottom, left, right = image_area(SIZE)
+    truth = ImageArea(left, top, right, bottom)
+    detected = detect_image_area_from_frames(sample_frames(cohort / "videos" / "SIM0001.mp4"))
+    assert detected.iou(truth) >= 0.8
+
+
+def test_freeze_and_roi_commands(cohort):
+    video = cohort / "videos" / "SIM0002.mp4"
+    runner = CliRunner()
+    spans = json.loads(runner.invoke(main, ["freeze", str(video), "--format", "json"]).stdout)
+    truth = pd.read_csv(cohort / "truth" / "freezes.csv").query("scan_id == 'SIM0002'")
+    assert len(spans) == len(truth)
+    assert spans[0]["start_s"] == pytest.approx(truth.start_s.iloc[0], abs=2.5 / FPS)
+    box = json.loads(runner.invoke(main, ["roi", str(video), "--format", "json"]).stdout)
+    assert set(box) == {"x0", "y0", "x1", "y1"} and box["x1"] <= SIZE[0]
+
+
+@pytest.fixture(scope="module")
+def dataset(cohort, tmp_path_factory):
+    spec = DatasetSpec(size=32, streams=("fr4", "2d"), split_fractions=(0.34, 0.33, 0.33),
+                       shard_size=40)
+    return build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv",
+                         tmp_path_factory.mktemp("ds") / "ds", spec=spec)
+
+
+def test_the_dataset_splits_by_operator_and_counts_its_clips(dataset, cohort):
+    manifest = pd.read_csv(cohort / "manifest.csv").set_index("scan_id")
+    splits = dataset.splits
+    operators = [set(splits[s]["operators"]) for s in ("train", "val", "test")]
+    assert all(len(o) == 1 for o in operators) and len(set.union(*operators)) == 3
+    for split in ("train", "val", "test"):
+        assert {manifest.loc[s, "operator_id"] for s in splits[split]["scans"]} <= set(
+            splits[split]["operators"])
+    metadata = load_metadata(dataset.out)
+    assert metadata["streams"] == {"fr4": pytest.approx(2 / 15), "2d": None}
+    assert metadata["counts"] == dataset.counts
+    labels = pd.read_csv(cohort / "manual_labels.csv")
+    kept = labels[labels.label.isin(metadata["classes"])]
+    train_scan = splits["train"]["scans"][0]
+    n_spans = (kept.scan_id == train_scan).sum()
+    n_2d = sum(dataset.counts["train"]["2d"].values())
+    assert n_2d == 10 * n_spans  # ten frames per labelled span
+
+
+def test_shards_stream_as_standardised_batches(dataset):
+    batches = list(clip_batches(dataset.out, "train", "fr4", batch_size=8, augment=True))
+    x, _ = batches[0]
+    assert x.shape == (8, 12, 32, 32, 1) and x.dtype == np.float32
+    assert np.allclose(x.mean(axis=(1, 2, 3, 4)), 0, atol=1e-4)
+    n = sum(len(b[1]) for b in batches)
+    assert n == sum(dataset.counts["train"]["fr4"].values())
+    again = list(clip_batches(dataset.out, "train", "fr4", batch_size=8, augment=True))
+    assert np.array_equal(batches[0][1], again[0][1])  # a seed and epoch fix the order
+    weights = class_weights(dataset.out, "fr4")
+    counts = dataset.counts["train"]["fr4"]
+    rarest = min(counts, key=counts.get)
+    assert max(weights.values()) == pytest.approx(
+        weights[load_metadata(dataset.out)["classes"].index(rarest)])
+
+
+def test_the_dataset_command_reports_clips_per_class(cohort, tmp_path):
+    result = CliRunner().invoke(main, [
+        "dataset", "build", "--manifest", str(cohort / "manifest.csv"), "--labels",
+        str(cohort / "manual_labels.csv"), "--out", str(tmp_path / "ds"), "--size", "24",
+        "--streams", "fr8"])
+    assert result.exit_code == 0, result.output
+    assert "clips per class" in result.stdout and (tmp_path / "ds" / "dataset.json").exists()
+    bad = CliRunner().invoke(main, [
+        "dataset", "build", "--manifest", str(cohort / "manifest.csv"), "--labels",
+        str(cohort / "manual_labels.csv"), "--out", str(tmp_path / "x"), "--streams", "fr3"])
+    assert bad.exit_code == 2 and "unknown stream 'fr3'" in bad.output
+
+
+def test_keras_fits_from_the_shards(dataset):
+    keras = pytest.importorskip("keras")
+    from inference.pipeline import keras_sequence
+
+    sequence = keras_sequence(dataset.out, "train", "2d", batch_size=16)
+    n = sum(dataset.counts["train"]["2d"].values())
+    assert len(sequence) == -(-n // 16)
+    x, y = sequence[0]
+    assert x.shape == (16, 32, 32, 1) and y.shape == (16,)
+    model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(len(load_metadata(dataset.out)["classes"]),
+                                                 activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    history = model.fit(sequence, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
