@@ -28,14 +28,20 @@ from pathlib import Path
 import numpy as np
 
 from fetal_analytics import taxonomy
+from fetal_analytics.errors import UserError
 from inference.clips import FRAMES_PER_CLIP, STREAMS, ClipRequest, sample_clips, subclip_starts
 from inference.decode import Frame, iter_frames, sample_frames
 
-__all__ = ["SPLITS", "DatasetSpec", "DatasetSummary", "build_dataset", "split_operators"]
+__all__ = ["SPLITS", "DatasetError", "DatasetSpec", "DatasetSummary", "build_dataset",
+           "split_operators"]
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+
+
+class DatasetError(UserError, ValueError):
+    """The labelled scans cannot make a dataset (too few operators, no readable video)."""
 STREAM_2D = "2d"
 ROI_SAMPLE_S = 10.0  # seconds of video from which the image area is detected
 
@@ -127,7 +133,7 @@ def split_operators(operators: dict[str, str], fractions: Sequence[float], *,
         Fewer than three operators: a subject-wise three-way split is impossible.
     """
     if len(operators) < len(SPLITS):
-        raise ValueError(f"a subject-wise split needs at least {len(SPLITS)} operators, "
+        raise DatasetError(f"a subject-wise split needs at least {len(SPLITS)} operators, "
                          f"the manifest has {len(operators)}")
     rng = np.random.default_rng(seed)
     by_group: dict[str, list[str]] = defaultdict(list)
@@ -141,7 +147,7 @@ def split_operators(operators: dict[str, str], fractions: Sequence[float], *,
     n_val = max(1, round(fractions[1] * n))
     n_test = max(1, round(fractions[2] * n))
     if n - n_val - n_test < 1:
-        raise ValueError(f"{n} operators are too few for the split fractions {tuple(fractions)}")
+        raise DatasetError(f"{n} operators are too few for the split fractions {tuple(fractions)}")
     assignment = dict.fromkeys(interleaved, "train")
     assignment.update(dict.fromkeys(interleaved[:n_val], "val"))
     assignment.update(dict.fromkeys(interleaved[n_val:n_val + n_test], "test"))
@@ -281,7 +287,7 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     for writer in writers.values():
         writer.flush()
     if not any(members[s]["scans"] for s in SPLITS):
-        raise ValueError(f"no labelled scan with a readable video: {skipped}")
+        raise DatasetError(f"no labelled scan with a readable video: {skipped}")
     counts_out = {split: {stream: dict(sorted(c.items())) for stream, c in by_stream.items()}
                   for split, by_stream in counts.items()}
     metadata = {
