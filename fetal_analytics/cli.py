@@ -748,6 +748,26 @@ def roi(source: Path, fmt: str) -> None:
     emit(area.to_dict(), fmt, title=str(source))
 
 
+@main.command("deidentify")
+@click.argument("source", metavar="IMAGE_OR_VIDEO",
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The de-identified copy (a video becomes H.264 MP4).")
+def deidentify_command(source: Path, out: Path) -> None:
+    """Copy a still or video with everything outside the image area blacked out.
+
+    Burned-in screen text can identify patients: use this before frames leave the site.
+
+    \b
+    Example:
+      fetal-analytics deidentify scan.mp4 --out scan-deidentified.mp4
+    """
+    from inference.deidentify import deidentify_file
+
+    area = deidentify_file(source, out)
+    click.echo(f"wrote {out}, keeping x {area.x0}:{area.x1}, y {area.y0}:{area.y1}")
+
+
 @main.group()
 def dataset() -> None:
     """Build training datasets of clips from labelled videos."""
