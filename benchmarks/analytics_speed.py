@@ -32,7 +32,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _report import best_of, report
 
 from analytics.agreement import paper_correlation
 from analytics.features import category_times, scan_features
@@ -159,16 +159,6 @@ def pandas_from_store(store: Store, scans: pd.DataFrame, operators: pd.DataFrame
     return pandas_category_times(events, scans, operators)
 
 
-def best_of(repeat: int, fn):
-    """The smallest wall time of `repeat` calls of `fn` (seconds), and its last result."""
-    times, result = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), result
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=10_000, help="scans in the cohort")
@@ -229,12 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
         "results_agree": agree,
         "repeat": args.repeat,
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        width = max(map(len, result))
-        for key, value in result.items():
-            print(f"{key:<{width}}  {value}")
+    report(result, as_json=args.json)
     return result
 
 

@@ -18,12 +18,11 @@ Usage: python benchmarks/ingest_speed.py [--minutes M] [--size WxH] [--repeat N]
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
 import av
+from _report import best_of, report
 
 from fetal_analytics.synth import simulate_cohort, write_cohort
 from inference.freeze import detect_freezes
@@ -34,15 +33,6 @@ def plain_decode(path: Path) -> int:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         return sum(1 for _ in container.decode(stream))
-
-
-def best(repeat: int, fn):
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def main() -> None:
@@ -58,8 +48,8 @@ def main() -> None:
     cohort = simulate_cohort(scans=1, operators=1, minutes=options.minutes, seed=1)
     if not video.exists():
         write_cohort(cohort, folder, size=size, seed=1)
-    decode_s, n_frames = best(options.repeat, lambda: plain_decode(video))
-    freeze_s, result = best(options.repeat, lambda: detect_freezes(video))
+    decode_s, n_frames = best_of(options.repeat, lambda: plain_decode(video))
+    freeze_s, result = best_of(options.repeat, lambda: detect_freezes(video))
     figures = {
         "video_s": options.minutes * 60, "size": options.size, "n_frames": n_frames,
         "decode_s": round(decode_s, 3), "decode_fps": round(n_frames / decode_s),
@@ -67,11 +57,7 @@ def main() -> None:
         "speed_ratio": round(decode_s / freeze_s, 3),
         "freezes_found": len(result.spans), "freezes_true": len(cohort.scans[0].freezes),
     }
-    if options.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            print(f"{key:<14} {value}")
+    report(figures, as_json=options.json)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ Prints video_s (length of the video), render_s (wall time of `render_scan`), rea
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from _report import report
 
 from fetal_analytics.synth import simulate_cohort
 from fetal_analytics.synth.render import render_scan
@@ -58,11 +59,7 @@ def main() -> None:
         "n_freezes": len(scan.freezes),
         "cpu_count": os.cpu_count(),
     }
-    if options.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
+    report(result, as_json=options.json)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ __all__ = [
     "detect_image_area",
     "detect_image_area_from_frames",
     "detect_image_mask",
+    "grey_level",
     "preprocess",
 ]
 
@@ -449,22 +450,39 @@ def deidentify(frame: np.ndarray, area: ImageArea) -> np.ndarray:
 _MEAN_OF_CHANNELS = np.full((1, 3), 1 / 3, np.float32)
 
 
-def _grey_and_chroma(frame: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Grey level (mean of channels) and chroma (max minus min of channels), both uint8."""
+def _channels(frame: np.ndarray, name: str) -> np.ndarray:
+    """`frame` checked: uint8, (H, W) or (H, W, 3|4); a single channel axis dropped."""
     frame = np.asarray(frame)
     if frame.dtype != np.uint8:
         raise ValueError(f"`{name}` must be uint8, got {frame.dtype}")
     if frame.ndim == 3 and frame.shape[2] == 1:
         frame = frame[..., 0]
-    if frame.ndim == 2:
-        grey = frame
-        chroma = np.zeros_like(frame)
-    elif frame.ndim == 3 and frame.shape[2] in (3, 4):
-        c0, c1, c2 = (np.ascontiguousarray(frame[..., i]) for i in range(3))
-        grey = cv2.transform(frame[..., :3], _MEAN_OF_CHANNELS)
-        chroma = cv2.subtract(cv2.max(cv2.max(c0, c1), c2), cv2.min(cv2.min(c0, c1), c2))
-    else:
+    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4))):
         raise ValueError(f"`{name}` must be (H, W) or (H, W, 3), got shape {frame.shape}")
+    return frame
+
+
+def grey_level(frame: np.ndarray, name: str = "frame") -> np.ndarray:
+    """The grey level of a screen frame, (H, W) uint8: the mean of its colour channels.
+
+    Raises
+    ------
+    ValueError
+        Naming `name`, when `frame` is not uint8 (H, W) or (H, W, 3|4).
+    """
+    frame = _channels(frame, name)
+    return frame if frame.ndim == 2 else cv2.transform(frame[..., :3], _MEAN_OF_CHANNELS)
+
+
+def _grey_and_chroma(frame: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Grey level (mean of channels) and chroma (max minus min of channels), both uint8."""
+    frame = _channels(frame, name)
+    grey = grey_level(frame, name)
+    if frame.ndim == 2:
+        chroma = np.zeros_like(frame)
+    else:
+        c0, c1, c2 = (np.ascontiguousarray(frame[..., i]) for i in range(3))
+        chroma = cv2.subtract(cv2.max(cv2.max(c0, c1), c2), cv2.min(cv2.min(c0, c1), c2))
     if min(grey.shape) < 32:
         raise ValueError(f"`{name}` is too small to hold an image area: shape {frame.shape}")
     return np.ascontiguousarray(grey), np.ascontiguousarray(chroma)

@@ -142,11 +142,11 @@ def read_screen_text(
     RuntimeError
         If the default engine is used and Tesseract is not installed.
     """
-    grey = _grey(frame)
+    from inference.roi import detect_image_mask, grey_level
+
+    grey = grey_level(frame)
     engine = engine or tesseract_engine
     if image_mask is None:
-        from inference.roi import detect_image_mask
-
         try:
             image_mask = detect_image_mask(frame)
         except ValueError:
@@ -267,19 +267,6 @@ def _single_threaded_tesseract() -> Iterator[None]:
 
 # ---------------------------------------------------------------------------------------------
 # Finding the text
-
-
-def _grey(frame: np.ndarray) -> np.ndarray:
-    frame = np.asarray(frame)
-    if frame.dtype != np.uint8:
-        raise ValueError(f"`frame` must be uint8, got {frame.dtype}")
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        frame = frame[..., 0]
-    if frame.ndim == 2:
-        return frame
-    if frame.ndim == 3 and frame.shape[2] in (3, 4):
-        return cv2.transform(frame[..., :3], np.full((1, 3), 1 / 3, np.float32))
-    raise ValueError(f"`frame` must be (H, W) or (H, W, 3), got shape {frame.shape}")
 
 
 def _regions(grey: np.ndarray, image_mask: np.ndarray) -> list[tuple[str, np.ndarray]]:
