@@ -816,3 +816,49 @@ def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: s
     print_table(rows, title=f"{out}: clips per class")
     for scan_id, reason in summary.skipped_scans.items():
         click.echo(f"skipped {scan_id}: {reason}", err=True)
+
+
+# --- models ---------------------------------------------------------------------------------
+
+@main.command("import-sononet")
+@click.argument("npz", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The model file to write (.keras); its sidecar goes beside it (.json).")
+def import_sononet_command(npz: Path, out: Path) -> None:
+    """Convert the published SonoNet weights (theano/lasagne .npz) to a Keras model.
+
+    The model takes one greyscale frame of height 224 x width 288 and gives SonoNet's 14
+    classes; the sidecar MODEL.json holds the classes, their taxonomy codes, the
+    preprocessing and the model file's sha256 (checked whenever the model is loaded).
+
+    \b
+    Example:
+      fetal-analytics import-sononet ../shared/data/sononet/SonoNet16.npz --out sononet16.keras
+    """
+    from inference.models import import_sononet, sidecar_path
+
+    path = import_sononet(npz, out)
+    side = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+    click.echo(f"wrote {path} ({side['name']}: {len(side['classes'])} classes, "
+               f"{side['params']['trainable']:,} trainable parameters) and {sidecar_path(path)}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, path_type=Path))
+@format_option(("table", "json"))
+def classify(model: Path, images: tuple[Path, ...], fmt: str) -> None:
+    """Classify still screen captures with a 2D model (e.g. the imported SonoNet).
+
+    Each image is cropped to its automatically detected image area, made greyscale, resized
+    to the model's input and z-scored (x 255); prints the most probable class, its taxonomy
+    code and probability.
+
+    \b
+    Example:
+      fetal-analytics classify sononet16.keras ../shared/data/sononet/example_images/*.png
+    """
+    from inference.models import classify_images
+
+    emit(classify_images(model, images), fmt, title=f"{model}: {len(images)} images")
