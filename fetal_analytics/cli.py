@@ -862,3 +862,80 @@ def classify(model: Path, images: tuple[Path, ...], fmt: str) -> None:
     from inference.models import classify_images
 
     emit(classify_images(model, images), fmt, title=f"{model}: {len(images)} images")
+
+
+@main.command("train")
+@click.option("--dataset", "dataset_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="A dataset folder (fetal-analytics dataset build).")
+@click.option("--arch", required=True,
+              help="Architecture: sononet, vgg16, vgg19 (stream 2d) or a temporal one, e.g. "
+                   "sono_2dtcnn (clip streams).")
+@click.option("--stream", default="fr4", show_default=True, help="fr2, fr4, fr8 or 2d.")
+@click.option("--preset", type=click.Choice(("cpu", "paper")), default="cpu", show_default=True,
+              help="Build parameters (width); input size and frames come from the dataset.")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder: model.keras + model.json, last.keras, best.keras, "
+                   "metrics.csv. An interrupted run in it is resumed.")
+def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs: int,
+                  batch_size: int, seed: int, out: Path) -> None:
+    """Train a model on one stream of a dataset (resumes an interrupted run in --out).
+
+    SGD (Nesterov momentum 0.9, learning rate 0.01), augmentation, balanced class weights,
+    early stopping on the validation loss (best weights kept); per-epoch metrics go to
+    OUT/metrics.csv and the final model to OUT/model.keras with its sidecar.
+
+    \b
+    Example:
+      fetal-analytics train --dataset ds --arch sononet --stream 2d --epochs 20 --out runs/s2d
+    """
+    from inference.training import train
+
+    verbose = 1 if sys.stdout.isatty() else 2
+    result = train(dataset_dir, arch, stream=stream, preset=preset, epochs=epochs,
+                   batch_size=batch_size, seed=seed, out=out, progress=verbose)
+    resumed = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
+    click.echo(f"wrote {result.model_path} ({result.epochs_run} epochs{resumed}; best epoch "
+               f"{result.best_epoch}: val_loss {result.best_val_loss:.4f}, val_accuracy "
+               f"{result.best_val_accuracy:.4f}) and {out / 'metrics.csv'}")
+
+
+@main.command("evaluate")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", "dataset_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True)
+@click.option("--split", type=click.Choice(("train", "val", "test")), default="test",
+              show_default=True)
+@click.option("--stream", default=None, help="Default: the stream the model was trained on.")
+@format_option(("table", "json"))
+@click.option("--confusion", "confusion_png", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also draw the confusion matrix into this PNG file.")
+def evaluate_command(model: Path, dataset_dir: Path, split: str, stream: str | None, fmt: str,
+                     confusion_png: Path | None) -> None:
+    """Evaluate a trained model: macro precision, recall, F1, top-1/top-3 accuracy, per class.
+
+    \b
+    Example:
+      fetal-analytics evaluate runs/s2d/model.keras --dataset ds --confusion s2d.png
+    """
+    from inference.evaluation import evaluate, save_confusion_png
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # undefined P/R are shown as blanks
+        result = evaluate(model, dataset_dir, split=split, stream=stream)
+    if confusion_png is not None:
+        save_confusion_png(result.confusion, confusion_png,
+                           title=f"{model.name}: {result.split} / {result.stream}")
+    record = result.to_dict()
+    if fmt == "json":
+        emit(record, fmt)
+    else:
+        summary = {k: record[k] for k in ("split", "stream", "n", "precision", "recall", "f1",
+                                         "top1", "top3")}
+        emit(summary, fmt, title=model.name)
+        emit([row for row in record["per_class"] if row["support"] or row["precision"]
+              is not None], fmt, title="per class (classes with samples or predictions)")
+    if confusion_png is not None:
+        click.echo(f"wrote {confusion_png}", err=True)

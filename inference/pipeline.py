@@ -147,7 +147,11 @@ def keras_sequence(folder: str | Path, split: str, stream: str, *, batch_size: i
             return next(self._stream)
 
         def on_epoch_end(self) -> None:
-            self.epoch += 1
+            self.set_epoch(self.epoch + 1)
+
+        def set_epoch(self, epoch: int) -> None:
+            """Serve epoch `epoch` next (its shuffle and augmentation), e.g. when resuming."""
+            self.epoch = epoch
             self._restart()
 
     return ClipSequence()
