@@ -19,7 +19,6 @@ Label columns
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections import defaultdict
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetal_analytics import taxonomy
+from fetal_analytics.hashing import file_sha256
 from fetal_analytics.runs import SOURCES
 from fetal_analytics.tabular import InputError, InputTable, Problem, read_table
 
@@ -127,14 +127,6 @@ def _timestamp(text: str) -> tuple[datetime | None, str | None]:
     if value.tzinfo is not None:  # stored as naive UTC
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value, None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- manifest -------------------------------------------------------------------------------
@@ -490,7 +482,7 @@ def ingest_labels(
     scan_fps = {scan: (None if fps is None or math.isnan(fps) else fps)
                 for scan, fps in store.con.execute("SELECT scan_id, fps FROM scans").fetchall()}
     events = read_labels(path, scan_fps=scan_fps)
-    sha = _sha256(path)
+    sha = file_sha256(path)
     n_scans, n_events = events["scan_id"].nunique(), len(events)
     existing = _existing_import(store, source, run_name, sha, path)
     if existing is not None and existing[2] == sha:

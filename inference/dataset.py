@@ -29,6 +29,7 @@ import numpy as np
 
 from fetal_analytics import taxonomy
 from fetal_analytics.errors import UserError
+from fetal_analytics.hashing import file_sha256
 from inference.clips import FRAMES_PER_CLIP, STREAMS, ClipRequest, sample_clips, subclip_starts
 from inference.decode import Frame, iter_frames, sample_frames
 
@@ -300,7 +301,7 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
         "counts": counts_out,
         "dropped_labels": dropped,
         "skipped_scans": skipped,
-        "sources": {"manifest": _sha256(Path(manifest)), "labels": _sha256(Path(labels))},
+        "sources": {"manifest": file_sha256(manifest), "labels": file_sha256(labels)},
         "dataset_sha256": _tree_hash(out),
     }
     (out / "dataset.json").write_text(json.dumps(metadata, indent=2))
@@ -308,13 +309,9 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     return DatasetSummary(out, counts_out, members, dropped, skipped)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _tree_hash(folder: Path) -> str:
     digest = hashlib.sha256()
     for shard in sorted(folder.rglob("shard-*.npz")):
         digest.update(str(shard.relative_to(folder)).encode())
-        digest.update(_sha256(shard).encode())
+        digest.update(file_sha256(shard).encode())
     return digest.hexdigest()

@@ -65,7 +65,6 @@ detected image area).
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -78,6 +77,7 @@ import numpy as np
 from keras import layers, ops
 
 from fetal_analytics.errors import UserError
+from fetal_analytics.hashing import file_sha256
 
 __all__ = [
     "ARCHITECTURES",
@@ -681,14 +681,6 @@ def sidecar_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_model(model: keras.Model, out_path: str | Path, sidecar: dict[str, Any]) -> Path:
     """Save `model` to a ``.keras`` file and write its sidecar with the file's sha256.
 
@@ -711,7 +703,7 @@ def save_model(model: keras.Model, out_path: str | Path, sidecar: dict[str, Any]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     model.save(out_path)
     record = {"format": SIDECAR_FORMAT, "version": 1, **sidecar,
-              "keras_version": keras.__version__, "sha256": _sha256(out_path)}
+              "keras_version": keras.__version__, "sha256": file_sha256(out_path)}
     sidecar_path(out_path).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log.info("saved %s (sha256 %s)", out_path, record["sha256"])
     return out_path
@@ -771,7 +763,7 @@ def load_model(model_path: str | Path) -> LoadedModel:
         input_shape = tuple(int(v) for v in sidecar["input_shape"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelFileError(f"{side}: not a model sidecar ({exc})") from exc
-    actual = _sha256(model_path)
+    actual = file_sha256(model_path)
     if actual != expected:
         raise ModelFileError(
             f"{model_path}: sha256 {actual[:16]}... does not match {expected[:16]}... in {side}; "
@@ -856,7 +848,7 @@ def import_sononet(npz_path: str | Path, out_path: str | Path) -> Path:
         "codes_without_class": ["3Dm", "MaD"],
         "preprocessing": PREPROCESSING_SONONET,
         "params": count_params(model),
-        "source": {"file": npz_path.name, "sha256": _sha256(npz_path)},
+        "source": {"file": npz_path.name, "sha256": file_sha256(npz_path)},
     }
     return save_model(model, out_path, sidecar)
 
