@@ -63,13 +63,12 @@ class ClassificationMetrics:
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """A model evaluated on one split and stream of a dataset (`evaluate`).
+class Evaluation(ClassificationMetrics):
+    """A model evaluated on one split and stream of a dataset (`evaluate`): the
+    `ClassificationMetrics` of its predictions, and what they were computed from.
 
     Attributes
     ----------
-    per_class, precision, recall, f1, top1, top3, confusion, n
-        As in `ClassificationMetrics`.
     probabilities : ndarray
         float (n, classes) softmax outputs, in the order of the dataset's shards.
     labels : ndarray
@@ -80,14 +79,6 @@ class Evaluation:
     split, stream : str
     """
 
-    per_class: Any = field(repr=False)
-    precision: float
-    recall: float
-    f1: float
-    top1: float
-    top3: float
-    confusion: Any = field(repr=False)
-    n: int
     probabilities: np.ndarray = field(repr=False)
     labels: np.ndarray = field(repr=False)
     classes: tuple[str, ...]
@@ -297,11 +288,9 @@ def evaluate(model_path: str | Path, dataset: str | Path, *, split: str = "test"
     metrics = classification_metrics(y_true, probabilities, loaded.classes)
     log.info("%s on %s/%s: macro F1 %.3f, top-1 %.3f", model_path, split, stream, metrics.f1,
              metrics.top1)
-    return Evaluation(per_class=metrics.per_class, precision=metrics.precision,
-                      recall=metrics.recall, f1=metrics.f1, top1=metrics.top1,
-                      top3=metrics.top3, confusion=metrics.confusion, n=metrics.n,
-                      probabilities=probabilities, labels=y_true, classes=loaded.classes,
-                      model_path=Path(model_path), split=split, stream=stream)
+    return Evaluation(**vars(metrics), probabilities=probabilities, labels=y_true,
+                      classes=loaded.classes, model_path=Path(model_path), split=split,
+                      stream=stream)
 
 
 def save_confusion_png(confusion: Any, path: str | Path, *, cell: int = 44,
