@@ -11,12 +11,8 @@ import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fetal_analytics.errors import UserError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ["InputError", "InputTable", "Problem", "read_table"]
 
@@ -92,12 +88,6 @@ class InputTable:
     def problem(self, index: int | None, column: str | None, message: str) -> Problem:
         """A `Problem` at row `index` (None: the whole file) and `column`."""
         return Problem(self.path, None if index is None else self.location(index), column, message)
-
-    def frame(self) -> pd.DataFrame:
-        """The table as a DataFrame of strings, one row per input row."""
-        import pandas as pd
-
-        return pd.DataFrame(self.columns, dtype=object)
 
 
 def read_table(

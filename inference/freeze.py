@@ -6,8 +6,9 @@ from frame to frame; blocks that change in most frames are the live image area, 
 furniture, the ticking clock and the cine bar change rarely and are ignored. A span where the
 image area stays still (below a threshold set from the video's own live motion, robust to codec
 noise) for at least `min_static_s` is a candidate; the scanner's freeze indicator then confirms
-it, read by OCR (Tesseract) in a configured region of one frame of the span, or, for layouts
-without readable text, by its appearance differing from the region's live look.
+it: OCR (Tesseract, in a thread beside the decode) of a configured region until one freeze is
+read, then template matching against that region, with OCR again where the template fails; or,
+for layouts without readable text, the region's appearance differing from its live look.
 
 Vendor layouts are presets (`INDICATOR_PRESETS`): the indicator's region as fractions of the
 frame and the text pattern it shows.
