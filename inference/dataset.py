@@ -1,16 +1,18 @@
 """Training datasets: manifest + manual labels + videos -> compressed shards of clips.
 
-For every labelled span (the paper's freeze-centred 5 s clips) and every stream, up to ten unique
-12-frame sub-clips are cut from one decode of the scan, cropped to the automatically detected
-image area and resized to a square; the 2D stream takes up to ten single frames per span. Scans
-are split subject-wise: whole operators go to train, validation or test, so no scan and no
-operator is in two splits.
+For every labelled span (the paper's freeze-centred 5 s clips) up to ten window centres are
+spread over the span, and every stream gets the clip centred on each: 12 frames at the stream's
+spacing (the 2D stream: the frame nearest the centre), cut from one decode of the scan, cropped to
+the automatically detected image area and resized to a square. The streams therefore hold the
+same instances (aligned on scan and centre time, as the labeller's dense windows are), which late
+fusion needs. Scans are split subject-wise: whole operators go to train, validation or test, so no
+scan and no operator is in two splits.
 
 Layout of a dataset folder::
 
     dataset.json                       spec, classes, streams (spacing in s), splits, counts, hashes
     <split>/<stream>/shard-00000.npz   x (n, frames, S, S) uint8, y (n,) int16 class index,
-                                       scan_id (n,), t_s (n,) clip start time
+                                       scan_id (n,), t_s (n,) clip centre time (s)
 
 `inference.pipeline.ClipSequence` streams the shards into Keras, with augmentation.
 """
@@ -30,11 +32,11 @@ import numpy as np
 from fetal_analytics import taxonomy
 from fetal_analytics.errors import UserError
 from fetal_analytics.hashing import file_sha256
-from inference.clips import FRAMES_PER_CLIP, STREAMS, ClipRequest, sample_clips, subclip_starts
+from inference.clips import FRAMES_PER_CLIP, STREAMS, ClipRequest, sample_clips, window_times
 from inference.decode import Frame, iter_frames, sample_frames
 
 __all__ = ["SPLITS", "DatasetError", "DatasetSpec", "DatasetSummary", "build_dataset",
-           "split_operators"]
+           "cropped_frames", "span_centres", "split_operators", "video_image_area"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class DatasetError(UserError, ValueError):
     """The labelled scans cannot make a dataset (too few operators, no readable video)."""
 STREAM_2D = "2d"
 ROI_SAMPLE_S = 10.0  # seconds of video from which the image area is detected
+MIN_CENTRE_GAP_S = 0.2  # window centres of one span closer than this would repeat frames
+CENTRE_MARGIN_S = 0.5 * (FRAMES_PER_CLIP - 1) * STREAMS["fr4"]  # keeps FR/4 clips in their span
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,11 @@ class DatasetSpec:
     split_fractions : (train, val, test)
         Shares of operators per split (the paper's 76/12/12 %).
     max_subclips : int
-        Sub-clips (or 2D frames) per labelled span and stream.
+        Window centres (clips per stream) per labelled span.
+    others_as : str or None
+        Code given to labels outside `classes` (e.g. ``"Bk"`` when training a labeller on
+        dense timelines, where everything the model does not know is background); None drops
+        them.
     shard_size : int
         Clips per shard file.
     seed : int
@@ -76,6 +84,7 @@ class DatasetSpec:
     max_subclips: int = 10
     shard_size: int = 512
     seed: int = 0
+    others_as: str | None = None
 
     def __post_init__(self) -> None:
         for stream in self.streams:
@@ -84,6 +93,9 @@ class DatasetSpec:
                                  f"{', '.join([*STREAMS, STREAM_2D])}")
         for code in self.classes:
             taxonomy.validate_code(code)
+        if self.others_as is not None and self.others_as not in self.classes:
+            raise ValueError(f"others_as {self.others_as!r} must be one of the classes "
+                             f"{', '.join(self.classes)}")
         if self.size < 16:
             raise ValueError(f"size must be at least 16 pixels, got {self.size}")
 
@@ -177,30 +189,39 @@ class _ShardWriter:
         self.buffer = []
 
 
+def span_centres(start_s: float, end_s: float, max_centres: int) -> np.ndarray:
+    """Up to `max_centres` window centres spread evenly over a labelled span, in seconds.
+
+    Centres keep `CENTRE_MARGIN_S` from the span's ends (a span too short for that gets its
+    midpoint) and at least `MIN_CENTRE_GAP_S` apart, so no two windows sample the same frames.
+    """
+    lo, hi = start_s + CENTRE_MARGIN_S, end_s - CENTRE_MARGIN_S
+    if hi <= lo:
+        return np.array([(start_s + end_s) / 2])
+    n = int(min(max_centres, (hi - lo) // MIN_CENTRE_GAP_S + 1))
+    return np.linspace(lo, hi, n) if n > 1 else np.array([(lo + hi) / 2])
+
+
 def _scan_requests(spans: list[tuple[float, float, int]], spec: DatasetSpec) -> list[ClipRequest]:
     requests = []
-    for span_index, (start, end, label) in enumerate(spans):
-        for stream in spec.streams:
-            if stream == STREAM_2D:
-                times = np.linspace(start, end, spec.max_subclips + 2)[1:-1]
-                requests += [ClipRequest((span_index, stream, label, k), np.array([t]))
-                             for k, t in enumerate(times)]
-                continue
-            spacing = STREAMS[stream]
-            for k, t0 in enumerate(subclip_starts(start, end, stream,
-                                                  max_subclips=spec.max_subclips)):
-                requests.append(ClipRequest((span_index, stream, label, k),
-                                            t0 + np.arange(FRAMES_PER_CLIP) * spacing))
+    for start, end, label in spans:
+        for centre in span_centres(start, end, spec.max_subclips):
+            for stream in spec.streams:
+                times = (np.array([centre]) if stream == STREAM_2D
+                         else window_times(centre, stream))
+                requests.append(ClipRequest((stream, label, float(centre)), times))
     return requests
 
 
-def _image_area(video: Path):
+def video_image_area(video: str | Path):
+    """The image area of a video, detected from its first `ROI_SAMPLE_S` seconds."""
     from inference.roi import detect_image_area_from_frames
 
     return detect_image_area_from_frames(sample_frames(video, seconds=ROI_SAMPLE_S))
 
 
-def _cropped(frames: Iterator[Frame], area, size: int) -> Iterator[Frame]:
+def cropped_frames(frames: Iterator[Frame], area, size: int) -> Iterator[Frame]:
+    """Frames cropped to `area` and resized to `size` x `size` (area interpolation)."""
     import cv2
 
     for frame in frames:
@@ -244,8 +265,13 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     parsed = read_manifest(manifest)
     scans = parsed.scans.set_index("scan_id")
     events = read_labels(labels, scan_fps={s: None for s in scans.index})
-    dropped = events.loc[~events.label.isin(spec.classes), "label"].value_counts().to_dict()
-    events = events[events.label.isin(spec.classes)]
+    unlisted = ~events.label.isin(spec.classes)
+    dropped = events.loc[unlisted, "label"].value_counts().to_dict()
+    if spec.others_as is None:
+        events = events[~unlisted]
+    else:
+        events = events.assign(label=events.label.where(~unlisted, spec.others_as))
+        dropped = {}
     groups = dict(zip(parsed.operators.operator_id, parsed.operators.grp, strict=True))
     labelled_ops = {scans.loc[s, "operator_id"] for s in events.scan_id.unique()}
     assignment = split_operators({op: groups[op] for op in labelled_ops}, spec.split_fractions,
@@ -268,17 +294,12 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
         split = assignment[scans.loc[scan_id, "operator_id"]]
         spans = [(r.start_s, r.end_s, class_index[r.label]) for r in scan_events.itertuples()]
         try:
-            area = _image_area(Path(video))
-            seen: set = set()
-            for clip in sample_clips(_cropped(iter_frames(video), area, spec.size),
+            area = video_image_area(video)
+            for clip in sample_clips(cropped_frames(iter_frames(video), area, spec.size),
                                      _scan_requests(spans, spec)):
-                span_index, stream, label, _ = clip.key
-                identity = (span_index, stream, tuple(clip.frame_indices))
-                if identity in seen:  # sub-clips that sampled the same frames
-                    continue
-                seen.add(identity)
+                stream, label, centre = clip.key
                 x = clip.images[0] if stream == STREAM_2D else clip.images
-                writers[split, stream].add(x, label, scan_id, float(clip.times_s[0]))
+                writers[split, stream].add(x, label, scan_id, centre)
                 counts[split][stream][spec.classes[label]] += 1
         except (DecodeError, ValueError) as exc:
             skipped[scan_id] = str(exc)
@@ -294,6 +315,7 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     metadata = {
         "spec": asdict(spec),
         "frames_per_clip": FRAMES_PER_CLIP,
+        "aligned": True,  # every stream holds the clips of the same (scan_id, t_s) centres
         "streams": {s: STREAMS.get(s) for s in spec.streams},
         "stream_spacing_unit": "seconds between sampled frames",
         "classes": list(spec.classes),

@@ -90,6 +90,7 @@ __all__ = [
     "ModelFileError",
     "build",
     "classify_images",
+    "combine_streams",
     "count_params",
     "feat1d_lstm_rnn",
     "feat2d_2dtcnn",
@@ -737,6 +738,39 @@ class LoadedModel:
     frames: int | None
     sidecar: dict[str, Any] = field(repr=False)
 
+    @property
+    def streams(self) -> tuple[dict[str, Any], ...]:
+        """The model's input streams, in input order: dicts with ``name`` (``fr2``, ``fr4``,
+        ``fr8`` or ``2d``), ``spacing_s`` (seconds between a clip's frames; None for 2d) and
+        ``frames`` (frames per clip; 1 for 2d). A multi-stream model (`combine_streams`) has
+        several; a model without stream information (an imported SonoNet) takes 2D frames."""
+        if "streams" in self.sidecar:
+            return tuple(self.sidecar["streams"])
+        if "stream" in self.sidecar:
+            return (self.sidecar["stream"],)
+        return ({"name": "2d", "spacing_s": None, "frames": 1},)
+
+    def predict_streams(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Softmax of each stream for a batch.
+
+        Parameters
+        ----------
+        inputs : sequence of ndarray
+            One per stream, in `streams` order, standardised float32: clips
+            ``(n, frames, S, S, 1)``, 2D frames ``(n, S, S, 1)``.
+
+        Returns
+        -------
+        list of ndarray
+            One ``(n, classes)`` array per stream.
+        """
+        if len(inputs) != len(self.streams):
+            raise ValueError(f"{self.path}: {len(self.streams)} input streams, got "
+                             f"{len(inputs)} inputs")
+        if len(inputs) == 1:
+            return [np.asarray(self.model.predict_on_batch(inputs[0]))]
+        return [np.asarray(out) for out in self.model.predict_on_batch(list(inputs))]
+
 
 def load_model(model_path: str | Path) -> LoadedModel:
     """Load a ``.keras`` model after checking it against its sidecar's sha256.
@@ -772,11 +806,70 @@ def load_model(model_path: str | Path) -> LoadedModel:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as exc:  # a damaged zip, an unknown layer
         raise ModelFileError(f"{model_path}: cannot load the model ({exc})") from exc
-    if model.output_shape[-1] != len(classes):
-        raise ModelFileError(f"{model_path}: {model.output_shape[-1]} outputs but "
+    shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
+    if any(shape[-1] != len(classes) for shape in shapes):
+        raise ModelFileError(f"{model_path}: outputs {shapes} do not match the "
                              f"{len(classes)} classes in {side}")
     return LoadedModel(model=model, path=model_path, classes=classes, codes=codes,
                        input_shape=input_shape, frames=sidecar.get("frames"), sidecar=sidecar)
+
+
+def combine_streams(members: Sequence[str | Path | LoadedModel], out_path: str | Path, *,
+                    name: str = "multi_stream") -> Path:
+    """Join single-stream models of the same classes into one multi-stream model file.
+
+    The result has one input and one softmax output per member (in the members' order), so one
+    ``predict_on_batch`` serves every stream; late fusion (`inference.evaluation.fuse`) is left
+    to the caller, which also stores each stream's probabilities.
+
+    Parameters
+    ----------
+    members : sequence of paths or LoadedModel
+        Models trained by `inference.training.train` on different streams (``fr2``, ``fr4``,
+        ``fr8``, ``2d``), with the same classes and frame size.
+    out_path : path ending in ``.keras``
+        The sidecar lists the ``streams`` and the members (architecture, stream, sha256,
+        metrics); its ``decoding`` and ``preprocessing`` are the first member's.
+
+    Returns
+    -------
+    Path
+        `out_path`.
+    """
+    loaded = [m if isinstance(m, LoadedModel) else load_model(m) for m in members]
+    if not loaded:
+        raise ModelFileError("combine_streams needs at least one model")
+    first = loaded[0]
+    names = [m.streams[0]["name"] for m in loaded]
+    for m in loaded:
+        if len(m.streams) != 1:
+            raise ModelFileError(f"{m.path}: already a multi-stream model")
+        if m.classes != first.classes or m.input_shape != first.input_shape:
+            raise ModelFileError(f"{m.path}: classes or input shape differ from {first.path}")
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"two members share a stream: {names}")
+    inputs, outputs = [], []
+    for stream, m in zip(names, loaded, strict=True):
+        m.model.name = f"{stream}_{m.model.name}"  # member names must be unique in the model
+        x = keras.Input(m.model.input_shape[1:], name=f"{stream}_input")
+        inputs.append(x)
+        outputs.append(layers.Identity(name=f"{stream}_probs")(m.model(x)))
+    combined = keras.Model(inputs, outputs, name=name)
+    skip = {"stream", "sha256", "format", "version", "keras_version", "metrics", "params",
+            "training", "name", "arch", "dataset"}
+    sidecar = {k: v for k, v in first.sidecar.items() if k not in skip}
+    sidecar.update(
+        arch="multi_stream", name=f"{name}: " + " + ".join(
+            f"{m.sidecar.get('arch', '?')} ({s})" for s, m in zip(names, loaded, strict=True)),
+        streams=[m.streams[0] for m in loaded],
+        frames=next((m.frames for m in loaded if m.frames), None),
+        fusion="mean of the streams' softmax probabilities (inference.evaluation.fuse)",
+        members=[{"stream": s, "arch": m.sidecar.get("arch"), "path": str(m.path),
+                  "sha256": m.sidecar.get("sha256"), "metrics": m.sidecar.get("metrics"),
+                  "dataset": m.sidecar.get("dataset")}
+                 for s, m in zip(names, loaded, strict=True)],
+        params=count_params(combined))
+    return save_model(combined, out_path, sidecar)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fetal_analytics.synth.config import WorkflowConfig, default_config
-from fetal_analytics.synth.workflow import Operator, ScanTimeline, make_operator, simulate_scan
+from fetal_analytics.synth.workflow import (
+    Operator,
+    ScanTimeline,
+    excerpt,
+    make_operator,
+    simulate_scan,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,7 +121,8 @@ class Cohort:
 
 def simulate_cohort(*, scans: int = 4, operators: int = 2, minutes: float | None = None,
                     seed: int = 0, fps: float = 30.0, manual_fraction: float = 1.0,
-                    config: WorkflowConfig | None = None) -> Cohort:
+                    config: WorkflowConfig | None = None,
+                    excerpt_minutes: float | None = None) -> Cohort:
     """Simulate the workflow of a cohort of scans (no video; see `render` for that).
 
     Parameters
@@ -134,7 +141,15 @@ def simulate_cohort(*, scans: int = 4, operators: int = 2, minutes: float | None
         Share of scans, chosen at random, that get manual labels.
     config : WorkflowConfig, optional
         Default: `default_config()`.
+    excerpt_minutes : float, optional
+        Keep a random excerpt of this length from each natural-length scan (its start drawn
+        from the seed): short videos with realistic event durations, e.g. for training data.
+        Exclusive with `minutes`.
     """
+    if minutes is not None and excerpt_minutes is not None:
+        raise ValueError("give `minutes` or `excerpt_minutes`, not both")
+    if excerpt_minutes is not None and excerpt_minutes <= 0:
+        raise ValueError(f"excerpt_minutes must be positive, got {excerpt_minutes}")
     if scans < 1 or operators < 1:
         raise ValueError("scans and operators must be at least 1")
     if not 0 <= manual_fraction <= 1:
@@ -153,6 +168,12 @@ def simulate_cohort(*, scans: int = 4, operators: int = 2, minutes: float | None
         simulate_scan(f"SIM{i + 1:0{width}d}", people[i % operators], config=config,
                       rng=_rng(seed, 1, i), minutes=minutes)
         for i in range(scans))
+    if excerpt_minutes is not None:
+        length = excerpt_minutes * 60.0
+        timelines = tuple(
+            excerpt(t, float(_rng(seed, 3, i).uniform(0, max(0.0, t.duration_s - length))),
+                    length)
+            for i, t in enumerate(timelines))
     acquired = tuple(_FIRST_DAY + timedelta(days=i // 4, hours=2 * (i % 4)) for i in range(scans))
     chosen = _rng(seed, 2, 0).permutation(scans)[: round(manual_fraction * scans)]
     return Cohort(people, timelines, acquired, fps,

@@ -231,3 +231,25 @@ def simulate_scan(scan_id: str, operator: Operator, *, config: WorkflowConfig,
             freezes.append(Freeze(round(onset, 3), round(freeze_end, 3), label, calipers))
     return ScanTimeline(scan_id, operator.operator_id, float(bounds[-1]), tuple(events),
                         tuple(freezes))
+
+
+def excerpt(scan: ScanTimeline, start_s: float, length_s: float) -> ScanTimeline:
+    """The part ``[start_s, start_s + length_s)`` of a scan, as a scan starting at 0.
+
+    Events are cut to the excerpt; freezes are kept only when they lie wholly inside it. Short
+    excerpts of natural-length scans keep realistic event durations (unlike `simulate_scan`'s
+    `minutes`, which compresses the whole workflow).
+    """
+    if length_s <= 0 or start_s < 0:
+        raise ValueError(f"excerpt needs start_s >= 0 and length_s > 0, got {start_s}, {length_s}")
+    end_s = min(scan.duration_s, start_s + length_s)
+    events = tuple(
+        Event(e.label, round(max(e.start_s, start_s) - start_s, 3),
+              round(min(e.end_s, end_s) - start_s, 3))
+        for e in scan.events
+        if min(e.end_s, end_s) - max(e.start_s, start_s) >= 1e-3)
+    freezes = tuple(
+        Freeze(round(f.start_s - start_s, 3), round(f.end_s - start_s, 3), f.label, f.calipers)
+        for f in scan.freezes if f.start_s >= start_s and f.end_s <= end_s)
+    return ScanTimeline(scan.scan_id, scan.operator_id, round(end_s - start_s, 3), events,
+                        freezes)

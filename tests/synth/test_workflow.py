@@ -132,6 +132,24 @@ def test_minutes_fixes_every_scans_length():
     assert all(len(s.freezes) >= 3 for s in cohort.scans)
 
 
+def test_an_excerpt_keeps_natural_event_durations():
+    natural = simulate_cohort(scans=6, operators=2, seed=5)
+    cut = simulate_cohort(scans=6, operators=2, seed=5, excerpt_minutes=3)
+    for whole, part in zip(natural.scans, cut.scans, strict=True):
+        assert part.duration_s == 180.0
+        assert part.events[0].start_s == 0 and part.events[-1].end_s == 180.0
+        assert all(a.end_s == b.start_s for a, b in itertools.pairwise(part.events))
+        # Every event inside the excerpt is a natural event shifted in time: same label and
+        # duration (only the two cut at the ends are shorter).
+        natural_spans = {(e.label, round(e.end_s - e.start_s, 3)) for e in whole.events}
+        inner = part.events[1:-1]
+        assert all((e.label, round(e.end_s - e.start_s, 3)) in natural_spans for e in inner)
+        assert all(0 <= f.start_s < f.end_s <= 180.0 for f in part.freezes)
+    assert {s.scan_id for s in cut.scans} == {s.scan_id for s in natural.scans}
+    with pytest.raises(ValueError, match="not both"):
+        simulate_cohort(minutes=2, excerpt_minutes=2)
+
+
 def test_manual_fraction_chooses_scans():
     cohort = simulate_cohort(scans=10, operators=2, seed=2, manual_fraction=0.3)
     assert len(cohort.manual_scan_ids) == 3
