@@ -32,13 +32,15 @@ from typing import Any
 import numpy as np
 
 from fetal_analytics.errors import UserError
+from inference.decoding import DecodingParams
 
 __all__ = ["DECODING_DEFAULTS", "PREPROCESSING_DATASET", "TrainResult", "TrainingError", "train"]
 
 log = logging.getLogger(__name__)
 
-#: Temporal-decoding defaults written to the sidecar (used by labelling).
-DECODING_DEFAULTS: dict[str, float] = {"beta": 0.4, "min_duration_s": 2.0, "hop_s": 1.0}
+#: Temporal-decoding defaults written to the sidecar (used by labelling; tune them with
+#: `fetal-analytics tune-decoding`).
+DECODING_DEFAULTS: dict[str, float] = DecodingParams().to_dict()
 
 #: The preprocessing of the dataset's clips, as written to the sidecar.
 PREPROCESSING_DATASET: dict[str, Any] = {
@@ -120,7 +122,8 @@ def _check_args(metadata: dict, arch: str, stream: str, preset: str) -> None:
 def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = "cpu",
           epochs: int = 30, batch_size: int = 16, seed: int = 0, out: str | Path,
           patience: int = 5, resume: bool = True, progress: int = 2,
-          dropout: float = 0.5, **build_overrides: Any) -> TrainResult:
+          dropout: float = 0.5, init_from: str | Path | None = None,
+          **build_overrides: Any) -> TrainResult:
     """Train `arch` on one stream of a dataset; resumable, deterministic for a seed.
 
     Parameters
@@ -155,6 +158,12 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
         Keras ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch.
     dropout : float
         Dropout rate of the builder, in [0, 1).
+    init_from : path, optional
+        A trained 2D SonoNet (``model.keras`` with its sidecar) of the same width and classes to
+        start from in a fresh run (a resumed run keeps its own weights): ``sono_2dtcnn`` is
+        inflated from it (`inference.models.inflate_from_2d`); any other architecture gets the
+        weights of the layers of the same name (`inference.models.transfer_weights`: the
+        per-frame trunk of the temporal models, frozen in the feature-based ones).
     **build_overrides
         Further builder keywords (e.g. ``width``), over the preset's.
 
@@ -166,7 +175,7 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
     ------
     TrainingError
         Unknown architecture, preset or stream, or a 2D architecture on a clip stream (or the
-        reverse); `epochs` < 1.
+        reverse); `epochs` < 1; `init_from` does not fit `arch`.
     FileNotFoundError
         No ``dataset.json`` or no shards for a split.
     """
@@ -201,6 +210,8 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
         model = build(arch, preset=preset, **{"input_shape": (size, size, 1), "frames": frames,
                                                "classes": len(classes), "dropout": dropout,
                                                **build_overrides})
+        if init_from is not None:
+            _initialise(model, arch, Path(init_from))
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE,
                                                      momentum=MOMENTUM, nesterov=True),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -254,7 +265,8 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
         "training": {"optimizer": "SGD", "learning_rate": LEARNING_RATE,
                      "momentum": MOMENTUM, "nesterov": True, "batch_size": batch_size,
                      "seed": seed, "patience": patience, "dropout": dropout,
-                     "class_weight": "balanced", "augmentation": True},
+                     "class_weight": "balanced", "augmentation": True,
+                     "init_from": None if init_from is None else str(init_from)},
         "dataset": {"path": str(dataset), "sha256": metadata.get("dataset_sha256")},
         "decoding": dict(DECODING_DEFAULTS),
         "params": count_params(model),
@@ -264,6 +276,22 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
                        resumed_from=resumed_from, best_epoch=k + 1,
                        best_val_loss=float(best_row.get("val_loss", math.nan)),
                        best_val_accuracy=float(best_row.get("val_accuracy", math.nan)))
+
+
+def _initialise(model: Any, arch: str, source: Path) -> None:
+    """Start `model` from the 2D model at `source` (inflated or transferred by layer name)."""
+    from inference.models import inflate_from_2d, load_model, transfer_weights
+
+    donor = load_model(source).model  # checks the sidecar's sha256
+    try:
+        names = (inflate_from_2d(model, donor) if arch == "sono_2dtcnn"
+                 else transfer_weights(model, donor))
+    except ValueError as exc:
+        raise TrainingError(f"cannot initialise {arch!r} from {source}: {exc}; train the 2D "
+                            "model with the same width and classes") from exc
+    if not names:
+        raise TrainingError(f"cannot initialise {arch!r} from {source}: no layer in common")
+    log.info("initialised %d layers of %s from %s", len(names), arch, source)
 
 
 def _preset_width(preset: str) -> int:

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from fetal_analytics.cli import main
 from fetal_analytics.synth import simulate_cohort, write_cohort
 from inference.dataset import DatasetSpec, build_dataset
+from inference.decoding import DecodingParams
 from inference.evaluation import (
     classification_metrics,
     evaluate,
@@ -80,7 +81,7 @@ def test_the_saved_model_carries_what_labelling_needs(trained, dataset):
     assert side["preprocessing"]["size"] == [32, 32]
     assert "z-score" in side["preprocessing"]["normalisation"]
     assert side["dataset"]["sha256"] == meta["dataset_sha256"]
-    assert side["decoding"] == {"beta": 0.4, "min_duration_s": 2.0, "hop_s": 1.0}
+    assert side["decoding"] == DecodingParams().to_dict()
     assert side["metrics"]["best_epoch"] == trained.best_epoch
     assert side["metrics"]["best_val_loss"] == pytest.approx(trained.best_val_loss)
 
@@ -182,12 +183,19 @@ def test_fusion_against_hand_computed_values():
 
 # --- evaluation ---------------------------------------------------------------------------------
 
+def _n_test(dataset):
+    n = sum(json.loads((dataset / "dataset.json").read_text())["counts"]["test"]["2d"].values())
+    assert n > 10
+    return n
+
+
 def test_evaluate_a_trained_model(trained, dataset, tmp_path):
     with pytest.warns(RuntimeWarning):  # the tiny test split lacks most classes
         result = evaluate(trained.model_path, dataset)
-    assert result.stream == "2d" and result.split == "test" and result.n == 40
-    assert result.probabilities.shape == (40, len(result.classes))
-    assert int(result.confusion.to_numpy().sum()) == 40
+    n = _n_test(dataset)
+    assert result.stream == "2d" and result.split == "test" and result.n == n
+    assert result.probabilities.shape == (n, len(result.classes))
+    assert int(result.confusion.to_numpy().sum()) == n
     assert result.top1 == pytest.approx(
         np.mean(result.probabilities.argmax(axis=1) == result.labels))
     png = save_confusion_png(result.confusion, tmp_path / "confusion.png", title="test")
@@ -204,7 +212,7 @@ def test_the_evaluate_command_prints_json_and_draws_the_matrix(trained, dataset,
     record = json.loads(result.stdout)
     assert set(record) == {"model", "split", "stream", "n", "precision", "recall", "f1",
                            "top1", "top3", "per_class", "confusion"}
-    assert record["n"] == 40 and record["stream"] == "2d"
+    assert record["n"] == _n_test(dataset) and record["stream"] == "2d"
     assert set(record["per_class"][0]) == {"class", "precision", "recall", "f1", "support"}
     assert len(record["confusion"]["matrix"]) == len(record["confusion"]["classes"])
     assert png.is_file()
