@@ -1,13 +1,14 @@
 # Two commands do all set-up (see README.md):
 #   make demo   install into .venv and run the main job on the demo cohort
 #   make test   install into .venv (and the Debian packages the tests need) and run every check
+#   make demo-model  re-train the shipped demo model from a seeded simulated cohort (~1 h)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= out/demo
 
-.PHONY: demo test lint system-deps clean
+.PHONY: demo demo-model test lint system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,10 @@ test: $(STAMP) system-deps lint
 
 demo: $(STAMP)
 	@scripts/demo.sh $(DEMO_DIR)
+
+# Re-train the shipped demo model (data/demo_model.keras) from its seeded simulated cohort.
+demo-model: $(STAMP)
+	@scripts/train-demo-model.sh out/demo-model
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache *.egg-info

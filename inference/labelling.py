@@ -1,0 +1,992 @@
+"""Labelling full-length scans: video -> dense windows -> model -> fused probabilities -> events.
+
+Each video is decoded once, in order (`inference.decode.iter_frames`, luma fast path). Every frame
+is cropped to the scan's image area and resized to the model's S x S exactly as dataset clips are
+(`inference.dataset.video_image_area` from the first `ROI_SAMPLE_S` seconds, then
+`inference.dataset.cropped_frames`), and the small frames go into one ring buffer
+(`inference.decode.FrameRing`) from which every stream of the model takes its clips: windows are
+centred every ``hop_s`` seconds (`inference.clips.window_centres`), each clip stream samples the
+frames nearest to `inference.clips.window_times` of the centre, and the 2D stream takes the frame
+nearest to the centre. The same full-resolution frames feed freeze detection
+(`inference.freeze.detect_freezes_in_frames`), so nothing is decoded twice.
+
+Decoding runs in a producer thread that hands batches of standardised windows
+(`inference.pipeline.standardise`) through a bounded queue to the network
+(`LoadedModel.predict_streams`, one ``predict_on_batch`` per batch), so decoding and inference
+overlap (PyAV and TensorFlow release the GIL) and memory stays bounded whatever the scan's length.
+The streams' softmax outputs are fused (`inference.evaluation.fuse`, their mean) and decoded into
+events (`inference.decoding.decode_timeline`).
+
+`label_video` is the pure per-scan step (a video in, rows out); `label_scans` runs it over many
+scans and writes each scan's results to the store in one transaction, holding DuckDB's write lock
+only for that write, so readers (the dashboard) can open the file between scans. A scan counts as
+finished in a run once its window probabilities are committed (they are written in the same
+transaction as its events): a run killed at any moment leaves every finished scan intact and no
+half-written one, and running it again labels only the scans not yet finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fetal_analytics.errors import UserError
+from inference.clips import STREAMS, clip_span_s, window_centres, window_times
+from inference.decode import Frame, FrameRing, iter_frames, probe
+from inference.freeze import FreezeConfig, FreezeSpan, detect_freezes_in_frames
+from inference.pipeline import standardise
+
+if TYPE_CHECKING:
+    from fetal_analytics.store import Store
+    from inference.models import LoadedModel
+    from inference.roi import ImageArea
+
+__all__ = [
+    "DEFAULT_FREEZES",
+    "DEMO_MODEL",
+    "FREEZE_METHOD",
+    "DecodedScan",
+    "LabelResult",
+    "LabellingError",
+    "ModelSpec",
+    "ModelStream",
+    "ScanLabels",
+    "ScanOutcome",
+    "ScanVideo",
+    "WindowBatch",
+    "decode_windows",
+    "label_scans",
+    "label_video",
+    "load_labelling_model",
+    "model_spec",
+]
+
+log = logging.getLogger(__name__)
+
+#: The shipped demo model (trained on simulated scans, sized for 2 CPU cores).
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "data" / "demo_model.keras"
+#: The command that makes `DEMO_MODEL`, named when it is missing.
+DEMO_MODEL_COMMAND = "make demo-model"
+#: ``freeze_frames.method`` of the freezes found while labelling.
+FREEZE_METHOD = "detected"
+#: Freeze detection as labelling runs it by default (the simulator's screen layout, OCR).
+DEFAULT_FREEZES = FreezeConfig()
+FUSED = "fused"
+STREAM_2D = "2d"
+DEFAULT_HOP_S = 1.0
+DEFAULT_BATCH = 32
+QUEUE_BATCHES = 4  # batches of windows decoded ahead of the network
+
+
+class LabellingError(UserError, ValueError):
+    """The model, the scans or the run cannot be labelled as asked; the message says why."""
+
+
+class _Cancelled(Exception):
+    """The consumer stopped: the producer thread unwinds."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+
+@dataclass(frozen=True)
+class ModelStream:
+    """One input stream of a model.
+
+    Attributes
+    ----------
+    name : {'fr2', 'fr4', 'fr8', '2d'}
+    spacing_s : float or None
+        Seconds between a clip's frames (None for 2d).
+    frames : int
+        Frames per clip (1 for 2d).
+    """
+
+    name: str
+    spacing_s: float | None
+    frames: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What labelling needs to know about a model, checked.
+
+    Attributes
+    ----------
+    path : Path
+    sha256 : str
+    model_id : str
+        ``models.model_id``: the first 16 hex digits of `sha256`.
+    arch : str
+    streams : tuple of ModelStream
+        In the model's input order.
+    size : int
+        Side S of the square frames, pixels.
+    codes : tuple of str
+        Taxonomy code of each output, in output order.
+    hop_s : float
+        Seconds between window centres.
+    decoding : dict
+        The sidecar's temporal-decoding parameters, with ``hop_s``
+        (`inference.decoding.DecodingParams.from_dict` reads them).
+    """
+
+    path: Path
+    sha256: str
+    model_id: str
+    arch: str
+    streams: tuple[ModelStream, ...]
+    size: int
+    codes: tuple[str, ...]
+    hop_s: float
+    decoding: dict[str, Any]
+
+    def params(self) -> dict[str, Any]:
+        """The run's ``params_json``: what decides its rows."""
+        return {"classes": list(self.codes), "decoding": self.decoding,
+                "streams": [{"name": s.name, "spacing_s": s.spacing_s, "frames": s.frames}
+                            for s in self.streams],
+                "model": {"path": str(self.path.resolve()), "sha256": self.sha256,
+                          "arch": self.arch},
+                "hop_s": self.hop_s, "size": self.size,
+                "preprocessing": "inference.dataset.video_image_area + cropped_frames, "
+                                 "inference.pipeline.standardise"}
+
+
+def load_labelling_model(path: str | Path | None = None) -> LoadedModel:
+    """Load a model for labelling: `path`, or the shipped demo model.
+
+    Raises
+    ------
+    ModelFileError
+        The model is missing (for the demo model, with the command that makes it) or damaged.
+    """
+    from inference.models import ModelFileError, load_model
+
+    if path is None:
+        if not DEMO_MODEL.is_file():
+            raise ModelFileError(
+                f"the demo model {DEMO_MODEL} is missing: make it with `{DEMO_MODEL_COMMAND}`, "
+                f"or pass --model PATH (a model written by `fetal-analytics train`)")
+        path = DEMO_MODEL
+    return load_model(path)
+
+
+def model_spec(loaded: LoadedModel, *, hop_s: float | None = None) -> ModelSpec:
+    """Check that a loaded model can label scans, and describe it.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    hop_s : float, optional
+        Seconds between window centres (default: the sidecar's ``decoding.hop_s``, else 1 s).
+
+    Raises
+    ------
+    LabellingError
+        The model's frames are not square, a class has no taxonomy code or shares one with
+        another class, or a stream is unknown.
+    """
+    from fetal_analytics import taxonomy
+
+    height, width, channels = loaded.input_shape
+    if height != width or channels != 1:
+        raise LabellingError(
+            f"{loaded.path}: takes frames of {height}x{width}x{channels}; labelling feeds square "
+            f"greyscale frames (SxSx1), as `fetal-analytics train` models take")
+    codes = loaded.codes
+    if any(c is None for c in codes) or len(set(codes)) != len(codes):
+        raise LabellingError(
+            f"{loaded.path}: every class needs its own taxonomy code to become events; classes "
+            f"{list(loaded.classes)} have codes {list(codes)}")
+    for code in codes:
+        taxonomy.validate_code(code)
+    streams = []
+    for stream in loaded.streams:
+        name = stream["name"]
+        if name != STREAM_2D and name not in STREAMS:
+            raise LabellingError(f"{loaded.path}: unknown stream {name!r}; valid streams: "
+                                 f"{', '.join([*STREAMS, STREAM_2D])}")
+        spacing = stream.get("spacing_s")
+        if name in STREAMS and spacing is not None and abs(spacing - STREAMS[name]) > 1e-6:
+            raise LabellingError(f"{loaded.path}: stream {name} has spacing {spacing} s, "
+                                 f"expected {STREAMS[name]:.6f} s")
+        streams.append(ModelStream(name, STREAMS.get(name),
+                                   1 if name == STREAM_2D else int(stream.get("frames") or 12)))
+    if len({s.frames for s in streams if s.name != STREAM_2D}) > 1:
+        raise LabellingError(f"{loaded.path}: clip streams with different frame counts "
+                             f"{[s.frames for s in streams]} are not supported")
+    decoding = dict(loaded.sidecar.get("decoding") or {})
+    hop = float(hop_s if hop_s is not None else decoding.get("hop_s", DEFAULT_HOP_S))
+    if not hop > 0:
+        raise LabellingError(f"`hop_s` must be positive, got {hop}")
+    from inference.decoding import DecodingParams
+
+    try:  # checked now rather than after the first scan's network run
+        DecodingParams.from_dict({**decoding, "hop_s": hop})
+    except ValueError as exc:
+        raise LabellingError(f"{loaded.path}: bad \"decoding\" in its sidecar: {exc}") from exc
+    sha = str(loaded.sidecar.get("sha256", ""))
+    return ModelSpec(path=loaded.path, sha256=sha, model_id=sha[:16],
+                     arch=str(loaded.sidecar.get("arch", "unknown")), streams=tuple(streams),
+                     size=int(height), codes=tuple(str(c) for c in codes), hop_s=hop,
+                     decoding={**decoding, "hop_s": hop})
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding a scan into batches of windows
+
+
+@dataclass(frozen=True)
+class WindowBatch:
+    """Consecutive windows of a scan, ready for the network.
+
+    Attributes
+    ----------
+    centres_s : ndarray
+        (n,) window centres, seconds from the start of the video.
+    inputs : list of ndarray
+        One per model stream, standardised float32: clips (n, frames, S, S, 1), 2d (n, S, S, 1).
+    decoded_s : float
+        Time of the newest frame decoded when the batch was complete (progress).
+    """
+
+    centres_s: np.ndarray
+    inputs: list[np.ndarray]
+    decoded_s: float
+
+
+@dataclass(frozen=True)
+class DecodedScan:
+    """What one decode of a scan gave besides its windows (`decode_windows`).
+
+    Attributes
+    ----------
+    centres_s : ndarray
+        (T,) centres of all windows, in the order their batches were delivered.
+    n_frames : int
+        Frames decoded.
+    duration_s : float
+        Time of the last frame plus one frame interval.
+    area : ImageArea
+        The image area every frame was cropped to.
+    freezes : tuple of FreezeSpan, or None
+        Confirmed freezes (None: freeze detection was off).
+    """
+
+    centres_s: np.ndarray
+    n_frames: int
+    duration_s: float
+    area: ImageArea
+    freezes: tuple[FreezeSpan, ...] | None
+
+
+class _WindowAssembler:
+    """Cuts windows from a stream of small frames as soon as their last frame has arrived."""
+
+    def __init__(self, streams: Sequence[ModelStream], *, hop_s: float, batch_size: int,
+                 fps_hint: float, on_batch: Callable[[WindowBatch], None]) -> None:
+        self.streams = tuple(streams)
+        self.clips = tuple(s for s in self.streams if s.name != STREAM_2D)
+        self.frames = self.clips[0].frames if self.clips else 1
+        self.half = max((clip_span_s(s.name, s.frames) for s in self.clips), default=0.0) / 2
+        self.hop_s, self.batch_size, self.on_batch = hop_s, batch_size, on_batch
+        fps = fps_hint if math.isfinite(fps_hint) and fps_hint > 0 else 60.0
+        # Every frame from a window's first sampled time to the frame that completes it.
+        self.capacity = math.ceil((2 * self.half + 1.0) * max(fps, 30.0) * 2) + 8
+        self.ring: FrameRing | None = None
+        self.next_k = 0
+        self.n_frames = 0
+        self.last_t = self.previous_t = math.nan
+        self.centres: list[float] = []
+        self.pending: list[list[np.ndarray]] = [[] for _ in self.streams]
+
+    def push(self, frame: Frame) -> None:
+        if self.ring is None:
+            self.ring = FrameRing(self.capacity, frame.image.shape, frame.image.dtype)
+        self.ring.push(frame)
+        self.n_frames += 1
+        self.previous_t, self.last_t = self.last_t, frame.t_s
+        # Once a frame at or after a window's last sampled time has arrived, every frame
+        # nearest to its sampled times is known.
+        while self.half + self.next_k * self.hop_s + self.half <= frame.t_s:
+            self._take(self.half + self.next_k * self.hop_s)
+            self.next_k += 1
+
+    def _take(self, centre: float) -> None:
+        ring = self.ring
+        for pending, stream in zip(self.pending, self.streams, strict=True):
+            times = (np.array([centre]) if stream.name == STREAM_2D
+                     else window_times(centre, stream.name, stream.frames))
+            if ring.count <= ring.capacity:  # nothing forgotten: early times take the first frame
+                times = np.maximum(times, ring.oldest_s)
+            images, _ = ring.gather(times)
+            pending.append(images[0] if stream.name == STREAM_2D else images)
+        self.centres.append(centre)
+        if len(self.pending[0]) == self.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending[0]:
+            return
+        start = len(self.centres) - len(self.pending[0])
+        batch = WindowBatch(np.array(self.centres[start:]),
+                            [standardise(np.stack(p)) for p in self.pending], self.last_t)
+        self.pending = [[] for _ in self.streams]
+        self.on_batch(batch)
+
+    def finish(self) -> tuple[float, np.ndarray]:
+        """Cut the remaining windows; (duration_s, all centres)."""
+        step = self.last_t - self.previous_t
+        duration = self.last_t + (step if math.isfinite(step) and step > 0 else 1 / 30)
+        if self.clips:
+            centres = window_centres(duration, self.hop_s, streams=[s.name for s in self.clips],
+                                     frames=self.frames)
+        else:
+            centres = np.arange(0.0, duration, self.hop_s)
+        if len(centres) < self.next_k:  # pragma: no cover - emitted centres lie in the scan
+            raise RuntimeError(f"{self.next_k} windows cut, but the scan holds {len(centres)}")
+        for centre in centres[self.next_k:]:
+            self._take(float(centre))
+        self._flush()
+        return duration, centres
+
+
+def decode_windows(video: str | Path, streams: Sequence[ModelStream], *, size: int,
+                   hop_s: float = DEFAULT_HOP_S, batch_size: int = DEFAULT_BATCH,
+                   freezes: FreezeConfig | None = DEFAULT_FREEZES,
+                   on_batch: Callable[[WindowBatch], None]) -> DecodedScan:
+    """Decode a scan once into batches of dense windows for every stream (no network).
+
+    Parameters
+    ----------
+    video : str or Path
+        A video FFmpeg reads, or a DICOM cine loop.
+    streams : sequence of ModelStream
+        The model's streams, in input order (see `model_spec`).
+    size : int
+        Side S of the square frames, pixels.
+    hop_s : float
+        Seconds between window centres.
+    batch_size : int
+        Windows per batch (the last batch may be smaller).
+    freezes : FreezeConfig or None
+        Detect freezes on the same decoded frames; None skips it.
+    on_batch : callable
+        Called with each `WindowBatch`, in time order, as soon as it is complete.
+
+    Returns
+    -------
+    DecodedScan
+
+    Raises
+    ------
+    inference.decode.DecodeError
+        The video is missing, unreadable, corrupt or truncated (after every window before the
+        damage was delivered).
+    ValueError
+        No ultrasound image area is found in the first `ROI_SAMPLE_S` seconds.
+    """
+    from inference.dataset import cropped_frames, video_image_area
+
+    video = Path(video)
+    info = probe(video)
+    area = video_image_area(video)
+    assembler = _WindowAssembler(streams, hop_s=hop_s, batch_size=batch_size, fps_hint=info.fps,
+                                 on_batch=on_batch)
+    latest: list[Frame] = []
+
+    def decoded():
+        for frame in iter_frames(video):
+            latest[:] = [frame]
+            yield frame
+
+    def full_frames():
+        # Each small frame is cut from the full frame just decoded; the freeze detector gets
+        # the full frame (it reads the freeze indicator from it).
+        for small in cropped_frames(decoded(), area, size):
+            assembler.push(small)
+            yield latest[0]
+
+    if freezes is None:
+        for _ in full_frames():
+            pass
+        spans = None
+    else:
+        spans = detect_freezes_in_frames(full_frames(), config=freezes).spans
+    duration, centres = assembler.finish()
+    return DecodedScan(centres, assembler.n_frames, duration, area, spans)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labelling one scan
+
+
+@dataclass(frozen=True)
+class ScanLabels:
+    """The labels of one video (`label_video`): what the store keeps of a scan.
+
+    Attributes
+    ----------
+    video : Path
+    times_s : ndarray
+        (T,) window centres, seconds.
+    probs : dict of str to ndarray
+        Per stream name, and ``'fused'``: (T, C) float32 softmax probabilities in `codes` order.
+    codes : tuple of str
+        The classes' taxonomy codes.
+    segments : tuple
+        Events from temporal decoding: objects with ``start_s``, ``end_s``, ``label`` (a code)
+        and ``confidence``.
+    freezes : tuple of FreezeSpan, or None
+    n_frames : int
+    duration_s : float
+    area : ImageArea
+    wall_s, decode_s, infer_s : float
+        Wall time; time the decoding thread worked (not waiting for the network); time in the
+        network. Pipelining makes ``wall_s`` approach ``max(decode_s, infer_s)``.
+    """
+
+    video: Path
+    times_s: np.ndarray = field(repr=False)
+    probs: dict[str, np.ndarray] = field(repr=False)
+    codes: tuple[str, ...]
+    segments: tuple[Any, ...] = field(repr=False)
+    freezes: tuple[FreezeSpan, ...] | None = field(repr=False)
+    n_frames: int
+    duration_s: float
+    area: ImageArea
+    wall_s: float
+    decode_s: float
+    infer_s: float
+
+
+def label_video(video: str | Path, model: LoadedModel, *, hop_s: float | None = None,
+                batch_size: int = DEFAULT_BATCH,
+                freezes: FreezeConfig | None = DEFAULT_FREEZES,
+                on_decoded: Callable[[float], None] | None = None) -> ScanLabels:
+    """Label one scan video: decode once, run the model on dense windows, fuse, decode events.
+
+    Decoding (with cropping, window assembly and freeze detection) runs in a thread beside the
+    network, ahead of it by at most a few batches.
+
+    Parameters
+    ----------
+    video : str or Path
+    model : LoadedModel
+        From `load_labelling_model` or `inference.models.load_model`.
+    hop_s : float, optional
+        Seconds between window centres (default: the model's ``decoding.hop_s``, else 1 s).
+    batch_size : int
+        Windows per ``predict_on_batch``.
+    freezes : FreezeConfig or None
+        Freeze detection on the same frames; None skips it.
+    on_decoded : callable, optional
+        Called with the seconds of video processed so far, after each batch (progress).
+
+    Returns
+    -------
+    ScanLabels
+
+    Raises
+    ------
+    inference.decode.DecodeError
+        The video is missing, unreadable, corrupt or truncated.
+    ValueError
+        No image area is found.
+    """
+    from inference.decoding import DecodingParams, decode_timeline
+    from inference.evaluation import fuse
+
+    spec = model_spec(model, hop_s=hop_s)
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be at least 1, got {batch_size}")
+    video = Path(video)
+    items: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+    stop = threading.Event()
+    waited = [0.0]
+
+    def put(item: tuple[str, Any]) -> None:
+        start = time.perf_counter()
+        while True:
+            if stop.is_set():
+                raise _Cancelled
+            try:
+                items.put(item, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        waited[0] += time.perf_counter() - start
+
+    def produce() -> None:
+        try:
+            decoded = decode_windows(video, spec.streams, size=spec.size, hop_s=spec.hop_s,
+                                     batch_size=batch_size, freezes=freezes,
+                                     on_batch=lambda batch: put(("batch", batch)))
+            put(("done", decoded))
+        except _Cancelled:
+            return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            try:
+                put(("error", exc))
+            except _Cancelled:
+                return
+
+    start = time.perf_counter()
+    thread = threading.Thread(target=produce, name=f"decode {video.name}", daemon=True)
+    thread.start()
+    outputs: list[list[np.ndarray]] = [[] for _ in spec.streams]
+    infer_s = 0.0
+    try:
+        while True:
+            kind, item = items.get()
+            if kind == "error":
+                raise item
+            if kind == "done":
+                decoded: DecodedScan = item
+                break
+            tick = time.perf_counter()
+            for out, probs in zip(outputs, model.predict_streams(item.inputs), strict=True):
+                out.append(np.asarray(probs, dtype=np.float32))
+            infer_s += time.perf_counter() - tick
+            if on_decoded is not None:
+                on_decoded(item.decoded_s)
+    finally:
+        stop.set()
+        thread.join()
+    wall_s = time.perf_counter() - start
+    probs = {s.name: np.concatenate(out) for s, out in zip(spec.streams, outputs, strict=True)}
+    n = len(decoded.centres_s)
+    if any(len(p) != n for p in probs.values()):  # pragma: no cover - one output per window
+        raise RuntimeError(f"{video}: {n} windows but {[len(p) for p in probs.values()]} outputs")
+    probs[FUSED] = fuse(list(probs.values())).astype(np.float32)
+    segments = decode_timeline(probs[FUSED], decoded.centres_s, list(spec.codes),
+                               params=DecodingParams.from_dict(spec.decoding), priors=None,
+                               duration_s=decoded.duration_s)
+    log.info("%s: %d frames, %d windows, %d events in %.1f s (decode %.1f s, network %.1f s)",
+             video, decoded.n_frames, n, len(segments), wall_s, wall_s - waited[0], infer_s)
+    return ScanLabels(video=video, times_s=decoded.centres_s, probs=probs, codes=spec.codes,
+                      segments=tuple(segments), freezes=decoded.freezes,
+                      n_frames=decoded.n_frames, duration_s=decoded.duration_s,
+                      area=decoded.area, wall_s=wall_s, decode_s=wall_s - waited[0],
+                      infer_s=infer_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labelling many scans into the store
+
+
+@dataclass(frozen=True)
+class ScanVideo:
+    """A scan to label: its id in the store and its video."""
+
+    scan_id: str
+    video: Path | None
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """What happened to one scan in `label_scans`.
+
+    Attributes
+    ----------
+    scan_id : str
+    video : Path or None
+    status : {'labelled', 'skipped', 'failed'}
+        ``skipped``: already finished in the run (and not forced), or no video.
+    reason : str
+        Why it was skipped or failed (empty when labelled).
+    n_windows, n_events : int
+    n_freezes : int or None
+        None when freeze detection was off.
+    duration_s : float or None
+        Length of the video, seconds.
+    seconds : float
+        Wall time spent on the scan.
+    """
+
+    scan_id: str
+    video: Path | None
+    status: str
+    reason: str = ""
+    n_windows: int = 0
+    n_events: int = 0
+    n_freezes: int | None = None
+    duration_s: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """What `label_scans` did.
+
+    Attributes
+    ----------
+    run_id : int
+    run_name : str
+    model_id : str
+    status : {'finished', 'failed'}
+        The run's status: ``failed`` when no scan of the run has labels.
+    outcomes : tuple of ScanOutcome
+        One per scan, in the order given.
+    """
+
+    run_id: int
+    run_name: str
+    model_id: str
+    status: str
+    outcomes: tuple[ScanOutcome, ...]
+
+    def _with(self, status: str) -> tuple[ScanOutcome, ...]:
+        return tuple(o for o in self.outcomes if o.status == status)
+
+    @property
+    def labelled(self) -> tuple[ScanOutcome, ...]:
+        """The scans labelled by this call."""
+        return self._with("labelled")
+
+    @property
+    def skipped(self) -> tuple[ScanOutcome, ...]:
+        """The scans left as they were (finished before, or without video)."""
+        return self._with("skipped")
+
+    @property
+    def failed(self) -> tuple[ScanOutcome, ...]:
+        """The scans that could not be labelled, with the reason."""
+        return self._with("failed")
+
+
+def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
+                manifest: str | Path | None = None, model: str | Path | LoadedModel | None = None,
+                run_name: str | None = None, force: bool = False, hop_s: float | None = None,
+                batch_size: int = DEFAULT_BATCH, freezes: FreezeConfig | None = DEFAULT_FREEZES,
+                progress: Any = None, write_wait_s: float = 600.0) -> LabelResult:
+    """Label scans with a model and store events, window probabilities and freezes as one run.
+
+    Parameters
+    ----------
+    db : str or Path
+        The database file (created with `manifest` if missing).
+    scans : sequence of ScanVideo, optional
+        Scans already in the store (from a manifest) and their videos; a scan stored without a
+        video path gets this one.
+    manifest : str or Path, optional
+        Instead of `scans`: import this manifest (`fetal_analytics.ingest.ingest_manifest`,
+        idempotent), then label each of its scans that has a video.
+    model : path or LoadedModel, optional
+        Default: the shipped demo model `DEMO_MODEL`.
+    run_name : str, optional
+        The run (source ``auto``, kind ``label``). Default ``label-<model stem>-<sha256[:8]>``,
+        so labelling again with the same model continues the same run. An existing run of this
+        name is continued: scans finished in it are skipped unless `force`.
+    force : bool
+        Label scans again that are finished in the run (their rows are replaced).
+    hop_s : float, optional
+        Seconds between window centres (default: the model's).
+    batch_size : int
+        Windows per ``predict_on_batch``.
+    freezes : FreezeConfig or None
+        Freeze detection; None leaves the scans' stored freezes as they are.
+    progress : rich.progress.Progress, optional
+        Gets a task for the scans overall and one for the current scan (seconds of video).
+    write_wait_s : float
+        How long to wait for the database file while another process holds it (a reader such
+        as the dashboard) before the scan is reported failed.
+
+    Returns
+    -------
+    LabelResult
+        One outcome per scan. A scan that fails (an unreadable video, no image area, ...) is
+        reported in it and the other scans go on.
+
+    Raises
+    ------
+    LabellingError
+        Neither or both of `scans` and `manifest`; scans not in the store; the run name belongs
+        to another kind of run or to another model.
+    ModelFileError
+        The model is missing or damaged.
+    InputError
+        The manifest is malformed or contradicts the store.
+    """
+    if (scans is None) == (manifest is None):
+        raise LabellingError("give the scans to label or a manifest, not both")
+    db = Path(db)
+    if manifest is None and not db.exists():
+        from fetal_analytics.store import missing_database_error
+
+        raise missing_database_error(db)
+    loaded = model if _is_loaded(model) else load_labelling_model(model)
+    spec = model_spec(loaded, hop_s=hop_s)
+    name = run_name or f"label-{spec.path.stem}-{spec.sha256[:8]}"
+    store = _open_for_write(db, write_wait_s)
+    try:
+        targets = _targets(store, scans, manifest)
+        with store.transaction():  # a refused run name leaves no trace
+            _register_model(store, spec, loaded.sidecar)
+            run_id = _start_run(store, name, spec, manifest)
+        finished = {row[0] for row in store.con.execute(
+            "SELECT DISTINCT scan_id FROM window_probs WHERE run_id = ?", [run_id]).fetchall()}
+    finally:
+        store.close()
+    log.info("run %d %r: %d scans, %d finished before", run_id, name, len(targets),
+             len(finished & {t.scan_id for t in targets}))
+    todo = [t for t in targets if t.video is not None and (force or t.scan_id not in finished)]
+    durations = {t.scan_id: _probe_duration(t.video) for t in todo}
+    tracker = _Progress(progress, sum(durations.values()))
+    outcomes: list[ScanOutcome] = []
+    try:
+        for target in targets:
+            if target.video is None:
+                outcomes.append(ScanOutcome(target.scan_id, None, "skipped",
+                                            "no video in the store"))
+            elif target.scan_id in finished and not force:
+                outcomes.append(ScanOutcome(target.scan_id, target.video, "skipped",
+                                            "already labelled in this run (--force labels "
+                                            "again)"))
+            else:
+                tracker.start(target.scan_id, durations[target.scan_id])
+                outcome = _label_one(db, run_id, target, loaded, spec, batch_size=batch_size,
+                                     freezes=freezes, on_decoded=tracker.advance,
+                                     write_wait_s=write_wait_s)
+                tracker.done()
+                outcomes.append(outcome)
+    except BaseException:
+        _finish_run(db, run_id, "failed", wait_s=5.0)
+        raise
+    status = _finish_run(db, run_id, None, wait_s=write_wait_s)
+    return LabelResult(run_id, name, spec.model_id, status, tuple(outcomes))
+
+
+def _is_loaded(model: Any) -> bool:
+    return model is not None and not isinstance(model, str | Path)
+
+
+def _label_one(db: Path, run_id: int, target: ScanVideo, loaded: LoadedModel, spec: ModelSpec,
+               *, batch_size: int, freezes: FreezeConfig | None,
+               on_decoded: Callable[[float], None], write_wait_s: float) -> ScanOutcome:
+    start = time.perf_counter()
+    try:
+        labels = label_video(target.video, loaded, hop_s=spec.hop_s, batch_size=batch_size,
+                             freezes=freezes, on_decoded=on_decoded)
+        store = _open_for_write(db, write_wait_s)
+        try:
+            _write_scan(store, run_id, target, labels)
+        finally:
+            store.close()
+    except Exception as exc:  # one bad scan is reported; the others go on
+        reason = str(exc) if isinstance(exc, UserError | ValueError | OSError) else (
+            f"{type(exc).__name__}: {exc}")
+        log.info("scan %s failed: %s", target.scan_id, reason)
+        log.debug("scan %s", target.scan_id, exc_info=True)
+        return ScanOutcome(target.scan_id, target.video, "failed", reason,
+                           seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    log.info("labelled scan %s: %d windows, %d events, committed", target.scan_id,
+             len(labels.times_s), len(labels.segments))
+    return ScanOutcome(target.scan_id, target.video, "labelled", "", len(labels.times_s),
+                       len(labels.segments),
+                       None if labels.freezes is None else len(labels.freezes),
+                       labels.duration_s, seconds)
+
+
+def _probe_duration(video: Path) -> float:
+    try:
+        duration = probe(video).duration_s
+    except Exception:  # reported when the scan is labelled
+        return 0.0
+    return float(duration) if duration and math.isfinite(duration) else 0.0
+
+
+class _Progress:
+    """Tasks of a rich Progress: seconds of video overall and of the current scan."""
+
+    def __init__(self, progress: Any, total_s: float) -> None:
+        self.progress = progress
+        self.done_s = 0.0
+        self.current_s = 0.0
+        if progress is not None:
+            self.overall = progress.add_task("all scans", total=total_s or None)
+            self.scan = progress.add_task("", total=None)
+
+    def start(self, scan_id: str, duration_s: float) -> None:
+        self.current_s = duration_s
+        if self.progress is not None:
+            self.progress.reset(self.scan, total=duration_s or None, description=scan_id)
+
+    def advance(self, decoded_s: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.scan, completed=decoded_s)
+            self.progress.update(self.overall,
+                                 completed=self.done_s + min(decoded_s, self.current_s))
+
+    def done(self) -> None:
+        self.done_s += self.current_s
+        if self.progress is not None:
+            self.progress.update(self.overall, completed=self.done_s)
+
+
+# --- the store --------------------------------------------------------------------------------
+
+def _open_for_write(db: Path, wait_s: float) -> Store:
+    """Open the store read-write, waiting up to `wait_s` while another process holds it."""
+    from fetal_analytics.store import Store, StoreBusyError
+
+    deadline = time.monotonic() + wait_s
+    delay, warned = 0.05, False
+    while True:
+        try:
+            return Store(db)
+        except StoreBusyError:
+            if time.monotonic() >= deadline:
+                raise
+            if not warned and delay >= 1.0:
+                log.warning("%s is busy; waiting up to %.0f s", db, wait_s)
+                warned = True
+            time.sleep(delay)
+            delay = min(2 * delay, 1.0)
+
+
+def _targets(store: Store, scans: Sequence[ScanVideo] | None,
+             manifest: str | Path | None) -> list[ScanVideo]:
+    """The scans to label, registered in the store, with their videos."""
+    if manifest is not None:
+        from fetal_analytics.ingest import ingest_manifest, read_manifest
+
+        ingest_manifest(store, manifest)
+        ids = list(read_manifest(manifest).scans["scan_id"])
+        stored = dict(store.con.execute(
+            "SELECT scan_id, video_path FROM scans WHERE list_contains(?, scan_id)",
+            [ids]).fetchall())
+        return [ScanVideo(i, Path(stored[i]) if stored.get(i) else None) for i in ids]
+    ids = [s.scan_id for s in scans]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise LabellingError(f"scans given more than once: {', '.join(twice)}")
+    stored = dict(store.con.execute(
+        "SELECT scan_id, video_path FROM scans WHERE list_contains(?, scan_id)",
+        [ids]).fetchall())
+    missing = [i for i in ids if i not in stored]
+    if missing:
+        raise LabellingError(
+            f"scans not in {store.path}: {', '.join(missing)}; register them first with "
+            f"`fetal-analytics ingest manifest FILE --db {store.path}` (or label with --manifest)")
+    for scan in scans:
+        if stored[scan.scan_id] and Path(stored[scan.scan_id]) != Path(scan.video).resolve():
+            log.warning("scan %s: labelling %s, but the store gives its video as %s",
+                        scan.scan_id, scan.video, stored[scan.scan_id])
+    return [ScanVideo(s.scan_id, Path(s.video)) for s in scans]
+
+
+def _register_model(store: Store, spec: ModelSpec, sidecar: dict[str, Any]) -> None:
+    if store.scalar("SELECT count(*) FROM models WHERE model_id = ?", [spec.model_id]):
+        return
+    store.con.execute(
+        "INSERT INTO models (model_id, path, sha256, arch, input_shape, classes, metrics_json) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [spec.model_id, str(spec.path.resolve()), spec.sha256, spec.arch,
+         [spec.size, spec.size, 1], list(spec.codes),
+         json.dumps(sidecar.get("metrics")) if sidecar.get("metrics") is not None else None])
+
+
+# The parts of a run's parameters that decide its rows: a continued run must share them.
+_RUN_IDENTITY = ("classes", "decoding", "streams", "hop_s", "size")
+
+
+def _start_run(store: Store, name: str, spec: ModelSpec, manifest: str | Path | None) -> int:
+    params = spec.params()
+    row = store.con.execute(
+        "SELECT run_id, kind, params_json FROM runs WHERE source = 'auto' AND name = ?",
+        [name]).fetchone()
+    if row is None:
+        return store.scalar(
+            "INSERT INTO runs (name, source, kind, model_id, params_json, input_path, status) "
+            "VALUES (?, 'auto', 'label', ?, ?, ?, 'running') RETURNING run_id",
+            [name, spec.model_id, json.dumps(params),
+             None if manifest is None else str(Path(manifest).resolve())])
+    run_id, kind, params_json = row
+    if kind != "label":
+        raise LabellingError(f"run name {name!r} belongs to an import of labels (run {run_id}); "
+                             f"choose another --run-name")
+    before = json.loads(params_json or "{}")
+    changed = [key for key in _RUN_IDENTITY if before.get(key) != params.get(key)]
+    if before.get("model", {}).get("sha256") != spec.sha256:
+        changed.insert(0, "model")
+    if changed:
+        raise LabellingError(
+            f"run {name!r} (run {run_id}) was labelled with another {', '.join(changed)}; "
+            f"continue it with the same model and settings, or choose another --run-name")
+    store.con.execute("UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?",
+                      [run_id])
+    return run_id
+
+
+def _write_scan(store: Store, run_id: int, target: ScanVideo, labels: ScanLabels) -> None:
+    """Replace the scan's rows of the run (and its detected freezes) in one transaction."""
+    import pandas as pd
+
+    scan_id = target.scan_id
+    events = pd.DataFrame(
+        [(max(0.0, float(s.start_s)), float(s.end_s), str(s.label),
+          float(np.clip(s.confidence, 0.0, 1.0)) if s.confidence is not None else None)
+         for s in labels.segments],
+        columns=["start_s", "end_s", "label", "confidence"]).astype(
+            {"start_s": "float64", "end_s": "float64", "confidence": "float64"})
+    events = events[events["end_s"] > events["start_s"]].assign(run_id=run_id, scan_id=scan_id)
+    times = np.asarray(labels.times_s, dtype=np.float64)
+    probs = pd.concat([
+        pd.DataFrame({"t_s": times, "stream": stream,
+                      "probs": list(np.asarray(values, dtype=np.float32))})
+        for stream, values in labels.probs.items()], ignore_index=True).assign(
+            run_id=run_id, scan_id=scan_id)
+    fps = labels.n_frames / labels.duration_s if labels.duration_s > 0 else None
+    with store.transaction():
+        store.con.execute(
+            "UPDATE scans SET n_frames = ?, duration_s = ?, fps = coalesce(fps, ?), "
+            "video_path = coalesce(video_path, ?) WHERE scan_id = ?",
+            [labels.n_frames, labels.duration_s, fps, str(Path(target.video).resolve()),
+             scan_id])
+        store.con.execute("DELETE FROM events WHERE run_id = ? AND scan_id = ?", [run_id, scan_id])
+        store.con.execute("DELETE FROM window_probs WHERE run_id = ? AND scan_id = ?",
+                          [run_id, scan_id])
+        store.insert_frame("events", events)
+        store.insert_frame("window_probs", probs)
+        if labels.freezes is not None:
+            store.con.execute("DELETE FROM freeze_frames WHERE scan_id = ? AND method = ?",
+                              [scan_id, FREEZE_METHOD])
+            store.insert_frame("freeze_frames", pd.DataFrame(
+                {"scan_id": scan_id, "t_s": [s.start_s for s in labels.freezes],
+                 "end_s": [s.end_s for s in labels.freezes],
+                 "frame": [s.start_frame for s in labels.freezes], "method": FREEZE_METHOD},
+                columns=["scan_id", "t_s", "end_s", "frame", "method"]))
+
+
+def _finish_run(db: Path, run_id: int, status: str | None, *, wait_s: float) -> str:
+    """Mark the run finished (or `status`); 'failed' when no scan of it has labels."""
+    try:
+        store = _open_for_write(db, wait_s)
+    except UserError as exc:
+        log.warning("could not mark run %d as finished: %s", run_id, exc)
+        return status or "running"
+    try:
+        if status is None:
+            labelled = store.scalar(
+                "SELECT count(DISTINCT scan_id) FROM window_probs WHERE run_id = ?", [run_id])
+            status = "finished" if labelled else "failed"
+        store.con.execute(
+            "UPDATE runs SET status = ?, finished_at = current_timestamp WHERE run_id = ?",
+            [status, run_id])
+    finally:
+        store.close()
+    return status

@@ -1,0 +1,313 @@
+"""Labelling full-length scans (`inference.labelling`, `fetal-analytics label`).
+
+Three simulated 30 s scans at 320x240 and an untrained two-stream model (Sono-2DtCNN on fr4 and
+SonoNet on 2d, width 4, 32 px) keep the file fast: what is tested is the pipeline and the store,
+not the labels' quality. A run is killed with SIGKILL after its first scan is committed and
+resumed, and the database must then equal a clean run's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fetal_analytics import taxonomy
+from fetal_analytics.cli import main
+from fetal_analytics.store import Store
+from fetal_analytics.synth import simulate_cohort, write_cohort
+from inference import labelling
+from inference.clips import ClipRequest, sample_clips, window_centres, window_times
+from inference.dataset import cropped_frames, video_image_area
+from inference.decode import iter_frames
+from inference.labelling import ModelStream, decode_windows
+from inference.models import build, combine_streams, save_model
+from inference.pipeline import standardise
+from inference.training import DECODING_DEFAULTS, PREPROCESSING_DATASET
+
+pytestmark = pytest.mark.filterwarnings(  # raised inside Keras predict by TensorFlow 2.21
+    "ignore:__array__ implementation:DeprecationWarning")
+
+SIZE = 32
+CODES = list(taxonomy.default_model_codes())
+# The rows a clean run writes, compared after kills, resumes and forced re-runs.
+TABLES = {
+    "events": "SELECT run_id, scan_id, start_s, end_s, label, confidence FROM events",
+    "window_probs": "SELECT run_id, scan_id, t_s, stream, probs FROM window_probs",
+    "freeze_frames": "SELECT scan_id, t_s, end_s, frame, method FROM freeze_frames",
+    "scans": "SELECT scan_id, video_path, fps, n_frames, duration_s FROM scans",
+}
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "cohort"
+    write_cohort(simulate_cohort(scans=3, operators=3, minutes=0.5, seed=4), out,
+                 size=(320, 240), seed=4)
+    return out
+
+
+def _tiny_model(stream: str, path):
+    clip = stream != "2d"
+    arch = "sono_2dtcnn" if clip else "sononet"
+    model = build(arch, input_shape=(SIZE, SIZE, 1), frames=12, classes=len(CODES), width=4)
+    sidecar = {"arch": arch, "input_shape": [SIZE, SIZE, 1], "frames": 12 if clip else None,
+               "classes": CODES, "codes": CODES,
+               "preprocessing": {**PREPROCESSING_DATASET, "size": [SIZE, SIZE]},
+               "stream": {"name": stream, "spacing_s": 2 / 15 if clip else None,
+                          "frames": 12 if clip else 1},
+               "decoding": dict(DECODING_DEFAULTS)}
+    return save_model(model, path, sidecar)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """An untrained two-stream model (fr4 + 2d): real shapes, arbitrary probabilities."""
+    folder = tmp_path_factory.mktemp("model")
+    keras.utils.set_random_seed(0)
+    members = [_tiny_model("fr4", folder / "fr4.keras"), _tiny_model("2d", folder / "2d.keras")]
+    return combine_streams(members, folder / "two_streams.keras")
+
+
+@pytest.fixture(scope="module")
+def clean_db(cohort, model_path, tmp_path_factory):
+    """A database labelled in one uninterrupted run."""
+    db = tmp_path_factory.mktemp("clean") / "clean.duckdb"
+    result = run("label", "--manifest", cohort / "manifest.csv", "--db", db, "--model", model_path)
+    assert result.exit_code == 0, result.output
+    return db
+
+
+def _contents(db) -> dict[str, pd.DataFrame]:
+    with Store(db, read_only=True) as store:
+        frames = {name: store.query_df(sql) for name, sql in TABLES.items()}
+    for name, frame in frames.items():
+        frames[name] = frame.sort_values(
+            [c for c in frame.columns if c != "probs"]).reset_index(drop=True)
+    return frames
+
+
+def _assert_same_contents(db, reference) -> None:
+    got, want = _contents(db), _contents(reference)
+    for name in TABLES:
+        a, b = got[name], want[name]
+        assert len(a) == len(b), name
+        pd.testing.assert_frame_equal(a.drop(columns=["probs", "confidence"], errors="ignore"),
+                                      b.drop(columns=["probs", "confidence"], errors="ignore"),
+                                      check_exact=False, rtol=1e-9)
+        if "probs" in a:
+            np.testing.assert_allclose(np.stack(a["probs"]), np.stack(b["probs"]), atol=1e-5)
+        if "confidence" in a:
+            np.testing.assert_allclose(a["confidence"], b["confidence"], atol=1e-5)
+
+
+# --- windows ------------------------------------------------------------------------------------
+
+def test_windows_are_the_clips_the_dataset_would_cut(cohort):
+    video = cohort / "videos" / "SIM0001.mp4"
+    streams = (ModelStream("fr4", 2 / 15, 12), ModelStream("2d", None, 1))
+    batches = []
+    decoded = decode_windows(video, streams, size=SIZE, hop_s=1.0, batch_size=8, freezes=None,
+                             on_batch=batches.append)
+    centres = np.concatenate([b.centres_s for b in batches])
+    assert decoded.n_frames == 900 and decoded.duration_s == pytest.approx(30.0)
+    np.testing.assert_allclose(centres, window_centres(30.0, 1.0, streams=["fr4"]))
+    np.testing.assert_array_equal(decoded.centres_s, centres)
+    assert [len(b.centres_s) for b in batches] == [8, 8, 8, 5]
+    assert batches[0].inputs[0].shape == (8, 12, SIZE, SIZE, 1)
+    assert batches[0].inputs[1].shape == (8, SIZE, SIZE, 1)
+    # The dataset's own sampler over the dataset's own crop gives the same standardised inputs.
+    area = video_image_area(video)
+    assert area == decoded.area
+    requests = [ClipRequest(("fr4", i), window_times(c, "fr4")) for i, c in enumerate(centres)]
+    requests += [ClipRequest(("2d", i), np.array([c])) for i, c in enumerate(centres)]
+    reference = {clip.key: clip.images
+                 for clip in sample_clips(cropped_frames(iter_frames(video), area, SIZE), requests)}
+    clips = np.concatenate([b.inputs[0] for b in batches])
+    frames = np.concatenate([b.inputs[1] for b in batches])
+    for i in range(len(centres)):
+        np.testing.assert_allclose(clips[i], standardise(reference["fr4", i][None])[0], atol=1e-5)
+        np.testing.assert_allclose(frames[i], standardise(reference["2d", i])[0], atol=1e-5)
+
+
+def test_a_2d_model_takes_the_frame_nearest_each_centre_from_the_start(cohort):
+    video = cohort / "videos" / "SIM0002.mp4"
+    batches = []
+    decoded = decode_windows(video, (ModelStream("2d", None, 1),), size=SIZE, hop_s=2.5,
+                             batch_size=64, freezes=None, on_batch=batches.append)
+    np.testing.assert_allclose(decoded.centres_s, np.arange(0.0, 30.0, 2.5))
+    assert [b.inputs[0].shape for b in batches] == [(12, SIZE, SIZE, 1)]
+    frames = {round(f.t_s, 6): f.image for f in cropped_frames(iter_frames(video), decoded.area,
+                                                                SIZE)}
+    for centre, x in zip(decoded.centres_s, batches[0].inputs[0], strict=True):
+        np.testing.assert_allclose(x, standardise(frames[round(centre, 6)][None])[0], atol=1e-5)
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+def test_label_writes_one_run_of_events_window_probabilities_and_freezes(clean_db, model_path):
+    with Store(clean_db, read_only=True) as store:
+        runs = store.query_df("SELECT * FROM runs")
+        probs = store.query_df("SELECT * FROM window_probs ORDER BY scan_id, stream, t_s")
+        events = store.query_df("SELECT * FROM events ORDER BY scan_id, start_s")
+        freezes = store.query_df("SELECT * FROM freeze_frames")
+        scans = store.query_df("SELECT * FROM scans ORDER BY scan_id")
+        models = store.query_df("SELECT * FROM models")
+    assert len(runs) == 1
+    run_row = runs.iloc[0]
+    assert (run_row["source"], run_row["kind"], run_row["status"]) == ("auto", "label", "finished")
+    assert run_row["finished_at"] is not pd.NaT and run_row["model_id"] == models["model_id"][0]
+    params = json.loads(run_row["params_json"])
+    assert params["classes"] == CODES and params["hop_s"] == 1.0
+    assert [s["name"] for s in params["streams"]] == ["fr4", "2d"]
+    assert params["model"]["path"] == str(model_path) and params["model"]["arch"]
+    assert params["decoding"]["hop_s"] == 1.0
+    assert list(models["classes"][0]) == CODES
+
+    centres = window_centres(30.0, 1.0, streams=["fr4"])
+    assert set(probs["stream"]) == {"fr4", "2d", "fused"}
+    for (_scan, _stream), rows in probs.groupby(["scan_id", "stream"]):
+        np.testing.assert_allclose(rows["t_s"], centres, atol=1e-9)
+    matrix = {s: np.stack(rows["probs"]) for s, rows in probs.groupby("stream")}
+    assert matrix["fused"].shape == (3 * len(centres), len(CODES))
+    np.testing.assert_allclose(matrix["fused"].sum(axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(matrix["fused"], (matrix["fr4"] + matrix["2d"]) / 2, atol=1e-6)
+
+    assert set(events["label"]) <= set(CODES) and set(events["scan_id"]) == set(scans["scan_id"])
+    for _scan, rows in events.groupby("scan_id"):  # events tile each scan
+        assert rows["start_s"].iloc[0] == 0.0 and rows["end_s"].iloc[-1] == pytest.approx(30.0)
+        np.testing.assert_allclose(rows["start_s"].iloc[1:], rows["end_s"].iloc[:-1])
+    assert events["confidence"].between(0, 1).all()
+
+    assert len(freezes) >= 3 and set(freezes["method"]) == {labelling.FREEZE_METHOD}
+    assert (freezes["end_s"] > freezes["t_s"]).all()
+    assert list(scans["n_frames"]) == [900] * 3
+    np.testing.assert_allclose(scans["duration_s"], 30.0)
+
+
+def _label_cli(cohort, db, model_path, *extra):
+    """The label command in a fresh process (-v: one log line per committed scan)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from fetal_analytics.cli import main; main()", "-v", "label",
+         "--manifest", str(cohort / "manifest.csv"), "--db", str(db), "--model",
+         str(model_path), *extra],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def test_a_killed_run_keeps_finished_scans_and_resumes_to_a_clean_runs_contents(
+        cohort, model_path, clean_db, tmp_path):
+    db = tmp_path / "killed.duckdb"
+    process = _label_cli(cohort, db, model_path)
+    watchdog = threading.Timer(300, process.kill)
+    watchdog.start()
+    try:
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if "labelled scan" in line:
+                # Between scans the labeller holds no lock: a reader can open the database.
+                with Store(db, read_only=True) as store:
+                    finished = store.scalar("SELECT count(DISTINCT scan_id) FROM window_probs")
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait(timeout=60)
+    finally:
+        watchdog.cancel()
+    assert process.returncode == -signal.SIGKILL, "".join(lines)
+    assert finished == 1
+    with Store(db, read_only=True) as store:
+        assert store.scalar("SELECT status FROM runs") == "running"
+        assert store.scalar("SELECT count(DISTINCT scan_id) FROM events") == 1
+
+    resumed = run("label", "--manifest", cohort / "manifest.csv", "--db", db,
+                  "--model", model_path, "--format", "json")
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.output.count('"status": "labelled"') == 2
+    assert resumed.output.count('"status": "skipped"') == 1
+    _assert_same_contents(db, clean_db)
+    with Store(db, read_only=True) as store:
+        assert store.query_df("SELECT status FROM runs")["status"].tolist() == ["finished"]
+
+    again = run("label", cohort / "videos" / "SIM0002.mp4", "--db", db, "--model", model_path,
+                "--force")
+    assert again.exit_code == 0, again.output
+    assert "1 labelled, 0 skipped, 0 failed" in again.output
+    _assert_same_contents(db, clean_db)  # replaced, not added
+
+
+def test_a_corrupt_video_is_reported_and_the_others_are_labelled(cohort, model_path, tmp_path):
+    db = tmp_path / "bad.duckdb"
+    assert run("ingest", "manifest", cohort / "manifest.csv", "--db", db).exit_code == 0
+    good = cohort / "videos" / "SIM0001.mp4"
+    truncated = tmp_path / "truncated.mp4"
+    data = (cohort / "videos" / "SIM0002.mp4").read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video " * 100)
+    result = run("label", truncated, good, garbage, "--scan-id", "SIM0002", "--scan-id",
+                 "SIM0001", "--scan-id", "SIM0003", "--db", db, "--model", model_path,
+                 "--no-freezes")
+    assert result.exit_code == 1, result.output
+    assert "1 labelled, 0 skipped, 2 failed" in result.output
+    assert f"Error: scan SIM0002: {truncated}: the file is truncated" in result.output
+    assert f"Error: scan SIM0003: {garbage}: not a readable video" in result.output
+    with Store(db, read_only=True) as store:
+        assert store.query_df("SELECT DISTINCT scan_id FROM window_probs")["scan_id"].tolist() \
+            == ["SIM0001"]
+        assert store.query_df("SELECT DISTINCT scan_id FROM events")["scan_id"].tolist() \
+            == ["SIM0001"]
+        assert store.scalar("SELECT count(*) FROM freeze_frames") == 0  # --no-freezes
+        assert store.scalar("SELECT status FROM runs") == "finished"
+
+
+def test_scans_must_be_registered_and_run_names_keep_their_model(cohort, model_path, clean_db,
+                                                                  tmp_path):
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(clean_db, db)
+    video = cohort / "videos" / "SIM0001.mp4"
+    result = run("label", video, "--scan-id", "NOPE", "--db", db, "--model", model_path)
+    assert result.exit_code == 1
+    assert "scans not in" in result.output and "NOPE" in result.output
+    assert "fetal-analytics ingest manifest" in result.output
+    other = _tiny_model("fr4", tmp_path / "other.keras")
+    name = f"label-{model_path.stem}-"
+    with Store(db, read_only=True) as store:
+        run_name = store.scalar("SELECT name FROM runs")
+    assert run_name.startswith(name)
+    result = run("label", video, "--db", db, "--model", other, "--run-name", run_name)
+    assert result.exit_code == 1
+    assert f"run {run_name!r} (run 1) was labelled with another model" in result.output
+    with Store(db, read_only=True) as store:  # the refusal left no trace
+        assert store.scalar("SELECT count(*) FROM models") == 1
+    _assert_same_contents(db, clean_db)
+
+
+def test_a_missing_demo_model_names_its_path_and_the_command_that_makes_it(
+        cohort, tmp_path, monkeypatch):
+    missing = tmp_path / "data" / "demo_model.keras"
+    monkeypatch.setattr(labelling, "DEMO_MODEL", missing)
+    result = run("label", "--manifest", cohort / "manifest.csv", "--db", tmp_path / "x.duckdb")
+    assert result.exit_code == 1
+    assert str(missing) in result.output and labelling.DEMO_MODEL_COMMAND in result.output
+
+
+def test_videos_or_a_manifest_are_required(tmp_path):
+    result = run("label", "--db", tmp_path / "x.duckdb")
+    assert result.exit_code == 2 and "give the VIDEOs to label" in result.output
+    result = run("label", "a.mp4", "b.mp4", "--scan-id", "S1", "--db", tmp_path / "x.duckdb")
+    assert result.exit_code == 2 and "one --scan-id per video" in result.output
