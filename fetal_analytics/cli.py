@@ -300,6 +300,9 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> tup
               help="Operators, alternately expert and trainee.")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True),
               help="Length of every scan [default: drawn from the workflow model, ~25-45 min].")
+@click.option("--excerpt", "excerpt_minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Keep a random excerpt of this many minutes of each natural-length scan "
+                   "(short videos with realistic event durations).")
 @click.option("--fps", type=click.FloatRange(min=1), default=30.0, show_default=True)
 @click.option("--size", default="640x480", show_default=True, callback=_parse_size,
               help="Video frame size, WIDTHxHEIGHT.")
@@ -307,8 +310,9 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> tup
 @click.option("--manual-fraction", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="Share of scans that get manual labels.")
 @click.option("--no-video", is_flag=True, help="Write the CSVs only (fast: for analytics).")
-def simulate(out: Path, scans: int, operators: int, minutes: float | None, fps: float,
-             size: tuple[int, int], seed: int, manual_fraction: float, no_video: bool) -> None:
+def simulate(out: Path, scans: int, operators: int, minutes: float | None,
+             excerpt_minutes: float | None, fps: float, size: tuple[int, int], seed: int,
+             manual_fraction: float, no_video: bool) -> None:
     """Simulate a cohort of full-length scans with exact ground truth.
 
     Writes OUT/manifest.csv, OUT/manual_labels.csv (freeze-centred 5 s clips),
@@ -319,6 +323,7 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None, fps: 
     Example:
       fetal-analytics simulate --out /tmp/sim --scans 4 --minutes 2 --seed 1
       fetal-analytics simulate --out /tmp/big --scans 10000 --operators 100 --no-video
+      fetal-analytics simulate --out /tmp/train --scans 24 --operators 12 --excerpt 6
     """
     from rich.progress import (
         BarColumn,
@@ -330,8 +335,11 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None, fps: 
 
     from fetal_analytics.synth import simulate_cohort, write_cohort
 
+    if minutes is not None and excerpt_minutes is not None:
+        raise click.UsageError("give --minutes or --excerpt, not both")
     cohort = simulate_cohort(scans=scans, operators=operators, minutes=minutes, seed=seed,
-                             fps=fps, manual_fraction=manual_fraction)
+                             fps=fps, manual_fraction=manual_fraction,
+                             excerpt_minutes=excerpt_minutes)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
     console = _stderr_console()
@@ -782,18 +790,24 @@ def dataset() -> None:
               help="Side of the square frames, pixels.")
 @click.option("--streams", default="fr2,fr4,fr8,2d", show_default=True,
               help="Comma-separated: fr2, fr4, fr8 (12-frame clips) and 2d (single frames).")
+@click.option("--clips-per-span", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Window centres (clips per stream) per labelled span.")
+@click.option("--others-as", default=None, metavar="CODE",
+              help="Give labels outside the model's classes this code (e.g. Bk when the labels "
+                   "are dense timelines) instead of dropping them.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
 def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: str,
-                  seed: int) -> None:
+                  clips_per_span: int, others_as: str | None, seed: int) -> None:
     """Cut clips from labelled scans into compressed shards, split by operator.
 
-    Per labelled span and stream, up to ten unique 12-frame sub-clips (frame spacing 1/15,
-    2/15, 4/15 s) cropped to the detected image area; whole operators go to train, validation
-    or test.
+    Per labelled span, up to ten window centres; per centre and stream, the 12-frame clip
+    (frame spacing 1/15, 2/15, 4/15 s) or 2D frame centred on it, cropped to the detected image
+    area; whole operators go to train, validation or test.
 
     \b
     Example:
       fetal-analytics dataset build --manifest m.csv --labels manual_labels.csv --out ds
+      fetal-analytics dataset build --manifest m.csv --labels events.csv --others-as Bk --out d
     """
     from rich.progress import Progress
 
@@ -801,9 +815,9 @@ def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: s
 
     try:
         spec = DatasetSpec(size=size, streams=tuple(s.strip() for s in streams.split(",")),
-                           seed=seed)
+                           max_subclips=clips_per_span, others_as=others_as, seed=seed)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--streams") from exc
+        raise click.BadParameter(str(exc), param_hint="--streams or --others-as") from exc
     console = _stderr_console()
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("scans", total=None)
@@ -819,6 +833,58 @@ def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: s
 
 
 # --- models ---------------------------------------------------------------------------------
+
+@main.command("tune-decoding")
+@db_option(creates=False)
+@click.option("--manual", "manual_ref", required=True,
+              help="Reference run (manual): id or name, e.g. a dense ground-truth timeline.")
+@click.option("--auto", "auto_ref", required=True,
+              help="Automatic labelling run (id or name) whose window probabilities are decoded.")
+@click.option("--objective", type=click.Choice(("f1_10", "f1_25", "f1_50", "edit", "accuracy")),
+              default="f1_25", show_default=True, help="The segment score to maximise.")
+@click.option("--stream", default="fused", show_default=True,
+              help="Stream of stored window probabilities: fused, fr2, fr4, fr8 or 2d.")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Rows of the ranking to print.")
+@format_option()
+@click.option("--update-model", "model", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the best parameters into this model's sidecar (MODEL.json) under "
+                   "\"decoding\".")
+def tune_decoding_command(db_path: Path, manual_ref: str, auto_ref: str, objective: str,
+                          stream: str, top: int, fmt: str, model: Path | None) -> None:
+    """Tune the temporal decoding on validation scans, from stored window probabilities.
+
+    Decodes the automatic run's stored posteriors of every scan both runs share with each
+    combination of a grid (temperature, prior power, expected segment length, minimum
+    duration) and scores the timelines against the reference (F1@10/25/50, edit score, frame
+    accuracy; percent). The network is not run again. Reference labels outside the model's
+    classes count as Bk.
+
+    \b
+    Example:
+      fetal-analytics tune-decoding --db val.duckdb --manual truth --auto v1 --format json
+      fetal-analytics tune-decoding --db val.duckdb --manual truth --auto v1 --update-model v1.keras
+    """
+    from inference.tuning import tune_decoding, write_sidecar_decoding
+
+    with open_store(db_path, read_only=True) as store:
+        result = tune_decoding(store, manual_ref, auto_ref, objective=objective, stream=stream)
+    written = (write_sidecar_decoding(model, result.best, classes=result.classes)
+               if model is not None else None)
+    if fmt == "json":
+        emit({**result.to_dict(top=top), "sidecar": None if written is None else str(written)},
+             fmt)
+    elif fmt == "csv":
+        emit(result.table[:top], fmt)
+    else:
+        emit(result.table[:top], fmt,
+             title=f"Decoding parameters by {objective} over {len(result.scans)} scans "
+                   f"(best {top} of {len(result.table)})")
+        best = ", ".join(f"{k}={v:g}" for k, v in result.best.to_dict().items())
+        click.echo(f"best: {best}")
+    if written is not None:
+        click.echo(f"wrote the best decoding parameters to {written}", err=True)
+
 
 @main.command("import-sononet")
 @click.argument("npz", type=click.Path(dir_okay=False, path_type=Path))
@@ -864,6 +930,28 @@ def classify(model: Path, images: tuple[Path, ...], fmt: str) -> None:
     emit(classify_images(model, images), fmt, title=f"{model}: {len(images)} images")
 
 
+@main.command("combine-models")
+@click.argument("models", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The multi-stream model file (.keras; its sidecar .json is written beside).")
+def combine_models(models: tuple[Path, ...], out: Path) -> None:
+    """Join models trained on different streams into one multi-stream model for labelling.
+
+    The models must share classes and frame size (e.g. Sono-2DtCNN trained on fr2, fr4 and
+    fr8); the result predicts every stream in one call and `label` fuses them.
+
+    \b
+    Example:
+      fetal-analytics combine-models runs/fr2/model.keras runs/fr4/model.keras --out multi.keras
+    """
+    from inference.models import combine_streams, load_model
+
+    path = combine_streams(list(models), out)
+    streams = ", ".join(s["name"] for s in load_model(path).streams)
+    click.echo(f"wrote {path} (streams {streams}) and its sidecar {path.with_suffix('.json')}")
+
+
 @main.command("train")
 @click.option("--dataset", "dataset_dir", type=click.Path(file_okay=False, path_type=Path),
               required=True, help="A dataset folder (fetal-analytics dataset build).")
@@ -876,11 +964,14 @@ def classify(model: Path, images: tuple[Path, ...], fmt: str) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from a trained 2D SonoNet: inflated into sono_2dtcnn, copied by "
+                   "layer name into the other architectures.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder: model.keras + model.json, last.keras, best.keras, "
                    "metrics.csv. An interrupted run in it is resumed.")
 def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs: int,
-                  batch_size: int, seed: int, out: Path) -> None:
+                  batch_size: int, seed: int, init_from: Path | None, out: Path) -> None:
     """Train a model on one stream of a dataset (resumes an interrupted run in --out).
 
     SGD (Nesterov momentum 0.9, learning rate 0.01), augmentation, balanced class weights,
@@ -890,12 +981,14 @@ def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs
     \b
     Example:
       fetal-analytics train --dataset ds --arch sononet --stream 2d --epochs 20 --out runs/s2d
+      fetal-analytics train --dataset ds --arch sono_2dtcnn --init-from runs/s2d/model.keras --out r
     """
     from inference.training import train
 
     verbose = 1 if sys.stdout.isatty() else 2
     result = train(dataset_dir, arch, stream=stream, preset=preset, epochs=epochs,
-                   batch_size=batch_size, seed=seed, out=out, progress=verbose)
+                   batch_size=batch_size, seed=seed, out=out, progress=verbose,
+                   init_from=init_from)
     resumed = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
     click.echo(f"wrote {result.model_path} ({result.epochs_run} epochs{resumed}; best epoch "
                f"{result.best_epoch}: val_loss {result.best_val_loss:.4f}, val_accuracy "
@@ -939,3 +1032,224 @@ def evaluate_command(model: Path, dataset_dir: Path, split: str, stream: str | N
               is not None], fmt, title="per class (classes with samples or predictions)")
     if confusion_png is not None:
         click.echo(f"wrote {confusion_png}", err=True)
+
+
+def _parse_max_clips(_ctx: click.Context, _param: click.Parameter,
+                     value: str | None) -> int | str | None:
+    if value is None or value == "all":
+        return value
+    try:
+        clips = int(value)
+    except ValueError:
+        clips = 0
+    if clips < 1:
+        raise click.BadParameter(f"expected a positive number or 'all', got {value!r}")
+    return clips
+
+
+@main.command("benchmark-models")
+@click.option("--dataset", "dataset_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="A dataset from `fetal-analytics dataset build` with the streams fr2, fr4, "
+                   "fr8 and 2d.")
+@click.option("--cohort", "cohort_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Or a simulated cohort with videos (`fetal-analytics simulate`): its dataset "
+                   "is built into OUT/dataset at the preset's frame size.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder: models, confusion PNGs, results.json. Running again resumes "
+                   "(finished models are not retrained).")
+@click.option("--preset", type=click.Choice(("cpu", "paper")), default="cpu", show_default=True,
+              help="cpu: width 8, 64 px, up to 8 epochs on capped clips (within an hour on 2 "
+                   "cores); paper: width 64, 224 px, up to 100 epochs on every clip (a GPU).")
+@click.option("--arch", "archs", multiple=True,
+              help="Only this architecture (repeatable) [default: all ten].")
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs [default: preset's].")
+@click.option("--patience", type=click.IntRange(min=0),
+              help="Early-stopping patience in epochs [default: the preset's].")
+@click.option("--max-clips", callback=_parse_max_clips, metavar="N|all",
+              help="Training clips per model, a fixed random subset [default: the preset's, "
+                   "per architecture].")
+@click.option("--width", type=click.IntRange(min=1), help="Base width [default: the preset's].")
+@click.option("--streams", default="fr2,fr4,fr8", show_default=True,
+              help="Clip streams of table 3, comma-separated ('none': no table 3).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sononet-npz", type=click.Path(dir_okay=False, path_type=Path),
+              help="The published SonoNet weights, for the 'SonoNet-64 (PT)' row [default: NA].")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the tables into this markdown file (e.g. BENCHMARKS.md), between "
+                   "its benchmark-models markers.")
+@format_option(("table", "json"))
+def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, out: Path,
+                             preset: str, archs: tuple[str, ...], epochs: int | None,
+                             patience: int | None, max_clips: int | str | None,
+                             width: int | None, streams: str, batch_size: int, seed: int,
+                             sononet_npz: Path | None, markdown_path: Path | None,
+                             fmt: str) -> None:
+    """Reproduce the paper's tables 2 and 3: train, test and compare every model.
+
+    Every architecture is trained on the training split (split by operator) and tested on the
+    held-out test split: parameters, macro P, R, F1 and top-1/top-3 accuracy, the paper's values
+    beside ours (table 2); Sono-2DtCNN on FR/2, FR/4 and FR/8 and their late fusion on the same
+    test instances (table 3); and whether the paper's three claims hold. Writes
+    OUT/results.json and the confusion matrices of the 2D SonoNet and Sono-2DtCNN.
+
+    \b
+    Example:
+      fetal-analytics simulate --out /tmp/sim --scans 24 --operators 12 --excerpt 6 --size 320x240
+      fetal-analytics benchmark-models --cohort /tmp/sim --out /tmp/bench --markdown BENCHMARKS.md
+      fetal-analytics benchmark-models --dataset ds --out b --sononet-npz SonoNet16.npz
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from inference.benchmark import (
+        ARCH_ORDER,
+        BenchmarkConfig,
+        dataset_from_cohort,
+        markdown,
+        run_benchmark,
+        table_records,
+        write_markdown_section,
+    )
+
+    if (dataset_dir is None) == (cohort_dir is None):
+        raise click.UsageError("give --dataset or --cohort (one of them)")
+    config = BenchmarkConfig(
+        preset=preset, archs=archs or ARCH_ORDER, epochs=epochs, patience=patience,
+        max_clips=dict.fromkeys(ARCH_ORDER) if max_clips == "all" else max_clips, width=width,
+        batch_size=batch_size, seed=seed,
+        streams=() if streams.strip() in ("", "none") else tuple(
+            s.strip() for s in streams.split(",")))
+    console = _stderr_console()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
+        if cohort_dir is not None:
+            task = progress.add_task("dataset: scans", total=None)
+            dataset_dir = dataset_from_cohort(cohort_dir, out / "dataset", preset=preset,
+                                              seed=seed,
+                                              on_scan=lambda _scan: progress.advance(task))
+            progress.remove_task(task)
+        task = progress.add_task("models", total=None)
+        result = run_benchmark(
+            dataset_dir, out, config=config, sononet_npz=sononet_npz,
+            progress=lambda what, done, total: progress.update(task, description=what,
+                                                               completed=done, total=total))
+    if markdown_path is not None:
+        write_markdown_section(markdown_path,
+                               markdown(result, relative_to=markdown_path.resolve().parent))
+    if fmt == "json":
+        emit(result.to_dict(), fmt)
+    else:
+        print_table(table_records(result.table2), title="Table 2: models on the test split")
+        if result.table3:
+            click.echo()
+            print_table(table_records(result.table3, params=False),
+                        title=f"Table 3: streams and late fusion ({result.n_common} common test "
+                              "instances)")
+        click.echo()
+        print_table([{"finding": f.claim, "holds": {True: "yes", False: "no"}.get(f.holds, "NA"),
+                      "numbers": f.detail} for f in result.findings], title="Findings")
+    click.echo(f"wrote {out / 'results.json'}" + "".join(
+        f", {p}" for p in result.confusion_pngs.values()) + (
+        f" and {markdown_path}" if markdown_path is not None else ""), err=True)
+
+
+@main.command("label")
+@click.argument("videos", metavar="[VIDEO]...", nargs=-1,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--scan-id", "scan_ids", multiple=True,
+              help="The scan of each VIDEO, in order (repeat the option) [default: each video's "
+                   "file name without extension]. The scans must be in the database.")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
+              help="Instead of VIDEOs: import this manifest, then label each of its scans that "
+                   "has a video.")
+@db_option(creates=True)
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Model file (.keras, with its .json sidecar) [default: the demo model "
+                   "data/demo_model.keras].")
+@click.option("--run-name",
+              help="Run to write [default: label-<model file stem>-<sha256 prefix>]; an existing "
+                   "run of this name is continued.")
+@click.option("--force", is_flag=True, help="Label again the scans already finished in the run.")
+@click.option("--freezes/--no-freezes", default=True, show_default=True,
+              help="Detect freeze frames on the same decoded frames.")
+@click.option("--freeze-preset", type=click.Choice(("simulator", "simulator-alt")),
+              default="simulator", show_default=True,
+              help="Screen layout: where the freeze indicator is.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Windows per network call.")
+@format_option(("table", "json"))
+def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest: Path | None,
+                  db_path: Path, model: Path | None, run_name: str | None, force: bool,
+                  freezes: bool, freeze_preset: str, batch_size: int, fmt: str) -> None:
+    """Label full-length scan videos with a model: events, window probabilities, freezes.
+
+    Each video is decoded once; every frame is cropped to the image area and resized as the
+    model's training clips were; windows every hop (1 s) feed all the model's streams, whose
+    probabilities are fused and decoded into events. Each scan's results are written in one
+    transaction as one run, so an interrupted run keeps its finished scans and running it
+    again labels only the rest. A video that cannot be labelled is reported and the others go
+    on; the exit status is then 1.
+
+    \b
+    Example:
+      fetal-analytics label --manifest /tmp/sim/manifest.csv --db cohort.duckdb
+      fetal-analytics label scans/S001.mp4 scans/S002.mp4 --db cohort.duckdb --model v1.keras
+      fetal-analytics label scans/a.mp4 --scan-id S001 --db cohort.duckdb --force
+    """
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from inference.freeze import INDICATOR_PRESETS, FreezeConfig
+    from inference.labelling import ScanVideo, label_scans
+
+    if manifest is not None and (videos or scan_ids):
+        raise click.UsageError("give VIDEOs (with --scan-id) or --manifest, not both")
+    if manifest is None and not videos:
+        raise click.UsageError("give the VIDEOs to label, or --manifest FILE")
+    if scan_ids and len(scan_ids) != len(videos):
+        raise click.BadParameter(f"{len(videos)} videos but {len(scan_ids)} scan ids; give one "
+                                 f"--scan-id per video, in order", param_hint="--scan-id")
+    scans = None if manifest is not None else [
+        ScanVideo(scan_id, video)
+        for scan_id, video in zip(scan_ids or [v.stem for v in videos], videos, strict=True)]
+    config = FreezeConfig(indicator=INDICATOR_PRESETS[freeze_preset]) if freezes else None
+    console = _stderr_console()
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
+        result = label_scans(db_path, scans, manifest=manifest, model=model, run_name=run_name,
+                             force=force, batch_size=batch_size, freezes=config,
+                             progress=progress)
+    done = {o.scan_id for o in result.labelled}
+    rows = [{"scan_id": o.scan_id, "status": o.status,
+             "windows": o.n_windows if o.scan_id in done else None,
+             "events": o.n_events if o.scan_id in done else None, "freezes": o.n_freezes,
+             "minutes": None if o.duration_s is None else round(o.duration_s / 60, 2),
+             "seconds": round(o.seconds, 1), "reason": o.reason} for o in result.outcomes]
+    if fmt == "json":
+        emit({"run_id": result.run_id, "run_name": result.run_name, "status": result.status,
+              "model_id": result.model_id, "scans": rows}, fmt)
+    else:
+        print_table([{k: v for k, v in row.items() if k != "reason"} for row in rows])
+        click.echo(f"run {result.run_id} {result.run_name!r} (auto, {result.status}): "
+                   f"{len(result.labelled)} labelled, {len(result.skipped)} skipped, "
+                   f"{len(result.failed)} failed")
+        skipped: dict[str, list[str]] = {}
+        for outcome in result.skipped:
+            skipped.setdefault(outcome.reason, []).append(outcome.scan_id)
+        for reason, ids in skipped.items():
+            click.echo(f"skipped {', '.join(ids)}: {reason}", err=True)
+    for outcome in result.failed:
+        where = "" if str(outcome.video) in outcome.reason else f"{outcome.video}: "
+        click.echo(f"Error: scan {outcome.scan_id}: {where}{outcome.reason}", err=True)
+    if result.failed:
+        raise SystemExit(1)
