@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Train the shipped demo model (data/demo_model.keras) from a seeded simulated cohort.
+#
+#   scripts/train-demo-model.sh [WORK_DIR]      (default out/demo-model; `make demo-model`)
+#
+# 1. simulate 40 five-minute excerpts of natural-length scans by 20 operators (seed 2019);
+# 2. build a dense dataset from the true timelines (labels outside the 11 classes become Bk);
+# 3. train SonoNet on single frames, then Sono-2DtCNN on each clip stream, inflated from it;
+# 4. evaluate each stream on the held-out operators and join them into one multi-stream model.
+# Every step is deterministic for the seeds; finished steps are skipped on a re-run.
+set -euo pipefail
+WORK=${1:-out/demo-model}
+BIN=${BIN:-.venv/bin}
+STREAMS=${STREAMS:-"fr4 fr8"}
+EPOCHS_2D=${EPOCHS_2D:-6}
+EPOCHS_CLIP=${EPOCHS_CLIP:-4}
+FA="$BIN/fetal-analytics"
+
+[ -f "$WORK/cohort/manifest.csv" ] || \
+  "$FA" simulate --out "$WORK/cohort" --scans 40 --operators 20 --excerpt 5 --seed 2019
+[ -f "$WORK/dataset/dataset.json" ] || \
+  "$FA" dataset build --manifest "$WORK/cohort/manifest.csv" \
+    --labels "$WORK/cohort/truth/events.csv" --others-as Bk --clips-per-span 20 \
+    --streams "2d,${STREAMS// /,}" --out "$WORK/dataset"
+[ -f "$WORK/sononet-2d/model.keras" ] || \
+  "$FA" train --dataset "$WORK/dataset" --arch sononet --stream 2d --epochs "$EPOCHS_2D" \
+    --out "$WORK/sononet-2d"
+members=()
+for stream in $STREAMS; do
+  [ -f "$WORK/sono2dt-$stream/model.keras" ] || \
+    "$FA" train --dataset "$WORK/dataset" --arch sono_2dtcnn --stream "$stream" \
+      --epochs "$EPOCHS_CLIP" --init-from "$WORK/sononet-2d/model.keras" \
+      --out "$WORK/sono2dt-$stream"
+  members+=("$WORK/sono2dt-$stream/model.keras")
+  "$FA" evaluate "$WORK/sono2dt-$stream/model.keras" --dataset "$WORK/dataset" --split test \
+    --confusion "$WORK/sono2dt-$stream/test-confusion.png"
+done
+"$FA" combine-models "${members[@]}" --out data/demo_model.keras
