@@ -2,7 +2,10 @@
 
 `run_benchmark` trains every architecture of `inference.models` on a dataset of
 `inference.dataset` (split subject-wise), tests each on the held-out test split and reproduces the
-structure of Sharma et al. (ISBI 2019):
+structure of Sharma et al. (ISBI 2019). With ``test_dataset`` the models are trained and validated
+as before but tested on every instance of another dataset (its train, val and test splits
+pooled), built from a separate held-out cohort; every row, table 3's join and the findings then
+use that test data:
 
 Table 2
     Each model's trainable parameter count and macro precision (P), recall (R), F1, top-1 (A1)
@@ -16,8 +19,8 @@ Table 2
 Table 3
     Sono-2DtCNN trained on FR/2, FR/4 and FR/8 separately, the 2D SonoNet, and late fusion (the
     mean of the softmax probabilities, `inference.evaluation.fuse`) of stream combinations, all
-    on the same test instances: the streams are joined on (scan_id, clip centre time), which the
-    dataset's ``"aligned": true`` guarantees.
+    on the same test instances: the streams are joined on (scan_id, clip centre time) within the
+    test data, which the dataset's ``"aligned": true`` guarantees.
 Findings
     The three claims of issue 5 item 6, each computed from the metrics with its numbers
     (`Finding`): Sono-2DtCNN beats the 2D SonoNet on macro F1 and top-1; it confuses the dynamic
@@ -33,10 +36,16 @@ Outputs, under ``out``::
     confusion-<arch>-<stream>.png    confusion matrices of the 2D SonoNet and Sono-2DtCNN (FR/4)
     results.json                     `BenchmarkResult.to_dict`
 
+A held-out test dataset must have the training dataset's classes (in the same order), frame size
+and the streams needed, be aligned, and share no scan with it. Scans are compared by ``scan_id``
+only when both ``dataset.json`` record the same manifest (``sources.manifest``, its SHA-256) or
+either records none: simulated cohorts of different seeds reuse ids such as ``SIM0001`` for
+different scans, so datasets of different manifests are taken to hold different scans.
+
 `markdown` renders a result as a section of ``BENCHMARKS.md`` and `write_markdown_section` puts it
 between the markers `MARKER_START` and `MARKER_END`, leaving the rest of the file as it is.
 
-Time: at the ``cpu`` preset (width 8, 64 x 64 frames) the defaults of `PRESET_DEFAULTS` (8 epochs
+Time: at the ``cpu`` preset (width 8, 64 x 64 frames) the defaults of `PRESET_DEFAULTS` (3 epochs
 at most, patience 3, a fixed random subset of the training clips per model) keep the whole run
 within an hour on 2 CPU cores; the ``paper`` preset (width 64, every clip, up to 100 epochs,
 patience 10) is meant for a GPU and a dataset built at 224 pixels. Keras is imported only inside
@@ -113,12 +122,15 @@ DYNAMIC_CONFUSED_WITH = "HeD"
 #: the most training clips (a fixed random subset, stratified by class; validation gets a
 #: quarter as many); None or a missing architecture: every clip.
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cpu": {"epochs": 8, "patience": 3,
-            "max_clips": {"sononet": 4000, "vgg16": 4000, "vgg19": 4000,
-                          "feat2d_2dtcnn": 2000, "feat1d_lstm_rnn": 2000,
-                          "feat2d_clstm_rnn": 2000, "temp_sono_2dtcnn": 1000,
-                          "temp_sono_lstm_rcn": 1000, "temp_sono_clstm_rcn": 1000,
-                          "sono_2dtcnn": 2000}},
+    # Measured on 2 cores: the 2D models train at ~200 clips/s, the end-to-end 2D+t ones at only
+    # ~10-18 clips/s (3D and per-frame backpropagation), so those see few clips; they start from
+    # the trained 2D SonoNet (transfer / inflation), which is what makes so few enough.
+    "cpu": {"epochs": 3, "patience": 3,
+            "max_clips": {"sononet": 3000, "vgg16": 3000, "vgg19": 3000,
+                          "feat2d_2dtcnn": 1000, "feat1d_lstm_rnn": 1000,
+                          "feat2d_clstm_rnn": 1000, "temp_sono_2dtcnn": 400,
+                          "temp_sono_lstm_rcn": 400, "temp_sono_clstm_rcn": 400,
+                          "sono_2dtcnn": 800}},
     "paper": {"epochs": 100, "patience": 10, "max_clips": {}},
 }
 
@@ -297,7 +309,7 @@ class BenchmarkConfig:
 
 @dataclass(frozen=True)
 class BenchmarkRow:
-    """One model, or one stream combination, on the test split.
+    """One model, or one stream combination, on the test data.
 
     Attributes
     ----------
@@ -415,7 +427,15 @@ class BenchmarkResult:
     environment : dict
         Keras version and backend, devices, CPU count, platform.
     dataset_summary : dict
-        Scans and operators per split, test instances per stream, frame size, classes.
+        Scans and operators per split, test instances per stream, frame size, classes (of the
+        training dataset).
+    test_dataset : Path or None
+        The held-out dataset the models were tested on (all its splits); None: the test split of
+        `dataset`.
+    test_data : dict
+        What the models were tested on: ``dataset``, ``splits``, ``held_out``, ``scans``,
+        ``instances`` (per stream, all those splits), ``label`` (e.g. "the test split") and
+        ``description`` (a sentence fragment naming the folder and the instances).
     """
 
     dataset: Path
@@ -430,6 +450,8 @@ class BenchmarkResult:
     started: str
     environment: dict[str, Any]
     dataset_summary: dict[str, Any]
+    test_dataset: Path | None = None
+    test_data: dict[str, Any] = field(default_factory=dict)
 
     def row(self, key: str) -> BenchmarkRow:
         """The row of table 2 or 3 with this key."""
@@ -444,6 +466,8 @@ class BenchmarkResult:
                 "config": self.config.to_dict(), "started": self.started,
                 "wall_s": self.wall_s, "environment": self.environment,
                 "dataset_summary": self.dataset_summary,
+                "test_dataset": None if self.test_dataset is None else str(self.test_dataset),
+                "test_data": self.test_data,
                 "table2": [r.to_dict() for r in self.table2],
                 "table3": [r.to_dict() for r in self.table3], "n_common": self.n_common,
                 "findings": [asdict(f) for f in self.findings],
@@ -480,13 +504,76 @@ def _key(keys_scan: np.ndarray, keys_t: np.ndarray) -> list[tuple[str, int]]:
     return [(str(s), round(float(t) * 1000)) for s, t in zip(keys_scan, keys_t, strict=True)]
 
 
-def _test_keys(dataset: Path, stream: str) -> list[tuple[str, int]]:
-    """The (scan_id, t_ms) of every test instance of a stream, in shard order."""
+@dataclass(frozen=True)
+class _TestData:
+    """What the models are tested on: splits of one dataset folder, pooled in this order."""
+
+    folder: Path
+    splits: tuple[str, ...]
+    meta: dict[str, Any]
+    held_out: bool
+
+    def splits_of(self, stream: str) -> list[str]:
+        """The splits with shards of `stream`."""
+        return [s for s in self.splits if any((self.folder / s / stream).glob("shard-*.npz"))]
+
+    def summary(self, streams: Sequence[str]) -> dict[str, Any]:
+        """`BenchmarkResult.test_data`."""
+        counts = self.meta.get("counts", {})
+        instances = {st: int(sum(sum(counts.get(sp, {}).get(st, {}).values())
+                                 for sp in self.splits))
+                     for st in (STREAM_2D, *CLIP_STREAMS) if st in streams}
+        scans = sum(len(self.meta["splits"].get(sp, {}).get("scans", [])) for sp in self.splits)
+        record = {"dataset": str(self.folder), "splits": list(self.splits),
+                  "held_out": self.held_out, "scans": scans, "instances": instances}
+        label, description = _tested_on(record)
+        return {**record, "label": label, "description": description}
+
+
+def _tested_on(test_data: Mapping[str, Any], *, code: bool = False) -> tuple[str, str]:
+    """A short label ("the test split") and a description of the test data (`_TestData.summary`)
+    naming the folder and the instances; `code`: the folder in markdown backticks."""
+    folder = f"`{test_data['dataset']}`" if code else test_data["dataset"]
+    instances = test_data.get("instances") or {}
+    if len(set(instances.values())) == 1:
+        n = f"{next(iter(instances.values()))} instances"
+    else:
+        n = ", ".join(f"{v} {_STREAM_NAMES[k]}" for k, v in instances.items()) + " instances"
+    scans = test_data.get("scans")
+    scans = f"{scans} scan{'' if scans == 1 else 's'}"
+    if test_data.get("held_out"):
+        return (f"the held-out {folder} (all splits)",
+                f"{n} from {folder} (all splits pooled: {scans} of a held-out cohort)")
+    return "the test split", f"the test split of {folder} ({n}, {scans})"
+
+
+def _test_keys(test: _TestData, stream: str) -> list[tuple[str, int]]:
+    """The (scan_id, t_ms) of every test instance of a stream, in split and shard order."""
     keys: list[tuple[str, int]] = []
-    for shard in sorted((dataset / "test" / stream).glob("shard-*.npz")):
-        with np.load(shard) as data:
-            keys += _key(data["scan_id"], data["t_s"])
+    for split in test.splits_of(stream):
+        for shard in sorted((test.folder / split / stream).glob("shard-*.npz")):
+            with np.load(shard) as data:
+                keys += _key(data["scan_id"], data["t_s"])
     return keys
+
+
+def _evaluate(model_path: Path, test: _TestData, stream: str) -> Any:
+    """`inference.evaluation.evaluate` over each split of the test data, pooled: the metrics
+    (`_metric_fields`), the probabilities and the labels, in the order of `_test_keys`."""
+    from inference.evaluation import evaluate
+
+    probs, labels = [], []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "some classes are never predicted", RuntimeWarning)
+        for split in test.splits_of(stream):
+            part = evaluate(model_path, test.folder, split=split, stream=stream)
+            probs.append(part.probabilities)
+            labels.append(part.labels)
+            classes = part.classes
+    if not labels:
+        raise BenchmarkError(f"{test.folder}: no {stream} clips in {', '.join(test.splits)}")
+    probabilities, y = np.concatenate(probs), np.concatenate(labels)
+    return _metrics(y, probabilities, classes), probabilities, y
 
 
 def _metrics(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> Any:
@@ -609,7 +696,8 @@ def _dataset_summary(meta: dict[str, Any]) -> dict[str, Any]:
 # The published SonoNet
 
 
-def evaluate_pretrained(model_path: str | Path, dataset: str | Path, *, split: str = "test",
+def evaluate_pretrained(model_path: str | Path, dataset: str | Path, *,
+                        split: str | Sequence[str] = "test",
                         batch_size: int = 32) -> tuple[Any, list[tuple[str, int]], int]:
     """The published SonoNet on a dataset's 2D frames, on the classes it can name.
 
@@ -626,7 +714,8 @@ def evaluate_pretrained(model_path: str | Path, dataset: str | Path, *, split: s
         The ``.keras`` file written by `inference.models.import_sononet`.
     dataset : path
         A dataset with a ``2d`` stream.
-    split : {'train', 'val', 'test'}
+    split : {'train', 'val', 'test'} or sequence of them
+        Several splits are pooled, in their order (a held-out dataset: all three).
     batch_size : int
 
     Returns
@@ -651,8 +740,11 @@ def evaluate_pretrained(model_path: str | Path, dataset: str | Path, *, split: s
     columns = [[k for k, code in enumerate(loaded.codes) if code == c] for c in overlap]
     remap = {classes.index(c): j for j, c in enumerate(overlap)}
     height, width = loaded.input_shape[:2]
+    splits = (split,) if isinstance(split, str) else tuple(split)
+    shards = [shard for s in splits
+              for shard in sorted((Path(dataset) / s / STREAM_2D).glob("shard-*.npz"))]
     probs, labels, keys, excluded = [], [], [], 0
-    for shard in sorted((Path(dataset) / split / STREAM_2D).glob("shard-*.npz")):
+    for shard in shards:
         with np.load(shard) as data:
             x, y = data["x"], data["y"].astype(np.int64)
             shard_keys = _key(data["scan_id"], data["t_s"])
@@ -668,7 +760,8 @@ def evaluate_pretrained(model_path: str | Path, dataset: str | Path, *, split: s
         labels += [remap[int(v)] for v in y[keep]]
         keys += [shard_keys[r] for r in rows]
     if not labels:
-        raise BenchmarkError(f"{dataset}: no {split} frame of a class SonoNet can name")
+        raise BenchmarkError(f"{dataset}: no {'/'.join(splits)} frame of a class SonoNet can "
+                             "name")
     return _metrics(np.array(labels), np.concatenate(probs), overlap), keys, excluded
 
 
@@ -732,7 +825,8 @@ def dataset_from_cohort(cohort: str | Path, out: str | Path, *, preset: str = "c
     return out
 
 
-def _check_dataset(dataset: Path, config: BenchmarkConfig, needed: set[str]) -> dict[str, Any]:
+def _check_dataset(dataset: Path, config: BenchmarkConfig, needed: set[str],
+                   splits: Sequence[str] = ("train", "val", "test")) -> dict[str, Any]:
     from inference.pipeline import load_metadata
 
     try:
@@ -748,11 +842,69 @@ def _check_dataset(dataset: Path, config: BenchmarkConfig, needed: set[str]) -> 
             f"{dataset} is not aligned (built before every stream's clips were centred on the "
             "same times), so its streams' test instances cannot be fused: rebuild it with "
             "`fetal-analytics dataset build`")
-    for split in ("train", "val", "test"):
+    for split in splits:
         for stream in needed:
             if not any((dataset / split / stream).glob("shard-*.npz")):
                 raise BenchmarkError(f"{dataset}: no {split} clips in stream {stream!r}")
     return meta
+
+
+def _scan_ids(meta: dict[str, Any]) -> set[str]:
+    return {str(s) for split in meta.get("splits", {}).values() for s in split.get("scans", [])}
+
+
+def _check_test_dataset(test_dir: Path, dataset: Path, meta: dict[str, Any],
+                        needed: set[str]) -> _TestData:
+    """A held-out test dataset that fits the models trained on `dataset` (module docstring)."""
+    from inference.dataset import SPLITS
+    from inference.pipeline import load_metadata
+
+    what = f"the test dataset {test_dir}"
+    if test_dir.resolve() == dataset.resolve():
+        raise BenchmarkError(f"{what} is the training dataset itself: pass a dataset built from "
+                             "a held-out cohort")
+    try:
+        test_meta = load_metadata(test_dir)
+    except FileNotFoundError as exc:
+        raise BenchmarkError(f"{what}: {exc}") from exc
+    ours, theirs = list(meta["classes"]), list(test_meta["classes"])
+    if theirs != ours:
+        lacks = [c for c in ours if c not in theirs]
+        extra = [c for c in theirs if c not in ours]
+        differs = "; ".join(part for part in (
+            lacks and f"lacks {', '.join(lacks)}", extra and f"has {', '.join(extra)} too")
+            if part) or f"another order: {', '.join(theirs)}"
+        raise BenchmarkError(f"{what} has other classes than {dataset} ({differs}): the models "
+                             f"output {', '.join(ours)}; build it with the same classes")
+    size, test_size = int(meta["spec"]["size"]), int(test_meta["spec"]["size"])
+    if test_size != size:
+        raise BenchmarkError(f"{what} has {test_size}-pixel frames but {dataset} has {size}: "
+                             f"rebuild it with `fetal-analytics dataset build --size {size}`")
+    missing = sorted(needed - set(test_meta["streams"]))
+    if missing:
+        raise BenchmarkError(f"{what} lacks the streams {', '.join(missing)}: rebuild it with "
+                             "`fetal-analytics dataset build --streams "
+                             f"{','.join(sorted(needed))}`")
+    if not test_meta.get("aligned"):
+        raise BenchmarkError(f"{what} is not aligned (built before every stream's clips were "
+                             "centred on the same times): rebuild it with "
+                             "`fetal-analytics dataset build`")
+    manifest = (meta.get("sources") or {}).get("manifest")
+    test_manifest = (test_meta.get("sources") or {}).get("manifest")
+    if manifest is None or test_manifest is None or manifest == test_manifest:
+        shared = sorted(_scan_ids(meta) & _scan_ids(test_meta))
+        if shared:
+            why = ("both were built from the same manifest" if manifest == test_manifest
+                   else "a dataset.json records no manifest, so scan ids are compared")
+            raise BenchmarkError(
+                f"{what} shares {len(shared)} scan{'s' if len(shared) > 1 else ''} with "
+                f"{dataset} ({', '.join(shared[:5])}{', ...' if len(shared) > 5 else ''}; {why}): "
+                "held-out test data must hold no scan the models were trained or validated on")
+    test = _TestData(test_dir, tuple(SPLITS), test_meta, held_out=True)
+    for stream in sorted(needed):
+        if not test.splits_of(stream):
+            raise BenchmarkError(f"{what}: no clips in stream {stream!r} in any split")
+    return test
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,7 +913,7 @@ def _check_dataset(dataset: Path, config: BenchmarkConfig, needed: set[str]) -> 
 
 @dataclass
 class _Outputs:
-    """A tested model's probabilities on the test split, with the instances' identities."""
+    """A tested model's probabilities on the test data, with the instances' identities."""
 
     row: BenchmarkRow
     probabilities: np.ndarray
@@ -772,6 +924,7 @@ class _Outputs:
 def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
                   config: BenchmarkConfig | None = None,
                   sononet_npz: str | Path | None = None,
+                  test_dataset: str | Path | None = None,
                   progress: Callable[[str, int, int], None] | None = None) -> BenchmarkResult:
     """Train, test and compare every model: the paper's tables 2 and 3 and its claims.
 
@@ -788,6 +941,12 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
     sononet_npz : path, optional
         The published SonoNet weights (``SonoNet16.npz``) for the "SonoNet-64 (PT)" row; without
         them the row has no metrics.
+    test_dataset : path, optional
+        Test on every instance of this dataset (its train, val and test splits pooled) instead of
+        the test split of `dataset_dir`: a dataset of a separate, held-out cohort with the same
+        classes, frame size and the needed streams, aligned, sharing no scan with `dataset_dir`
+        (compared by scan id when both were built from the same manifest). Training and
+        validation are unchanged (a finished model is not retrained for another test dataset).
     progress : callable, optional
         Called as ``progress(description, done, total)`` before each step and once at the end.
 
@@ -800,11 +959,11 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
     ------
     BenchmarkError
         The dataset lacks a stream, is not aligned, or has no clips in a split; the weights file
-        is missing.
+        is missing; the test dataset does not fit or is not held out.
     """
     import keras
 
-    from inference.evaluation import evaluate, fuse, save_confusion_png
+    from inference.evaluation import fuse, save_confusion_png
     from inference.models import PRESETS, sidecar_path
     from inference.training import train
 
@@ -827,7 +986,12 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
         needed.add(STREAM_2D)
         if not Path(sononet_npz).is_file():
             raise BenchmarkError(f"{sononet_npz}: no such file (the published SonoNet weights)")
-    meta = _check_dataset(dataset, config, needed)
+    if test_dataset is None:
+        meta = _check_dataset(dataset, config, needed)
+        test = _TestData(dataset, ("test",), meta, held_out=False)
+    else:  # the training dataset's test split is not used
+        meta = _check_dataset(dataset, config, needed, splits=("train", "val"))
+        test = _check_test_dataset(Path(test_dataset), dataset, meta, needed)
     classes = list(meta["classes"])
     size = int(meta["spec"]["size"])
     preset_size = PRESETS[config.preset]["input_shape"][0]
@@ -882,9 +1046,7 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
         if arch == "sononet":
             sononet_model = trained.model_path
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "some classes are never predicted", RuntimeWarning)
-            evaluation = evaluate(trained.model_path, dataset, split="test", stream=stream)
+        evaluation, probabilities, labels = _evaluate(trained.model_path, test, stream)
         eval_s = time.perf_counter() - t0
         params = json.loads(sidecar_path(trained.model_path).read_text())["params"]
         paper = PAPER_TABLE2.get(arch) if stream == _stream_of(arch) else None
@@ -895,8 +1057,7 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
             eval_s=round(eval_s, 1), epochs_run=trained.epochs_run,
             best_epoch=trained.best_epoch, init=init, model_path=trained.model_path,
             note=_subset_note(dataset, data, stream))
-        outputs[arch, stream] = _Outputs(row, evaluation.probabilities, evaluation.labels,
-                                         _test_keys(dataset, stream))
+        outputs[arch, stream] = _Outputs(row, probabilities, labels, _test_keys(test, stream))
         log.info("%s: P %.3f R %.3f F1 %.3f A1 %.3f A3 %.3f (n %d; train %.0f s)", key,
                  row.precision, row.recall, row.f1, row.top1, row.top3, row.n, train_s)
         keras.backend.clear_session()
@@ -905,7 +1066,7 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
     table2: list[BenchmarkRow] = []
     for arch in ARCH_ORDER:
         if arch == "sononet":  # the paper lists the published SonoNet just before
-            table2.append(_pretrained_row(sononet_npz, dataset, out, step))
+            table2.append(_pretrained_row(sononet_npz, test, out, step))
         if (arch, _stream_of(arch)) in outputs:
             table2.append(outputs[arch, _stream_of(arch)].row)
 
@@ -918,8 +1079,9 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
                                 ("sono_2dtcnn", TABLE2_CLIP_STREAM, "Sono-2DtCNN FR/4")):
         if (arch, stream) in outputs:
             row = outputs[arch, stream].row
-            pngs[row.key] = save_confusion_png(row.confusion, out / f"confusion-{row.key}.png",
-                                               title=f"{title}: test ({row.n})")
+            pngs[row.key] = save_confusion_png(
+                row.confusion, out / f"confusion-{row.key}.png",
+                title=f"{title}: {'held-out ' if test.held_out else ''}test ({row.n})")
     findings = compute_findings(table2, table3)
     if progress:
         progress("done", total, total)
@@ -927,7 +1089,8 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
         dataset=dataset, out=out, config=config, table2=table2, table3=table3,
         findings=findings, confusion_pngs=pngs, n_common=n_common,
         wall_s=round(time.perf_counter() - t_start, 1), started=started,
-        environment=_environment(), dataset_summary=_dataset_summary(meta))
+        environment=_environment(), dataset_summary=_dataset_summary(meta),
+        test_dataset=test.folder if test.held_out else None, test_data=test.summary(needed))
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2, default=_json) + "\n")
     return result
 
@@ -940,7 +1103,7 @@ def _json(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _pretrained_row(sononet_npz: str | Path | None, dataset: Path, out: Path,
+def _pretrained_row(sononet_npz: str | Path | None, test: _TestData, out: Path,
                     step: Callable[[str], None]) -> BenchmarkRow:
     from inference.models import import_sononet, sidecar_path
 
@@ -952,7 +1115,7 @@ def _pretrained_row(sononet_npz: str | Path | None, dataset: Path, out: Path,
     step("published SonoNet: testing")
     t0 = time.perf_counter()
     model_path = import_sononet(sononet_npz, out / "sononet-pt" / "model.keras")
-    metrics, _keys, excluded = evaluate_pretrained(model_path, dataset)
+    metrics, _keys, excluded = evaluate_pretrained(model_path, test.folder, split=test.splits)
     side = json.loads(sidecar_path(model_path).read_text())
     classes = [str(c) for c in metrics.confusion.index]
     return BenchmarkRow(
@@ -1106,7 +1269,7 @@ def compute_findings(table2: Sequence[BenchmarkRow],
         if not both:
             findings.append(Finding(
                 "dynamic_classes", claim, None,
-                "the test split has no instance of Ab, Ki or HeD",
+                "the test data has no instance of Ab, Ki or HeD",
                 {"shares_2d": s2, "shares_2dt": s3}))
         else:
             m2 = float(np.mean([s2[k] for k in both]))
@@ -1217,6 +1380,8 @@ def markdown(result: BenchmarkResult, *, relative_to: str | Path | None = None) 
         Ends with a newline.
     """
     c, env, ds = result.config, result.environment, result.dataset_summary
+    label, description = (_tested_on(result.test_data, code=True) if result.test_data else
+                          ("the test split", f"the test split of `{result.dataset}`"))
     where = (f"{', '.join(env.get('gpus') or [])} GPU" if env.get("gpus")
              else f"{env.get('cpu_count')} CPU cores")
 
@@ -1244,12 +1409,13 @@ def markdown(result: BenchmarkResult, *, relative_to: str | Path | None = None) 
         f"seed {c.seed}, {caps_text}. Dataset `{result.dataset}`: "
         f"{ds['scans'].get('train', 0)}/{ds['scans'].get('val', 0)}/"
         f"{ds['scans'].get('test', 0)} scans in train/val/test (split by operator), "
-        f"{len(ds['classes'])} classes. Keras {env.get('keras')} ({env.get('backend')}), "
+        f"{len(ds['classes'])} classes; tested on {description}. "
+        f"Keras {env.get('keras')} ({env.get('backend')}), "
         f"{where}, {env.get('platform')}; started {result.started}. Training took "
         f"{train_s / 60:.1f} min (all models), this run {result.wall_s / 60:.1f} min (a resumed "
         "run does not retrain finished models).",
         "",
-        "### Table 2: models on the test split",
+        f"### Table 2: models on {label}",
         "",
         *_markdown_table(table_records(result.table2)),
         "",
@@ -1261,8 +1427,8 @@ def markdown(result: BenchmarkResult, *, relative_to: str | Path | None = None) 
     ]
     if result.table3:
         lines += [
-            f"### Table 3: streams and late fusion ({result.n_common} test instances common to "
-            "every stream)",
+            f"### Table 3: streams and late fusion on {label} ({result.n_common} instances "
+            "common to every stream)",
             "",
             *_markdown_table(table_records(result.table3, params=False)),
             "",
@@ -1275,8 +1441,8 @@ def markdown(result: BenchmarkResult, *, relative_to: str | Path | None = None) 
         verdict = {True: "holds", False: "does not hold", None: "not computed"}[f.holds]
         lines.append(f"- {f.claim[0].upper()}{f.claim[1:]}: **{verdict}** ({f.detail}).")
     if result.confusion_pngs:
-        lines += ["", "Confusion matrices on the test split (rows true, columns predicted; the "
-                  "paper's Fig. 3):", ""]
+        lines += ["", f"Confusion matrices on {label} (rows true, columns predicted; "
+                  "the paper's Fig. 3):", ""]
         lines += [f"![{key}]({link(path)})" for key, path in result.confusion_pngs.items()]
     lines.append(MARKER_END)
     return "\n".join(lines) + "\n"

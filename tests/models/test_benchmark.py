@@ -4,7 +4,9 @@
 Feat2D-2DtCNN and Sono-2DtCNN of width 2, one epoch on at most 48 clips; table 3 with FR/4 only
 (the 2D and FR/4 streams and their fusion).
 The CLI run reuses the library run's folder for the 2D SonoNet, so nothing is retrained. The
-findings' logic is checked on hand-made rows.
+findings' logic is checked on hand-made rows. A second tiny dataset (another simulated cohort,
+3 one-minute scans, the 2D and FR/4 streams) is the held-out test data of `test_dataset`: the
+library run's models are tested on it without retraining.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -58,6 +61,20 @@ def dataset(tmp_path_factory):
     spec = DatasetSpec(size=32, streams=("fr2", "fr4", "fr8", "2d"),
                        split_fractions=(0.34, 0.33, 0.33), shard_size=40)
     out = tmp_path_factory.mktemp("ds") / "ds"
+    build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv", out, spec=spec)
+    return out
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    """A dataset of another cohort (seed 5: its scans reuse the ids SIM0001-SIM0003); 3 scans,
+    as a subject-wise split needs 3 operators."""
+    cohort = tmp_path_factory.mktemp("sim-heldout") / "cohort"
+    write_cohort(simulate_cohort(scans=3, operators=3, minutes=1, seed=5), cohort,
+                 size=(320, 240), seed=5)
+    spec = DatasetSpec(size=32, streams=("fr4", "2d"), split_fractions=(0.34, 0.33, 0.33),
+                       shard_size=40)
+    out = tmp_path_factory.mktemp("ds-heldout") / "ds"
     build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv", out, spec=spec)
     return out
 
@@ -285,3 +302,74 @@ def test_the_command_prints_json_and_writes_the_markdown(bench, dataset, tmp_pat
 def test_the_command_wants_one_source(tmp_path):
     result = CliRunner().invoke(main, ["benchmark-models", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "give --dataset or --cohort" in result.output
+
+
+# --- a held-out test dataset --------------------------------------------------------------------
+
+def _all_instances(dataset, stream, leave_out=()):
+    counts = json.loads((dataset / "dataset.json").read_text())["counts"]
+    return sum(n for split in ("train", "val", "test")
+               for code, n in counts[split].get(stream, {}).items() if code not in leave_out)
+
+
+def test_a_held_out_dataset_is_tested_on_all_its_instances(bench, dataset, heldout):
+    meta, held_meta = (json.loads((d / "dataset.json").read_text()) for d in (dataset, heldout))
+    scans = [{s for split in m["splits"].values() for s in split["scans"]}
+             for m in (meta, held_meta)]
+    assert scans[0] & scans[1]  # the same ids, but other manifests: other scans
+    # The library run's folder: its models are tested again, not retrained.
+    result = run_benchmark(dataset, bench.out, config=BenchmarkConfig(**TINY),
+                           sononet_npz=NPZ if NPZ.is_file() else None, test_dataset=heldout)
+    n_2d, n_fr4 = _all_instances(heldout, "2d"), _all_instances(heldout, "fr4")
+    assert n_2d == n_fr4 > sum(held_meta["counts"]["test"]["fr4"].values())
+    for row in result.table2[1:]:
+        assert row.n == (n_2d if row.streams == ("2d",) else n_fr4), row.key
+        assert row.train_s == bench.row(row.key).train_s
+    assert result.n_common == n_fr4 and {r.n for r in result.table3} == {n_fr4}
+    if NPZ.is_file():
+        assert result.row("sononet_pt-2d").n == _all_instances(heldout, "2d", ("3Dm", "MaD"))
+    assert result.test_dataset == heldout
+    record = json.loads((bench.out / "results.json").read_text())
+    assert record["test_dataset"] == str(heldout)
+    assert record["test_data"]["instances"] == {"2d": n_2d, "fr4": n_fr4}
+    assert record["test_data"]["splits"] == ["train", "val", "test"]
+    text = markdown(result)
+    assert f"tested on {n_fr4} instances from `{heldout}` (all splits pooled: 3 scans" in text
+    assert f"### Table 2: models on the held-out `{heldout}` (all splits)" in text
+    assert f"tested on the test split of `{dataset}`" in markdown(bench)
+    # The command: the same option, the test data in the tables' titles.
+    args = ["benchmark-models", "--dataset", str(dataset), "--out", str(bench.out), "--arch",
+            "sononet", "--streams", "none", "--epochs", "1", "--width", "2", "--max-clips", "48",
+            "--test-dataset", str(heldout)]
+    cli = CliRunner().invoke(main, args)
+    assert cli.exit_code == 0, cli.output
+    assert "Table 2: models on the held-out" in cli.stdout and str(heldout.name) in cli.stdout
+    keras.backend.clear_session()
+
+
+def test_a_test_dataset_must_fit_and_be_held_out(dataset, heldout, tmp_path):
+    def refused(test_dataset, match):
+        with pytest.raises(BenchmarkError, match=match):
+            run_benchmark(dataset, tmp_path / "out", config=BenchmarkConfig(**TINY),
+                          test_dataset=test_dataset)
+
+    refused(dataset, "is the training dataset itself")
+    same_manifest = tmp_path / "copy"
+    shutil.copytree(dataset, same_manifest)
+    refused(same_manifest, re.escape(f"{same_manifest} shares 3 scans with {dataset} (SIM0001, "
+                                     "SIM0002, SIM0003; both were built from the same manifest)"))
+    copy = tmp_path / "held"
+    shutil.copytree(heldout, copy)
+    meta = json.loads((copy / "dataset.json").read_text())
+
+    def edited(**changes):
+        (copy / "dataset.json").write_text(json.dumps({**meta, **changes}))
+        return copy
+
+    refused(edited(classes=[c for c in meta["classes"] if c != "Ki"]),
+            re.escape(f"test dataset {copy} has other classes than {dataset} (lacks Ki)"))
+    refused(edited(classes=meta["classes"][::-1]), "other classes .*another order")
+    refused(edited(spec={**meta["spec"], "size": 48}), "48-pixel frames but .* has 32")
+    refused(edited(streams={"2d": None}), re.escape(f"test dataset {copy} lacks the streams fr4"))
+    refused(edited(aligned=False), re.escape(f"test dataset {copy} is not aligned"))
+    assert not (tmp_path / "out").exists()  # refused before any training
