@@ -967,11 +967,15 @@ def combine_models(models: tuple[Path, ...], out: Path) -> None:
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from a trained 2D SonoNet: inflated into sono_2dtcnn, copied by "
                    "layer name into the other architectures.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.01,
+              show_default=True, help="SGD learning rate; use 0.001 to fine-tune from "
+                                      "--init-from.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder: model.keras + model.json, last.keras, best.keras, "
                    "metrics.csv. An interrupted run in it is resumed.")
 def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs: int,
-                  batch_size: int, seed: int, init_from: Path | None, out: Path) -> None:
+                  batch_size: int, seed: int, init_from: Path | None, learning_rate: float,
+                  out: Path) -> None:
     """Train a model on one stream of a dataset (resumes an interrupted run in --out).
 
     SGD (Nesterov momentum 0.9, learning rate 0.01), augmentation, balanced class weights,
@@ -988,7 +992,7 @@ def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs
     verbose = 1 if sys.stdout.isatty() else 2
     result = train(dataset_dir, arch, stream=stream, preset=preset, epochs=epochs,
                    batch_size=batch_size, seed=seed, out=out, progress=verbose,
-                   init_from=init_from)
+                   init_from=init_from, learning_rate=learning_rate)
     resumed = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
     click.echo(f"wrote {result.model_path} ({result.epochs_run} epochs{resumed}; best epoch "
                f"{result.best_epoch}: val_loss {result.best_val_loss:.4f}, val_accuracy "

@@ -113,6 +113,11 @@ ARCH_ORDER: tuple[str, ...] = (
 ARCHS_2D = frozenset({"sononet", "vgg16", "vgg19"})
 #: Architectures started from the trained 2D SonoNet (inflated: Sono-2DtCNN; others by layer name).
 INIT_FROM_SONONET = frozenset(ARCH_ORDER) - ARCHS_2D
+#: Architectures fine-tuned end to end from the 2D SonoNet: they train at a tenth of the paper's
+#: learning rate (at 0.01 the first epochs undo the 2D weights; see `inference.training.train`).
+FINE_TUNED = frozenset({"temp_sono_2dtcnn", "temp_sono_lstm_rcn", "temp_sono_clstm_rcn",
+                        "sono_2dtcnn"})
+FINE_TUNE_LEARNING_RATE = 0.001
 PRETRAINED = "sononet_pt"
 #: Taxonomy codes of the dynamic classes of finding 2 and the class they are confused with.
 DYNAMIC_CLASSES = ("Ab", "Ki")
@@ -965,7 +970,7 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
 
     from inference.evaluation import fuse, save_confusion_png
     from inference.models import PRESETS, sidecar_path
-    from inference.training import train
+    from inference.training import LEARNING_RATE, train
 
     config = config or BenchmarkConfig()
     dataset, out = Path(dataset_dir), Path(out_dir)
@@ -1018,10 +1023,13 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
         init_from = sononet_model if arch in INIT_FROM_SONONET else None
         init = ("random" if init_from is None else
                 f"{'inflate' if arch == 'sono_2dtcnn' else 'transfer'}: {init_from}")
+        fine_tuned = init_from is not None and arch in FINE_TUNED
+        learning_rate = FINE_TUNE_LEARNING_RATE if fine_tuned else LEARNING_RATE
         fingerprint = {"arch": arch, "stream": stream, "preset": config.preset, "width": width,
                        "batch_size": config.batch_size, "seed": config.seed,
                        "dropout": config.dropout, "max_clips": config.clips_for(arch),
-                       "init": init, "dataset_sha256": meta.get("dataset_sha256")}
+                       "init": init, "dataset_sha256": meta.get("dataset_sha256"),
+                       **({"learning_rate": learning_rate} if fine_tuned else {})}
         timing_file = folder / "benchmark.json"
         timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
         resume = timing.get("fingerprint") == fingerprint
@@ -1034,7 +1042,7 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
                             epochs=config.resolved_epochs, batch_size=config.batch_size,
                             seed=config.seed, out=folder, patience=config.resolved_patience,
                             resume=resume, progress=0, dropout=config.dropout,
-                            init_from=init_from, width=width)
+                            init_from=init_from, learning_rate=learning_rate, width=width)
         except Exception as exc:  # name the step; a rerun resumes after the finished models
             exc.add_note(f"benchmark step: training {key} in {folder}")
             raise

@@ -5,7 +5,8 @@
 #
 # 1. simulate 40 five-minute excerpts of natural-length scans by 20 operators (seed 2019);
 # 2. build a dense dataset from the true timelines (labels outside the 11 classes become Bk);
-# 3. train SonoNet on single frames, then Sono-2DtCNN on each clip stream, inflated from it;
+# 3. train SonoNet on single frames, then Sono-2DtCNN on each clip stream, inflated from it and
+#    fine-tuned at a tenth of the learning rate;
 # 4. evaluate each stream on the held-out operators and join them into one multi-stream model;
 # 5. label the validation operators' scans and tune the temporal decoding on them (sidecar).
 # Every step is deterministic for the seeds; finished steps are skipped on a re-run.
@@ -30,7 +31,7 @@ members=()
 for stream in $STREAMS; do
   [ -f "$WORK/sono2dt-$stream/model.keras" ] || \
     "$FA" train --dataset "$WORK/dataset" --arch sono_2dtcnn --stream "$stream" \
-      --epochs "$EPOCHS_CLIP" --init-from "$WORK/sononet-2d/model.keras" \
+      --epochs "$EPOCHS_CLIP" --init-from "$WORK/sononet-2d/model.keras" --learning-rate 0.001 \
       --out "$WORK/sono2dt-$stream"
   members+=("$WORK/sono2dt-$stream/model.keras")
   "$FA" evaluate "$WORK/sono2dt-$stream/model.keras" --dataset "$WORK/dataset" --split test \

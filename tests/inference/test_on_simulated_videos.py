@@ -119,6 +119,43 @@ def test_the_dataset_command_reports_clips_per_class(cohort, tmp_path):
     assert bad.exit_code == 2 and "unknown stream 'fr3'" in bad.output
 
 
+def _keys(folder, stream):
+    keys = []
+    for shard in sorted(folder.glob(f"*/{stream}/shard-*.npz")):
+        with np.load(shard) as data:
+            keys += [(str(sc), round(float(t), 3), int(y))
+                     for sc, t, y in zip(data["scan_id"], data["t_s"], data["y"], strict=True)]
+    return sorted(keys)
+
+
+def test_every_stream_holds_the_same_instances(dataset):
+    # Late fusion pairs the streams' clips by scan and centre time: they must be the same set.
+    assert _keys(dataset.out, "fr4") == _keys(dataset.out, "2d")
+    assert load_metadata(dataset.out)["aligned"] is True
+
+
+def test_dense_timelines_keep_unlisted_labels_as_background(cohort, tmp_path):
+    out = tmp_path / "dense"
+    result = CliRunner().invoke(main, [
+        "dataset", "build", "--manifest", str(cohort / "manifest.csv"), "--labels",
+        str(cohort / "truth" / "events.csv"), "--out", str(out), "--size", "24",
+        "--streams", "2d", "--others-as", "Bk", "--clips-per-span", "3"])
+    assert result.exit_code == 0, result.output
+    metadata = load_metadata(out)
+    truth = pd.read_csv(cohort / "truth" / "events.csv")
+    unlisted = ~truth.label.isin(metadata["classes"])
+    assert unlisted.any() and metadata["dropped_labels"] == {}
+    # At most three centres per true segment, and every segment (unlisted ones as Bk) has one.
+    n = sum(sum(c["2d"].values()) for c in metadata["counts"].values())
+    assert len(truth) <= n <= 3 * len(truth)
+    bk = sum(c["2d"].get("Bk", 0) for c in metadata["counts"].values())
+    assert bk >= ((truth.label == "Bk") | unlisted).sum()
+    bad = CliRunner().invoke(main, [
+        "dataset", "build", "--manifest", str(cohort / "manifest.csv"), "--labels",
+        str(cohort / "truth" / "events.csv"), "--out", str(tmp_path / "x"), "--others-as", "Xx"])
+    assert bad.exit_code == 2 and "others_as 'Xx'" in bad.output
+
+
 def test_keras_fits_from_the_shards(dataset):
     keras = pytest.importorskip("keras")
     from inference.pipeline import keras_sequence

@@ -7,7 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from fetal_analytics.cli import main
 from inference.models import ModelFileError, build, combine_streams, load_model, save_model
 
 pytestmark = pytest.mark.filterwarnings(  # raised inside Keras by TensorFlow 2.21
@@ -56,3 +58,15 @@ def test_members_must_agree_on_classes_and_streams(tmp_path):
         combine_streams([fr4, other], tmp_path / "bad.keras")
     with pytest.raises(ModelFileError, match="share a stream"):
         combine_streams([fr4, fr4], tmp_path / "bad.keras")
+
+
+def test_the_combine_models_command(tmp_path):
+    paths = [str(_member(tmp_path, s)) for s in ("fr4", "2d")]
+    result = CliRunner().invoke(main, ["combine-models", *paths, "--out",
+                                       str(tmp_path / "multi.keras")])
+    assert result.exit_code == 0, result.output
+    assert "streams fr4, 2d" in result.stdout
+    assert [s["name"] for s in load_model(tmp_path / "multi.keras").streams] == ["fr4", "2d"]
+    bad = CliRunner().invoke(main, ["combine-models", paths[0], paths[0], "--out",
+                                    str(tmp_path / "bad.keras")])
+    assert bad.exit_code == 1 and "share a stream" in bad.output

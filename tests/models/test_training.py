@@ -123,6 +123,21 @@ def test_the_train_command_names_the_fix(dataset, tmp_path):
     assert "train it on stream '2d'" in result.output
 
 
+def test_fine_tuning_from_a_2d_model_at_its_own_learning_rate(trained, dataset, tmp_path):
+    out = tmp_path / "ft"
+    result = CliRunner().invoke(main, [
+        "train", "--dataset", str(dataset), "--arch", "sono_2dtcnn", "--stream", "fr4",
+        "--epochs", "1", "--init-from", str(trained.model_path), "--learning-rate", "0.001",
+        "--out", str(out)])
+    assert result.exit_code == 1  # the CPU preset's width (8) differs from the 2D model's (4)
+    assert "width" in result.output or "fit" in result.output
+    ft = train(dataset, "sono_2dtcnn", stream="fr4", epochs=1, seed=0, out=out,
+               init_from=trained.model_path, learning_rate=0.001, width=4, batch_size=16,
+               progress=0)
+    side = load_model(ft.model_path).sidecar["training"]
+    assert side["learning_rate"] == 0.001 and side["init_from"] == str(trained.model_path)
+
+
 # --- metrics, by hand ---------------------------------------------------------------------------
 
 # 5 classes; E never occurs nor is predicted, so it is left out of the macro averages.
