@@ -15,7 +15,7 @@ WORK=${1:-out/demo-model}
 BIN=${BIN:-.venv/bin}
 STREAMS=${STREAMS:-"fr4"}
 EPOCHS_2D=${EPOCHS_2D:-6}
-EPOCHS_CLIP=${EPOCHS_CLIP:-2}
+EPOCHS_CLIP=${EPOCHS_CLIP:-1}
 FA="$BIN/fetal-analytics"
 
 [ -f "$WORK/cohort/manifest.csv" ] || \
