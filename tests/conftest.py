@@ -9,6 +9,8 @@ import pytest
 
 from fetal_analytics.ingest import ingest_labels, ingest_manifest
 from fetal_analytics.store import Store
+from fetal_analytics.synth import simulate_cohort, write_cohort
+from inference.dataset import DatasetSpec, build_dataset
 
 DATA = Path(__file__).parent / "data"
 
@@ -51,3 +53,24 @@ def cohort_store(tmp_path: Path):
     yield build
     for store in opened:
         store.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dataset(tmp_path_factory):
+    """Build a tiny clip dataset of a simulated cohort, for training and evaluation tests.
+
+    Call it as ``tiny_clip_dataset(seed=4, streams=("fr4", "2d"))``: ``scans`` one-minute
+    320x240 scans by as many operators (one per split), the freeze-centred manual clips at 32
+    px, shards of 40. Returns the dataset folder.
+    """
+    def build(*, seed: int, streams: tuple[str, ...], scans: int = 3) -> Path:
+        cohort = tmp_path_factory.mktemp(f"sim-{seed}") / "cohort"
+        write_cohort(simulate_cohort(scans=scans, operators=scans, minutes=1, seed=seed), cohort,
+                     size=(320, 240), seed=seed)
+        spec = DatasetSpec(size=32, streams=streams, split_fractions=(0.34, 0.33, 0.33),
+                           shard_size=40)
+        out = tmp_path_factory.mktemp(f"ds-{seed}") / "ds"
+        build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv", out, spec=spec)
+        return out
+
+    return build

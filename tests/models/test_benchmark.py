@@ -25,7 +25,6 @@ import pytest
 from click.testing import CliRunner
 
 from fetal_analytics.cli import main
-from fetal_analytics.synth import simulate_cohort, write_cohort
 from inference.benchmark import (
     ARCH_ORDER,
     MARKER_END,
@@ -41,7 +40,6 @@ from inference.benchmark import (
     run_benchmark,
     write_markdown_section,
 )
-from inference.dataset import DatasetSpec, build_dataset
 from inference.evaluation import classification_metrics, evaluate, fuse
 from inference.models import ARCHITECTURES, build, count_params, load_model
 
@@ -54,29 +52,15 @@ TINY = {"archs": ARCHS, "epochs": 1, "width": 2, "max_clips": 48, "streams": ("f
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    cohort = tmp_path_factory.mktemp("sim") / "cohort"
-    write_cohort(simulate_cohort(scans=3, operators=3, minutes=1, seed=4), cohort,
-                 size=(320, 240), seed=4)
-    spec = DatasetSpec(size=32, streams=("fr2", "fr4", "fr8", "2d"),
-                       split_fractions=(0.34, 0.33, 0.33), shard_size=40)
-    out = tmp_path_factory.mktemp("ds") / "ds"
-    build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv", out, spec=spec)
-    return out
+def dataset(tiny_clip_dataset):
+    return tiny_clip_dataset(seed=4, streams=("fr2", "fr4", "fr8", "2d"))
 
 
 @pytest.fixture(scope="module")
-def heldout(tmp_path_factory):
+def heldout(tiny_clip_dataset):
     """A dataset of another cohort (seed 5: its scans reuse the ids SIM0001-SIM0003); 3 scans,
     as a subject-wise split needs 3 operators."""
-    cohort = tmp_path_factory.mktemp("sim-heldout") / "cohort"
-    write_cohort(simulate_cohort(scans=3, operators=3, minutes=1, seed=5), cohort,
-                 size=(320, 240), seed=5)
-    spec = DatasetSpec(size=32, streams=("fr4", "2d"), split_fractions=(0.34, 0.33, 0.33),
-                       shard_size=40)
-    out = tmp_path_factory.mktemp("ds-heldout") / "ds"
-    build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv", out, spec=spec)
-    return out
+    return tiny_clip_dataset(seed=5, streams=("fr4", "2d"))
 
 
 @pytest.fixture(scope="module")

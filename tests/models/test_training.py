@@ -17,8 +17,6 @@ import pytest
 from click.testing import CliRunner
 
 from fetal_analytics.cli import main
-from fetal_analytics.synth import simulate_cohort, write_cohort
-from inference.dataset import DatasetSpec, build_dataset
 from inference.decoding import DecodingParams
 from inference.evaluation import (
     classification_metrics,
@@ -37,15 +35,8 @@ TINY = {"stream": "2d", "width": 4, "batch_size": 16, "progress": 0}
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    cohort = tmp_path_factory.mktemp("sim") / "cohort"
-    write_cohort(simulate_cohort(scans=3, operators=3, minutes=1, seed=4), cohort,
-                 size=(320, 240), seed=4)
-    spec = DatasetSpec(size=32, streams=("fr4", "2d"), split_fractions=(0.34, 0.33, 0.33),
-                       shard_size=40)
-    out = tmp_path_factory.mktemp("ds") / "ds"
-    build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv", out, spec=spec)
-    return out
+def dataset(tiny_clip_dataset):
+    return tiny_clip_dataset(seed=4, streams=("fr4", "2d"))
 
 
 @pytest.fixture(scope="module")
