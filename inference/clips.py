@@ -174,8 +174,6 @@ def sample_clips(frames: Iterable[Frame], requests: Iterable[ClipRequest], *,
 
 def _cut(ring: FrameRing, request: ClipRequest, incoming: Frame | None) -> SampledClip:
     times = request.times_s
-    if ring.count <= ring.capacity:  # nothing forgotten yet: early times take the first frame
-        times = np.maximum(times, ring.oldest_s)
     slots = ring.nearest(times)
     images = ring.images[slots].copy()
     indices, stamps = ring.indices[slots].copy(), ring.times[slots].copy()

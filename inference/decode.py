@@ -261,14 +261,6 @@ class FrameRing:
         self.count += 1
 
     @property
-    def oldest_s(self) -> float:
-        """Timestamp of the oldest frame kept (NaN when empty)."""
-        if self.count == 0:
-            return float("nan")
-        return float(self.times[self.count % self.capacity if self.count >= self.capacity
-                                else 0])
-
-    @property
     def newest_s(self) -> float:
         """Timestamp of the newest frame (NaN when empty)."""
         return float(self.times[(self.count - 1) % self.capacity]) if self.count else float("nan")
@@ -276,10 +268,14 @@ class FrameRing:
     def nearest(self, times_s: np.ndarray) -> np.ndarray:
         """Slots of the frames nearest in time to each of `times_s` (among those kept).
 
+        While no frame has been forgotten, times before the first frame take the first frame
+        (clips at the start of a video).
+
         Raises
         ------
         ValueError
-            A requested time lies before the oldest frame kept (the ring is too small).
+            A requested time lies before the oldest frame kept, which has forgotten earlier
+            frames (the ring is too small).
         """
         times_s = np.asarray(times_s, dtype=float)
         n = min(self.count, self.capacity)
@@ -287,7 +283,7 @@ class FrameRing:
             raise ValueError("the ring is empty")
         order = (np.arange(self.count - n, self.count)) % self.capacity
         kept = self.times[order]
-        if times_s.min() < kept[0] - 0.5 / 1000:
+        if self.count > self.capacity and times_s.min() < kept[0] - 0.5 / 1000:
             raise ValueError(f"time {times_s.min():.3f} s is older than the oldest frame kept "
                              f"({kept[0]:.3f} s): enlarge the ring")
         right = np.clip(np.searchsorted(kept, times_s), 1, n - 1) if n > 1 else np.zeros(

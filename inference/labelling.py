@@ -329,8 +329,6 @@ class _WindowAssembler:
         for pending, stream in zip(self.pending, self.streams, strict=True):
             times = (np.array([centre]) if stream.name == STREAM_2D
                      else window_times(centre, stream.name, stream.frames))
-            if ring.count <= ring.capacity:  # nothing forgotten: early times take the first frame
-                times = np.maximum(times, ring.oldest_s)
             images, _ = ring.gather(times)
             pending.append(images[0] if stream.name == STREAM_2D else images)
         self.centres.append(centre)

@@ -179,6 +179,8 @@ def test_the_ring_refuses_times_it_has_forgotten(videos):
     ring = FrameRing(10, (SIZE[1], SIZE[0]))
     for frame in iter_frames(videos[30]):
         ring.push(frame)
+        if frame.index == 9:  # full, nothing forgotten: earlier times take the first frame
+            assert ring.gather(np.array([-1.0]))[1].tolist() == [0]
         if frame.index == 50:
             break
     images, indices = ring.gather(np.array([frame.t_s - 0.1]))
