@@ -72,6 +72,8 @@ from typing import Any
 import numpy as np
 
 from fetal_analytics.errors import UserError
+from inference.dataset import STREAM_2D
+from inference.pipeline import shard_paths
 
 __all__ = [
     "ARCH_ORDER",
@@ -101,7 +103,6 @@ log = logging.getLogger(__name__)
 MARKER_START = "<!-- benchmark-models:start -->"
 MARKER_END = "<!-- benchmark-models:end -->"
 
-STREAM_2D = "2d"
 CLIP_STREAMS = ("fr2", "fr4", "fr8")
 #: The stream each architecture is trained and tested on in table 2 (the paper's FR/4).
 TABLE2_CLIP_STREAM = "fr4"
@@ -520,7 +521,7 @@ class _TestData:
 
     def splits_of(self, stream: str) -> list[str]:
         """The splits with shards of `stream`."""
-        return [s for s in self.splits if any((self.folder / s / stream).glob("shard-*.npz"))]
+        return [s for s in self.splits if shard_paths(self.folder, s, stream)]
 
     def summary(self, streams: Sequence[str]) -> dict[str, Any]:
         """`BenchmarkResult.test_data`."""
@@ -556,7 +557,7 @@ def _test_keys(test: _TestData, stream: str) -> list[tuple[str, int]]:
     """The (scan_id, t_ms) of every test instance of a stream, in split and shard order."""
     keys: list[tuple[str, int]] = []
     for split in test.splits_of(stream):
-        for shard in sorted((test.folder / split / stream).glob("shard-*.npz")):
+        for shard in shard_paths(test.folder, split, stream):
             with np.load(shard) as data:
                 keys += _key(data["scan_id"], data["t_s"])
     return keys
@@ -614,7 +615,7 @@ def _subset(dataset: Path, stream: str, max_clips: int | None, seed: int, folder
                                  else len(CLIP_STREAMS)])
     counts = dict(meta["counts"])
     for split, cap in caps.items():
-        shards = sorted((dataset / split / stream).glob("shard-*.npz"))
+        shards = shard_paths(dataset, split, stream)
         labels = []
         for shard in shards:
             with np.load(shard) as data:
@@ -747,7 +748,7 @@ def evaluate_pretrained(model_path: str | Path, dataset: str | Path, *,
     height, width = loaded.input_shape[:2]
     splits = (split,) if isinstance(split, str) else tuple(split)
     shards = [shard for s in splits
-              for shard in sorted((Path(dataset) / s / STREAM_2D).glob("shard-*.npz"))]
+              for shard in shard_paths(dataset, s, STREAM_2D)]
     probs, labels, keys, excluded = [], [], [], 0
     for shard in shards:
         with np.load(shard) as data:
@@ -849,7 +850,7 @@ def _check_dataset(dataset: Path, config: BenchmarkConfig, needed: set[str],
             "`fetal-analytics dataset build`")
     for split in splits:
         for stream in needed:
-            if not any((dataset / split / stream).glob("shard-*.npz")):
+            if not shard_paths(dataset, split, stream):
                 raise BenchmarkError(f"{dataset}: no {split} clips in stream {stream!r}")
     return meta
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from fetal_analytics.errors import UserError
 from inference.clips import STREAMS, clip_span_s, window_centres, window_times
+from inference.dataset import STREAM_2D, cropped_frames, video_image_area
 from inference.decode import Frame, FrameRing, iter_frames, probe
 from inference.freeze import FreezeConfig, FreezeSpan, detect_freezes_in_frames
 from inference.pipeline import standardise
@@ -82,7 +83,6 @@ FREEZE_METHOD = "detected"
 #: Freeze detection as labelling runs it by default (the simulator's screen layout, OCR).
 DEFAULT_FREEZES = FreezeConfig()
 FUSED = "fused"
-STREAM_2D = "2d"
 DEFAULT_HOP_S = 1.0
 DEFAULT_BATCH = 32
 QUEUE_BATCHES = 4  # batches of windows decoded ahead of the network
@@ -396,8 +396,6 @@ def decode_windows(video: str | Path, streams: Sequence[ModelStream], *, size: i
     ValueError
         No ultrasound image area is found in the first `ROI_SAMPLE_S` seconds.
     """
-    from inference.dataset import cropped_frames, video_image_area
-
     video = Path(video)
     info = probe(video)
     area = video_image_area(video)

@@ -16,7 +16,8 @@ import numpy as np
 
 from inference.augment import augment_clip
 
-__all__ = ["class_weights", "clip_batches", "keras_sequence", "load_metadata", "standardise"]
+__all__ = ["class_weights", "clip_batches", "keras_sequence", "load_metadata", "shard_paths",
+           "standardise"]
 
 
 def load_metadata(folder: str | Path) -> dict:
@@ -28,8 +29,13 @@ def load_metadata(folder: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def shard_paths(folder: str | Path, split: str, stream: str) -> list[Path]:
+    """The shard files of one split and stream of a dataset, in order (empty if none)."""
+    return sorted((Path(folder) / split / stream).glob("shard-*.npz"))
+
+
 def _shards(folder: Path, split: str, stream: str) -> list[Path]:
-    shards = sorted((folder / split / stream).glob("shard-*.npz"))
+    shards = shard_paths(folder, split, stream)
     if not shards:
         raise FileNotFoundError(f"no shards in {folder / split / stream}")
     return shards

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from fetal_analytics.errors import UserError
+from inference.dataset import STREAM_2D
 from inference.decoding import DecodingParams
 
 __all__ = ["DECODING_DEFAULTS", "PREPROCESSING_DATASET", "TrainResult", "TrainingError", "train"]
@@ -54,7 +55,6 @@ PREPROCESSING_DATASET: dict[str, Any] = {
 
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
-STREAM_2D = "2d"
 
 
 class TrainingError(UserError, ValueError):
