@@ -275,7 +275,7 @@ def test_the_command_prints_json_and_writes_the_markdown(bench, dataset, tmp_pat
     record = json.loads(result.stdout)
     assert [r["key"] for r in record["table2"]] == ["sononet_pt-2d", "sononet-2d"]
     assert record["table2"][0]["f1"] is None and "--sononet-npz" in record["table2"][0]["note"]
-    assert record["table3"] == [] and record["config"]["epochs"] == 1
+    assert record["table3"] == [] and record["config"]["epochs"] == {"sononet": 1}
     # Not retrained: the library run's model, so the same figures and training time.
     mine, theirs = record["table2"][1], bench.row("sononet-2d")
     assert (mine["f1"], mine["top3"], mine["train_s"]) == (theirs.f1, theirs.top3, theirs.train_s)
