@@ -1,10 +1,12 @@
 """Labelling full-length scans: video -> dense windows -> model -> fused probabilities -> events.
 
-Each video is decoded once, in order (`inference.decode.iter_frames`, luma fast path). Every frame
-is cropped to the scan's image area and resized to the model's S x S exactly as dataset clips are
-(`inference.dataset.video_image_area` from the first `ROI_SAMPLE_S` seconds, then
-`inference.dataset.cropped_frames`), and the small frames go into one ring buffer
-(`inference.decode.FrameRing`) from which every stream of the model takes its clips: windows are
+Each video is decoded once, in order (`inference.decode.iter_frames`, luma fast path). The frames
+go into one ring buffer (`_LazyRing`, an `inference.decode.FrameRing`) from which every stream of
+the model takes its clips; a frame is cropped to the scan's image area and resized to the model's
+S x S exactly as dataset clips are (`inference.dataset.video_image_area` from the first
+`ROI_SAMPLE_S` seconds, then `inference.dataset.cropped_frames`) once, when a window first
+samples it, and frames no window samples are never shrunk (about 60% of them with fr4 clips
+every second; shrinking was the producer's largest cost after the decoder). Windows are
 centred every ``hop_s`` seconds (`inference.clips.window_centres`), each clip stream samples the
 frames nearest to `inference.clips.window_times` of the centre, and the 2D stream takes the frame
 nearest to the centre. The same full-resolution frames feed freeze detection
@@ -33,6 +35,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,20 +295,74 @@ class DecodedScan:
     freezes: tuple[FreezeSpan, ...] | None
 
 
+_RELEASE_MARGIN_S = 1e-6  # rounding slack when deciding that no window samples a frame
+
+
+class _LazyRing(FrameRing):
+    """A `FrameRing` of small frames that are cut from the full frames only when sampled.
+
+    Windows sample about 12 of every 30 frames (fr4 clips every second), so cropping and
+    resizing every decoded frame, as `inference.dataset.cropped_frames` over the whole decode
+    would, spends most of that work (the producer's largest cost after the decoder itself) on
+    frames no window uses. Here each pushed frame keeps its full image (a view of the decoded
+    frame) until a window samples it, when it is shrunk once and cached, or until no later
+    window can sample it (`release_before`), when it is dropped unshrunk. The small frames are
+    the same as shrinking every frame; only fewer are made.
+    """
+
+    def __init__(self, capacity: int, shape: tuple[int, ...], dtype: np.dtype,
+                 shrink: Callable[[np.ndarray], np.ndarray]) -> None:
+        super().__init__(capacity, shape, dtype)
+        self.shrink = shrink
+        self.full: list[np.ndarray | None] = [None] * capacity
+        self.ready = np.zeros(capacity, bool)
+        self.held: deque[int] = deque()  # slots still holding a full image, oldest first
+
+    def push(self, frame: Frame) -> None:
+        slot = self.count % self.capacity
+        if self.full[slot] is not None:  # pragma: no cover - released long before reuse
+            self.held.remove(slot)
+        self.full[slot] = frame.image
+        self.ready[slot] = False
+        self.times[slot] = frame.t_s
+        self.indices[slot] = frame.index
+        self.count += 1
+        self.held.append(slot)
+
+    def release_before(self, t_s: float) -> None:
+        """Drop the full images of frames that a later frame at or before `t_s` follows."""
+        held, times = self.held, self.times
+        while len(held) > 1 and times[held[1]] <= t_s:
+            self.full[held.popleft()] = None
+
+    def gather(self, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        slots = self.nearest(times_s)
+        for slot in slots[~self.ready[slots]]:
+            if not self.ready[slot]:  # a slot sampled twice in one clip is shrunk once
+                image = self.full[slot]
+                if image is None:  # pragma: no cover - guarded by release_before's rule
+                    raise RuntimeError(f"frame {self.indices[slot]} was released before use")
+                self.images[slot] = self.shrink(image)
+                self.ready[slot] = True
+        return self.images[slots], self.indices[slots]
+
+
 class _WindowAssembler:
-    """Cuts windows from a stream of small frames as soon as their last frame has arrived."""
+    """Cuts windows from a stream of frames as soon as their last frame has arrived."""
 
     def __init__(self, streams: Sequence[ModelStream], *, hop_s: float, batch_size: int,
-                 fps_hint: float, on_batch: Callable[[WindowBatch], None]) -> None:
+                 fps_hint: float, shrink: Callable[[np.ndarray], np.ndarray],
+                 on_batch: Callable[[WindowBatch], None]) -> None:
         self.streams = tuple(streams)
         self.clips = tuple(s for s in self.streams if s.name != STREAM_2D)
         self.frames = self.clips[0].frames if self.clips else 1
         self.half = max((clip_span_s(s.name, s.frames) for s in self.clips), default=0.0) / 2
         self.hop_s, self.batch_size, self.on_batch = hop_s, batch_size, on_batch
+        self.shrink = shrink
         fps = fps_hint if math.isfinite(fps_hint) and fps_hint > 0 else 60.0
         # Every frame from a window's first sampled time to the frame that completes it.
         self.capacity = math.ceil((2 * self.half + 1.0) * max(fps, 30.0) * 2) + 8
-        self.ring: FrameRing | None = None
+        self.ring: _LazyRing | None = None
         self.next_k = 0
         self.n_frames = 0
         self.last_t = self.previous_t = math.nan
@@ -313,8 +370,10 @@ class _WindowAssembler:
         self.pending: list[list[np.ndarray]] = [[] for _ in self.streams]
 
     def push(self, frame: Frame) -> None:
+        """Take a full-resolution frame (shrunk only if a window samples it)."""
         if self.ring is None:
-            self.ring = FrameRing(self.capacity, frame.image.shape, frame.image.dtype)
+            first = self.shrink(frame.image)
+            self.ring = _LazyRing(self.capacity, first.shape, first.dtype, self.shrink)
         self.ring.push(frame)
         self.n_frames += 1
         self.previous_t, self.last_t = self.last_t, frame.t_s
@@ -323,6 +382,9 @@ class _WindowAssembler:
         while self.half + self.next_k * self.hop_s + self.half <= frame.t_s:
             self._take(self.half + self.next_k * self.hop_s)
             self.next_k += 1
+        # No later window samples before the next one's first time: frames followed by one at
+        # or before it can never be nearest to a sampled time again.
+        self.ring.release_before(self.next_k * self.hop_s - _RELEASE_MARGIN_S)
 
     def _take(self, centre: float) -> None:
         ring = self.ring
@@ -399,21 +461,20 @@ def decode_windows(video: str | Path, streams: Sequence[ModelStream], *, size: i
     video = Path(video)
     info = probe(video)
     area = video_image_area(video)
-    assembler = _WindowAssembler(streams, hop_s=hop_s, batch_size=batch_size, fps_hint=info.fps,
-                                 on_batch=on_batch)
-    latest: list[Frame] = []
 
-    def decoded():
-        for frame in iter_frames(video):
-            latest[:] = [frame]
-            yield frame
+    def shrink(image: np.ndarray) -> np.ndarray:
+        # Exactly the dataset's preprocessing, for the frames that windows sample.
+        return next(cropped_frames(iter([Frame(0, 0.0, image)]), area, size)).image
+
+    assembler = _WindowAssembler(streams, hop_s=hop_s, batch_size=batch_size, fps_hint=info.fps,
+                                 shrink=shrink, on_batch=on_batch)
 
     def full_frames():
-        # Each small frame is cut from the full frame just decoded; the freeze detector gets
-        # the full frame (it reads the freeze indicator from it).
-        for small in cropped_frames(decoded(), area, size):
-            assembler.push(small)
-            yield latest[0]
+        # The assembler shrinks the frames that windows sample; the freeze detector gets every
+        # full frame (it reads the freeze indicator from it).
+        for frame in iter_frames(video):
+            assembler.push(frame)
+            yield frame
 
     if freezes is None:
         for _ in full_frames():

@@ -157,6 +157,41 @@ def test_a_2d_model_takes_the_frame_nearest_each_centre_from_the_start(cohort):
         np.testing.assert_allclose(x, standardise(frames[round(centre, 6)][None])[0], atol=1e-5)
 
 
+def test_only_the_frames_windows_sample_are_cropped_and_resized(cohort, monkeypatch):
+    # The producer shrinks a frame only when a window samples it (fr4 clips every second use
+    # about 12 frames in 30); the windows equal those cut from every frame shrunk, exactly,
+    # also for dense, overlapping windows of several streams.
+    video = cohort / "videos" / "SIM0003.mp4"
+    shrunk = []
+
+    def counting(frames, area, size):
+        for frame in cropped_frames(frames, area, size):
+            shrunk.append(frame)
+            yield frame
+
+    monkeypatch.setattr(labelling, "cropped_frames", counting)
+    area = video_image_area(video)
+    every = list(cropped_frames(iter_frames(video), area, SIZE))
+    times = np.array([f.t_s for f in every])
+    for streams, hop_s, most in [((ModelStream("fr4", 2 / 15, 12),), 1.0, 0.45),
+                                 ((ModelStream("fr2", 1 / 15, 12), ModelStream("fr8", 4 / 15, 12),
+                                   ModelStream("2d", None, 1)), 0.3, 1.0)]:
+        shrunk.clear()
+        batches = []
+        decoded = decode_windows(video, streams, size=SIZE, hop_s=hop_s, batch_size=16,
+                                 freezes=None, on_batch=batches.append)
+        assert len(shrunk) <= most * decoded.n_frames
+        for k, stream in enumerate(streams):
+            got = np.concatenate([b.inputs[k] for b in batches])
+            for i, centre in enumerate(decoded.centres_s):
+                sampled = (np.array([centre]) if stream.name == "2d"
+                           else window_times(centre, stream.name, stream.frames))
+                nearest = [int(np.argmin(np.abs(times - t))) for t in sampled]
+                images = np.stack([every[j].image for j in nearest])
+                want = standardise(images[None] if stream.name != "2d" else images)[0]
+                np.testing.assert_array_equal(got[i], want)
+
+
 # --- the store ----------------------------------------------------------------------------------
 
 def test_label_writes_one_run_of_events_window_probabilities_and_freezes(clean_db, model_path):
