@@ -20,12 +20,30 @@ Emissions (scaled likelihoods, tempered)
     flattens the emissions: consecutive windows overlap (a 12-frame clip at FR/8 spans 3.2 s,
     three hops) and their errors are correlated, so each window is less than one independent
     observation (the design's ``beta = 1 / temperature``).
-Transitions (sticky)
-    Self-transition ``a = 1 - hop_s / expected_segment_s``, clipped to [0.5, 0.9999], which
-    makes the expected stay in a state ``expected_segment_s`` seconds (a geometric duration of
-    mean ``hop_s / (1 - a)``); the remaining mass ``1 - a`` is spread uniformly over the other
-    classes. Each change of segment thus costs about ``log(a (C - 1) / (1 - a))`` nats (5.3 for
-    the defaults and 11 classes), weighed against the tempered evidence of the windows.
+Transitions (sticky, with a background class)
+    A scan follows the pattern structure -> background search (Bk, the operator looking for the
+    next structure; median ~8 s, often 1-10 s) -> structure. The transition matrix can say so.
+    With ``C`` classes, ``b`` the background class (`BACKGROUND`, "Bk") and
+    ``a = 1 - hop_s / expected_segment_s``, clipped to [0.5, 0.9999] (a geometric duration of
+    mean ``hop_s / (1 - a)``, i.e. ``expected_segment_s`` seconds), the rows are:
+
+    * a class ``i != b``: ``A[i, i] = a``; with ``background_share = s`` (a share in [0, 1]),
+      ``A[i, b] = s (1 - a)`` and ``A[i, j] = (1 - s) (1 - a) / (C - 2)`` for every other class
+      ``j`` (with ``C = 2`` all of ``1 - a`` goes to ``b``); with ``background_share=None``
+      (the default), ``A[i, j] = (1 - a) / (C - 1)`` for every ``j != i``, ``b`` included;
+    * the background class: ``A[b, b] = a_b = 1 - hop_s / background_segment_s`` (same
+      clipping; ``background_segment_s=None``, the default, is ``expected_segment_s``, so
+      ``a_b = a``) and ``A[b, j] = (1 - a_b) / (C - 1)`` for every ``j != b``.
+
+    With both defaults (or a model without a Bk class) every row is the uniform
+    ``[a on the diagonal, (1 - a) / (C - 1) off it]``, and a change of segment costs about
+    ``log(a (C - 1) / (1 - a))`` nats (5.3 for ``a = 0.95`` and 11 classes), weighed against
+    the tempered evidence of the windows. A short Bk gap between two structures then costs two
+    such changes, and with one long expected length (tuned ~40 s) the decoder erases it: the
+    structures on either side merge (same class) or their boundary moves. Giving Bk a large
+    share of each structure's leaving mass makes ``structure -> Bk`` cheap, and a short
+    ``background_segment_s`` makes leaving Bk cheap (what it gains on held-out scans:
+    BENCHMARKS.md, "Labelling quality").
 Initial distribution
     Uniform.
 Minimum duration
@@ -44,9 +62,10 @@ Defaults
 Chosen for a small CNN labelling 1 s windows of a 25-45 minute scan, where events last ~5-300 s
 (median ~20 s) and background (Bk) between structures ~10 s: ``hop_s=1``, ``temperature=2``
 (the middle of the design's beta 0.3-0.5 ... 1), ``prior_power=0`` (balanced class weights),
-``expected_segment_s=20`` (self-transition 0.95), ``min_duration_s=2``. Tune them on validation
-scans with `inference.tuning.tune_decoding` (``fetal-analytics tune-decoding``); the tuned values
-go into the model's sidecar under ``"decoding"``.
+``expected_segment_s=20`` (self-transition 0.95), ``min_duration_s=2``, and the uniform
+transitions of the first models (``background_share=None``, ``background_segment_s=None``).
+Tune them on validation scans with `inference.tuning.tune_decoding` (``fetal-analytics
+tune-decoding``); the tuned values go into the model's sidecar under ``"decoding"``.
 
 Examples
 --------
@@ -70,9 +89,11 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "BACKGROUND",
     "LEGACY_KEYS",
     "DecodingParams",
     "Segment",
+    "background_index",
     "decode_path",
     "decode_timeline",
     "log_emissions",
@@ -85,12 +106,27 @@ log = logging.getLogger(__name__)
 
 #: Keys of the first sidecars' ``"decoding"`` entry that `DecodingParams.from_dict` maps.
 LEGACY_KEYS = ("beta",)
+#: The taxonomy's background class (background search or transition), which
+#: ``background_share`` and ``background_segment_s`` concern.
+BACKGROUND = "Bk"
 
 # Self-transition bounds: below 0.5 the HMM no longer prefers to stay; 0.9999 keeps log(1 - a)
 # finite and a change still possible.
 _SELF_MIN, _SELF_MAX = 0.5, 0.9999
 # Posteriors are floored before the log (float32 softmax outputs can be exactly 0).
 _FLOOR = 1e-12
+
+
+# Parameters whose default is None (left out of `DecodingParams.to_dict` while None).
+_OPTIONAL = ("background_share", "background_segment_s")
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0 else -math.inf
+
+
+def _stay(hop_s: float, segment_s: float) -> float:
+    return float(np.clip(1.0 - hop_s / segment_s, _SELF_MIN, _SELF_MAX))
 
 
 @dataclass(frozen=True)
@@ -111,6 +147,16 @@ class DecodingParams:
     min_duration_s : float
         Segments shorter than this, in seconds (>= 0), are merged into a neighbour; 0 merges
         nothing.
+    background_share : float or None
+        Share, in [0, 1], of a non-background class's leaving mass ``1 - a`` that goes to the
+        background class `BACKGROUND`; the rest is spread uniformly over the other classes.
+        None (default): all of ``1 - a`` is spread uniformly, Bk included.
+    background_segment_s : float or None
+        Mean length of a background segment in seconds (> 0), giving Bk its own
+        self-transition ``1 - hop_s / background_segment_s`` (same clipping). None (default):
+        ``expected_segment_s``.
+
+    Both background parameters have no effect when the model has no Bk class.
     """
 
     hop_s: float = 1.0
@@ -118,6 +164,8 @@ class DecodingParams:
     prior_power: float = 0.0
     expected_segment_s: float = 20.0
     min_duration_s: float = 2.0
+    background_share: float | None = None
+    background_segment_s: float | None = None
 
     def __post_init__(self) -> None:
         for name, positive in (("hop_s", True), ("temperature", True), ("prior_power", False),
@@ -129,21 +177,47 @@ class DecodingParams:
                 need = "a positive" if positive else "a non-negative"
                 raise ValueError(f"`{name}` must be {need} finite number, got {value!r}")
             object.__setattr__(self, name, float(value))
+        for name, need, ok in (
+                ("background_share", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+                ("background_segment_s", "a positive finite number",
+                 lambda v: 0 < v < math.inf)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                    or math.isnan(value) or not ok(value)):
+                raise ValueError(f"`{name}` must be {need} or None, got {value!r}")
+            object.__setattr__(self, name, float(value))
 
     @property
     def self_transition(self) -> float:
         """The self-transition probability ``1 - hop_s / expected_segment_s``, clipped."""
-        return float(np.clip(1.0 - self.hop_s / self.expected_segment_s, _SELF_MIN, _SELF_MAX))
+        return _stay(self.hop_s, self.expected_segment_s)
+
+    @property
+    def background_self_transition(self) -> float:
+        """The background class's self-transition ``1 - hop_s / background_segment_s``,
+        clipped (`self_transition` when ``background_segment_s`` is None)."""
+        if self.background_segment_s is None:
+            return self.self_transition
+        return _stay(self.hop_s, self.background_segment_s)
 
     def to_dict(self) -> dict[str, float]:
-        """The parameters as a plain dict (what the model sidecar stores under "decoding")."""
-        return asdict(self)
+        """The parameters as a plain dict (what the model sidecar stores under "decoding").
+
+        The background parameters are left out while None (their default; `from_dict` reads
+        a missing key as None), so that a sidecar with the uniform transitions reads as before,
+        also by versions that do not know them.
+        """
+        return {k: v for k, v in asdict(self).items()
+                if v is not None or k not in _OPTIONAL}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DecodingParams:
         """Parameters from a dict such as a sidecar's ``"decoding"`` entry.
 
-        Missing keys take their defaults. The first sidecars stored
+        Missing keys take their defaults (None for the background parameters, i.e. the
+        uniform transitions of the sidecars written before them). The first sidecars stored
         ``{"beta": ..., "min_duration_s": ..., "hop_s": ...}`` with emissions
         ``beta * log p``: ``beta`` is read as ``temperature = 1 / beta`` (an explicit
         ``temperature`` wins, with a logged warning).
@@ -267,18 +341,67 @@ def viterbi(log_emissions: np.ndarray, log_transitions: np.ndarray,
     return path
 
 
-def log_transitions(n_classes: int, params: DecodingParams) -> np.ndarray:
-    """The (C, C) log transition matrix: ``log a`` on the diagonal, ``log((1-a)/(C-1))`` off it.
+def background_index(classes: Sequence[str]) -> int | None:
+    """The column of the background class `BACKGROUND` ("Bk") in `classes`, or None."""
+    classes = list(classes)
+    return classes.index(BACKGROUND) if BACKGROUND in classes else None
 
-    With one class the matrix is ``[[0]]``.
+
+def log_transitions(n_classes: int, params: DecodingParams, *,
+                    background: int | None = None) -> np.ndarray:
+    """The log transition matrix of the HMM (rows as in the module docstring).
+
+    Parameters
+    ----------
+    n_classes : int
+        The number of classes C (>= 1).
+    params : DecodingParams
+        ``hop_s``, ``expected_segment_s``, ``background_share`` and ``background_segment_s``
+        are used.
+    background : int, optional
+        Index of the background class (see `background_index`); None, when the model has no
+        Bk class, ignores the background parameters.
+
+    Returns
+    -------
+    (C, C) ndarray of float
+        ``out[i, j]``: log probability of going from class i to class j; each row's
+        probabilities sum to 1 (``-inf`` where a probability is 0: with ``background_share``
+        0 or 1). With the default parameters, or no background, ``log a`` on the diagonal and
+        ``log((1 - a) / (C - 1))`` off it. With one class, ``[[0]]``.
+
+    Raises
+    ------
+    ValueError
+        `n_classes` < 1, or `background` not a class index.
     """
     if n_classes < 1:
         raise ValueError(f"`n_classes` must be at least 1, got {n_classes}")
+    if background is not None and not 0 <= background < n_classes:
+        raise ValueError(f"`background` must be a class index in [0, {n_classes}), got "
+                         f"{background!r}")
     if n_classes == 1:
         return np.zeros((1, 1))
     stay = params.self_transition
     out = np.full((n_classes, n_classes), math.log((1.0 - stay) / (n_classes - 1)))
     np.fill_diagonal(out, math.log(stay))
+    share, bk_segment = params.background_share, params.background_segment_s
+    if background is None:
+        if share is not None or bk_segment is not None:
+            log.debug("no background class %r: background_share and background_segment_s "
+                      "have no effect", BACKGROUND)
+        return out
+    b = background
+    if share is not None:
+        leave, n_other = 1.0 - stay, n_classes - 2  # other non-background classes
+        structures = np.flatnonzero(np.arange(n_classes) != b)
+        out[structures] = _log(leave * (1.0 - share) / n_other) if n_other else -math.inf
+        out[structures, b] = _log(leave * share) if n_other else math.log(leave)
+        out[structures, structures] = math.log(stay)
+    if bk_segment is not None:
+        stay_b = params.background_self_transition
+        out[b] = math.log((1.0 - stay_b) / (n_classes - 1))
+        out[b, b] = math.log(stay_b)
     return out
 
 
@@ -305,7 +428,7 @@ def log_emissions(probs: np.ndarray, params: DecodingParams,
 
 
 def decode_path(probs: np.ndarray, *, params: DecodingParams | None = None,
-                priors: np.ndarray | None = None) -> np.ndarray:
+                priors: np.ndarray | None = None, background: int | None = None) -> np.ndarray:
     """The Viterbi class path of a (T, C) array of posteriors, before minimum-duration merging.
 
     Parameters
@@ -316,6 +439,10 @@ def decode_path(probs: np.ndarray, *, params: DecodingParams | None = None,
         Default: ``DecodingParams()``.
     priors : (C,) array, optional
         Class priors of the training data; None is uniform.
+    background : int, optional
+        Column of the background class Bk (`background_index` of the classes); None, for
+        a model without one, ignores ``params.background_share`` and
+        ``params.background_segment_s``.
 
     Returns
     -------
@@ -324,7 +451,8 @@ def decode_path(probs: np.ndarray, *, params: DecodingParams | None = None,
     """
     params = params or DecodingParams()
     n_classes = probs.shape[1]
-    return viterbi(log_emissions(probs, params, priors), log_transitions(n_classes, params),
+    return viterbi(log_emissions(probs, params, priors),
+                   log_transitions(n_classes, params, background=background),
                    np.full(n_classes, -math.log(n_classes)))
 
 
@@ -531,7 +659,7 @@ def decode_timeline(probs: np.ndarray, times_s: np.ndarray, classes: Sequence[st
     params = params or DecodingParams()
     p, t, priors, duration_s = _check_inputs(probs, times_s, classes, priors, duration_s,
                                              params.hop_s)
-    path = decode_path(p, params=params, priors=priors)
+    path = decode_path(p, params=params, priors=priors, background=background_index(classes))
     segments = path_to_segments(path, p, t, classes, min_duration_s=params.min_duration_s,
                                 duration_s=duration_s)
     log.debug("decoded %d windows into %d segments (%s)", len(t), len(segments), params)

@@ -28,8 +28,12 @@ Posteriors
     them the prior is uniform, `prior_power` has no effect and only the grid's first
     ``prior_power`` is tried.
 
-Each combination of temperature, prior power and expected segment length is decoded by Viterbi
-once per scan; the minimum durations of the grid only re-run the cheap merging step.
+Each combination of temperature, prior power, expected segment length, background share and
+background segment length is decoded by Viterbi once per scan; the minimum durations of the grid
+only re-run the cheap merging step. A grid value None (``background_share``,
+``background_segment_s``) is that parameter's default: uniform transitions, and Bk's expected
+length equal to ``expected_segment_s``. A model without a Bk class tries only the first value
+of each background parameter, which has no effect there.
 """
 
 from __future__ import annotations
@@ -49,7 +53,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fetal_analytics.errors import UserError
-from inference.decoding import DecodingParams, decode_path, path_to_segments
+from inference.decoding import (
+    BACKGROUND,
+    DecodingParams,
+    background_index,
+    decode_path,
+    path_to_segments,
+)
 
 if TYPE_CHECKING:
     from fetal_analytics.runs import Run
@@ -71,18 +81,24 @@ log = logging.getLogger(__name__)
 #: The scores a tuning can maximise (percent, higher is better).
 OBJECTIVES = ("f1_10", "f1_25", "f1_50", "edit", "accuracy")
 #: The parameters a grid may vary (``hop_s`` is a property of the stored windows).
-TUNABLE = ("temperature", "prior_power", "expected_segment_s", "min_duration_s")
-#: The default grid: 3 x 2 x 3 x 3 = 54 combinations, 18 Viterbi passes per scan (9 without priors).
-DEFAULT_GRID: dict[str, tuple[float, ...]] = {
+TUNABLE = ("temperature", "prior_power", "expected_segment_s", "background_share",
+           "background_segment_s", "min_duration_s")
+#: The default grid: 3 x 2 x 3 x 3 x 3 x 3 = 486 combinations, 162 Viterbi passes per scan (81
+#: without priors; 18 and 9 for a model without Bk). None: the parameter's default.
+DEFAULT_GRID: dict[str, tuple[float | None, ...]] = {
     "temperature": (0.5, 1.0, 2.0),
     "prior_power": (0.0, 1.0),
     "expected_segment_s": (10.0, 20.0, 40.0),
+    "background_share": (None, 0.5, 0.8),
+    "background_segment_s": (None, 10.0, 20.0),
     "min_duration_s": (0.0, 2.0, 4.0),
 }
+#: Parameters whose value None means their default (see `DecodingParams`).
+_NONE_ALLOWED = ("background_share", "background_segment_s")
 #: Spacing of the frames at which both timelines are compared, in seconds.
 FRAME_STEP_S = 0.5
 
-_BACKGROUND = "Bk"
+_BACKGROUND = BACKGROUND
 
 
 class TuningError(UserError, ValueError):
@@ -98,8 +114,9 @@ class TuningResult:
     best : DecodingParams
         The best combination (``hop_s`` from the automatic run).
     table : list of dict
-        One row per combination, best first: the tuned parameters (``temperature``,
-        ``prior_power``, ``expected_segment_s``, ``min_duration_s``) and the scores in percent
+        One row per combination, best first: the tuned parameters (`TUNABLE`: ``temperature``,
+        ``prior_power``, ``expected_segment_s``, ``background_share``, ``background_segment_s``
+        (None: the default), ``min_duration_s``) and the scores in percent
         (``f1_10``, ``f1_25``, ``f1_50``, ``edit``, ``accuracy``; accuracy None when the
         reference labels no frame).
     scans : tuple of str
@@ -144,8 +161,8 @@ def _check_objective(objective: str) -> str:
     raise TuningError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}{hint}")
 
 
-def _check_grid(grid: dict[str, Sequence[float]] | None,
-                base: DecodingParams) -> dict[str, tuple[float, ...]]:
+def _check_grid(grid: dict[str, Sequence[float | None]] | None,
+                base: DecodingParams) -> dict[str, tuple[float | None, ...]]:
     grid = DEFAULT_GRID if grid is None else grid
     unknown = sorted(set(grid) - set(TUNABLE))
     if unknown:
@@ -154,7 +171,7 @@ def _check_grid(grid: dict[str, Sequence[float]] | None,
     out = {}
     for name in TUNABLE:
         values = grid.get(name, (getattr(base, name),))
-        values = (values,) if isinstance(values, int | float) else tuple(values)
+        values = (values,) if values is None or isinstance(values, int | float) else tuple(values)
         if not values:
             raise TuningError(f"the grid gives no value for {name!r}")
         try:
@@ -162,7 +179,7 @@ def _check_grid(grid: dict[str, Sequence[float]] | None,
                 replace(base, **{name: value})
         except ValueError as exc:
             raise TuningError(f"the grid's {name!r}: {exc}") from exc
-        out[name] = tuple(dict.fromkeys(float(v) for v in values))
+        out[name] = tuple(dict.fromkeys(None if v is None else float(v) for v in values))
     return out
 
 
@@ -325,6 +342,7 @@ def tune_decoding(store: Store, manual_ref: str | int, auto_ref: str | int, *,
         recorded, the class priors.
     grid : dict of str to sequence of float, optional
         Values to try per parameter of `TUNABLE`; a parameter left out keeps the run's value.
+        ``background_share`` and ``background_segment_s`` also take None (their default).
         Default `DEFAULT_GRID`.
     objective : {'f1_10', 'f1_25', 'f1_50', 'edit', 'accuracy'}, optional
         The score to maximise (default F1@25).
@@ -368,16 +386,22 @@ def tune_decoding(store: Store, manual_ref: str | int, auto_ref: str | int, *,
         log.info("run %d records no class priors: prior_power has no effect, trying %g only",
                  auto.run_id, values["prior_power"][0])
         values["prior_power"] = values["prior_power"][:1]
+    background = background_index(classes)
+    for name in _NONE_ALLOWED:
+        if background is None and len(values[name]) > 1:
+            log.info("run %d has no background class %r: %s has no effect, trying %s only",
+                     auto.run_id, BACKGROUND, name, values[name][0])
+            values[name] = values[name][:1]
     scans = _prepare_scans(store, manual, auto, windows, classes, base.hop_s)
     log.info("tuning decoding on %d scans (%d windows), %d combinations", len(scans),
              sum(len(s.times_s) for s in scans), math.prod(len(v) for v in values.values()))
 
     rows: list[dict] = []
-    for temperature, prior_power, expected in itertools.product(
-            values["temperature"], values["prior_power"], values["expected_segment_s"]):
-        hmm = replace(base, temperature=temperature, prior_power=prior_power,
-                      expected_segment_s=expected)
-        paths = [decode_path(s.probs, params=hmm, priors=priors) for s in scans]
+    viterbi_names = [name for name in TUNABLE if name != "min_duration_s"]
+    for combination in itertools.product(*(values[name] for name in viterbi_names)):
+        hmm = replace(base, **dict(zip(viterbi_names, combination, strict=True)))
+        paths = [decode_path(s.probs, params=hmm, priors=priors, background=background)
+                 for s in scans]
         for min_duration in values["min_duration_s"]:
             pairs = []
             for scan, path in zip(scans, paths, strict=True):
@@ -389,8 +413,8 @@ def tune_decoding(store: Store, manual_ref: str | int, auto_ref: str | int, *,
                 warnings.simplefilter("ignore", RuntimeWarning)  # no labelled frame: NaN
                 scores = segment_scores(pairs, overlaps=(0.1, 0.25, 0.5))
             accuracy = scores.frame_accuracy
-            rows.append({"temperature": temperature, "prior_power": prior_power,
-                         "expected_segment_s": expected, "min_duration_s": min_duration,
+            rows.append({**{name: getattr(hmm, name) for name in viterbi_names},
+                         "min_duration_s": min_duration,
                          "f1_10": scores.f1[10], "f1_25": scores.f1[25], "f1_50": scores.f1[50],
                          "edit": scores.edit,
                          "accuracy": None if math.isnan(accuracy) else accuracy})

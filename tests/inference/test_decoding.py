@@ -13,6 +13,8 @@ import pytest
 from inference.decoding import (
     DecodingParams,
     Segment,
+    background_index,
+    decode_path,
     decode_timeline,
     log_transitions,
     viterbi,
@@ -107,6 +109,115 @@ def test_transitions_are_sticky_and_rows_sum_to_one():
     assert DecodingParams(expected_segment_s=1.5).self_transition == 0.5  # clipped
     assert DecodingParams(expected_segment_s=1e6).self_transition == 0.9999
     assert log_transitions(1, DecodingParams()).tolist() == [[0.0]]
+
+
+def uniform_log_transitions(n_classes: int, stay: float) -> np.ndarray:
+    """The transition matrix of the first models, written out as they computed it."""
+    out = np.full((n_classes, n_classes), math.log((1.0 - stay) / (n_classes - 1)))
+    np.fill_diagonal(out, math.log(stay))
+    return out
+
+
+@pytest.mark.parametrize("background", [None, 0, 3])
+def test_the_default_transitions_are_exactly_the_old_uniform_ones(background):
+    for params in (DecodingParams(), DecodingParams(hop_s=0.5, expected_segment_s=37.0)):
+        np.testing.assert_array_equal(
+            log_transitions(11, params, background=background),
+            uniform_log_transitions(11, params.self_transition))
+    # Without a background class, the background parameters change nothing.
+    params = DecodingParams(background_share=0.8, background_segment_s=5.0)
+    np.testing.assert_array_equal(log_transitions(11, params),
+                                  uniform_log_transitions(11, 0.95))
+
+
+def test_background_transitions_equal_hand_computed_values():
+    # HeD, Bk, Br, Sp; a = 1 - 1/20 = 0.95 for the structures, a_b = 1 - 1/5 = 0.8 for Bk.
+    params = DecodingParams(expected_segment_s=20.0, background_share=0.8,
+                            background_segment_s=5.0)
+    a = np.exp(log_transitions(4, params, background=1))
+    np.testing.assert_allclose(a, [
+        [0.95, 0.8 * 0.05, 0.2 * 0.05 / 2, 0.2 * 0.05 / 2],
+        [0.2 / 3, 0.8, 0.2 / 3, 0.2 / 3],
+        [0.005, 0.04, 0.95, 0.005],
+        [0.005, 0.04, 0.005, 0.95]], rtol=1e-12)
+    np.testing.assert_allclose(a.sum(axis=1), 1, rtol=1e-12)
+    assert params.background_self_transition == pytest.approx(0.8)
+    # Only a background share: Bk's row stays uniform.
+    a = np.exp(log_transitions(4, DecodingParams(background_share=0.5), background=0))
+    np.testing.assert_allclose(a[0], [0.95, 0.05 / 3, 0.05 / 3, 0.05 / 3], rtol=1e-12)
+    np.testing.assert_allclose(a[2], [0.025, 0.0125, 0.95, 0.0125], rtol=1e-12)
+    # Only a background length: the structures' rows stay uniform.
+    a = np.exp(log_transitions(4, DecodingParams(background_segment_s=2.0), background=3))
+    np.testing.assert_allclose(a[3], [0.5 / 3, 0.5 / 3, 0.5 / 3, 0.5], rtol=1e-12)
+    np.testing.assert_allclose(a[0], [0.95, 0.05 / 3, 0.05 / 3, 0.05 / 3], rtol=1e-12)
+
+
+@pytest.mark.parametrize(("n_classes", "background", "share", "expected"), [
+    # Two classes, one of them Bk: all of a structure's leaving mass goes to Bk, whatever the
+    # share.
+    (2, 0, 0.3, [[0.8, 0.2], [0.05, 0.95]]),
+    (2, 1, 0.0, [[0.95, 0.05], [0.2, 0.8]]),
+    (2, 1, 1.0, [[0.95, 0.05], [0.2, 0.8]]),
+    # A share of 0: a structure never goes to Bk; of 1: only to Bk.
+    (3, 2, 0.0, [[0.95, 0.05, 0.0], [0.05, 0.95, 0.0], [0.1, 0.1, 0.8]]),
+    (3, 2, 1.0, [[0.95, 0.0, 0.05], [0.0, 0.95, 0.05], [0.1, 0.1, 0.8]]),
+    (1, 0, 0.5, [[1.0]]),
+])
+def test_transition_rows_sum_to_one_in_the_edge_cases(n_classes, background, share, expected):
+    params = DecodingParams(background_share=share, background_segment_s=5.0)
+    a = np.exp(log_transitions(n_classes, params, background=background))
+    np.testing.assert_allclose(a, expected, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(a.sum(axis=1), 1, rtol=1e-12)
+
+
+def test_log_transitions_rejects_a_bad_background_index():
+    with pytest.raises(ValueError, match=r"`background` must be a class index in \[0, 3\)"):
+        log_transitions(3, DecodingParams(), background=3)
+    assert background_index(["HeD", "Bk", "Br"]) == 1
+    assert background_index(["HeD", "Br"]) is None
+
+
+# --- the background class -----------------------------------------------------------------------
+
+# HeD x20, a 3-window dip that favours Bk (0.6 against 0.2 for HeD), Br x20.
+BK_DIP = np.array([[0.7, 0.1, 0.1, 0.1]] * 20 + [[0.2, 0.6, 0.1, 0.1]] * 3
+                  + [[0.1, 0.1, 0.7, 0.1]] * 20)
+BK_CLASSES = ["HeD", "Bk", "Br", "Sp"]
+
+
+def test_a_short_background_gap_survives_with_background_transitions():
+    times = np.arange(43) + 0.5
+    uniform = DecodingParams(expected_segment_s=40.0, min_duration_s=0.0)
+    # Uniform transitions: the Bk gap costs two changes of ~4.8 nats, more than the dip's
+    # evidence (3 x log 3 / 2 = 1.6): it is erased, the windows going to HeD.
+    assert decode_path(BK_DIP, params=uniform, background=1).tolist() == [0] * 23 + [2] * 20
+    assert spans(decode_timeline(BK_DIP, times, BK_CLASSES, params=uniform)) == [
+        (0.0, 23.0, "HeD"), (23.0, 43.0, "Br")]
+    # 80% of a structure's leaving mass to Bk and a 5 s Bk: the gap costs ~1 nat and stays.
+    background = DecodingParams(expected_segment_s=40.0, min_duration_s=0.0,
+                                background_share=0.8, background_segment_s=5.0)
+    assert decode_path(BK_DIP, params=background, background=1).tolist() == (
+        [0] * 20 + [1] * 3 + [2] * 20)
+    assert spans(decode_timeline(BK_DIP, times, BK_CLASSES, params=background)) == [
+        (0.0, 20.0, "HeD"), (20.0, 23.0, "Bk"), (23.0, 43.0, "Br")]
+    # Either parameter alone is not enough here.
+    for alone in ({"background_share": 0.8}, {"background_segment_s": 5.0}):
+        params = DecodingParams(expected_segment_s=40.0, min_duration_s=0.0, **alone)
+        assert decode_path(BK_DIP, params=params, background=1).tolist() == (
+            [0] * 23 + [2] * 20)
+    # Without a background index the parameters have no effect.
+    assert decode_path(BK_DIP, params=background).tolist() == [0] * 23 + [2] * 20
+
+
+def test_background_parameters_have_no_effect_without_a_bk_class(caplog):
+    times = np.arange(43) + 0.5
+    classes = ["HeD", "Fe", "Br", "Sp"]
+    background = DecodingParams(expected_segment_s=40.0, min_duration_s=0.0,
+                                background_share=0.8, background_segment_s=5.0)
+    with caplog.at_level(logging.DEBUG, logger="inference.decoding"):
+        segments = decode_timeline(BK_DIP, times, classes, params=background)
+    assert spans(segments) == [(0.0, 23.0, "HeD"), (23.0, 43.0, "Br")]
+    assert "no background class 'Bk'" in caplog.text
 
 
 # --- decode_timeline ----------------------------------------------------------------------------
@@ -266,6 +377,26 @@ def test_params_round_trip_and_tolerate_missing_keys():
     assert DecodingParams.from_dict({"min_duration_s": 3}) == DecodingParams(min_duration_s=3)
     assert DecodingParams.from_dict({}) == DecodingParams()
     assert DecodingParams(temperature=np.float32(1.5)).temperature == 1.5
+    background = DecodingParams(background_share=np.float64(0.8), background_segment_s=8)
+    assert background.to_dict() == {**DecodingParams().to_dict(), "background_share": 0.8,
+                                     "background_segment_s": 8.0}
+    assert DecodingParams.from_dict(background.to_dict()) == background
+    assert type(background.background_segment_s) is float
+    # None (the default) is left out of the dict and read back as None.
+    only_share = DecodingParams(background_share=0.0)
+    assert "background_segment_s" not in only_share.to_dict()
+    assert DecodingParams.from_dict(only_share.to_dict()) == only_share
+    assert DecodingParams.from_dict({"background_share": None}) == DecodingParams()
+
+
+def test_an_old_sidecar_without_background_keys_decodes_as_before():
+    old = {"hop_s": 1.0, "temperature": 2.0, "prior_power": 0.0, "expected_segment_s": 40.0,
+           "min_duration_s": 2.0}
+    params = DecodingParams.from_dict(old)
+    assert params.background_share is None and params.background_segment_s is None
+    assert params.to_dict() == old
+    np.testing.assert_array_equal(log_transitions(4, params, background=1),
+                                  uniform_log_transitions(4, 0.975))
 
 
 def test_unknown_keys_are_named():
@@ -289,7 +420,18 @@ def test_the_legacy_sidecar_maps_beta_to_a_temperature(caplog):
     ({"min_duration_s": -2}, "`min_duration_s` must be a non-negative"),
     ({"expected_segment_s": math.inf}, "`expected_segment_s` must be a positive finite"),
     ({"prior_power": "1"}, "`prior_power` must be a number"),
+    ({"background_share": 1.5}, r"`background_share` must be a number in \[0, 1\] or None"),
+    ({"background_share": -0.1}, r"`background_share` must be a number in \[0, 1\]"),
+    ({"background_share": math.nan}, r"`background_share` must be a number in \[0, 1\]"),
+    ({"background_share": "0.5"}, r"`background_share` must be a number in \[0, 1\]"),
+    ({"background_share": True}, r"`background_share` must be a number in \[0, 1\]"),
+    ({"background_segment_s": 0}, "`background_segment_s` must be a positive finite number or "
+                                  "None"),
+    ({"background_segment_s": -5.0}, "`background_segment_s` must be a positive finite"),
+    ({"background_segment_s": math.inf}, "`background_segment_s` must be a positive finite"),
 ])
 def test_bad_parameter_values_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DecodingParams(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        DecodingParams.from_dict(kwargs)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ from fetal_analytics.runs import UnknownRunError
 from fetal_analytics.store import Store
 from inference.decoding import DecodingParams
 from inference.tuning import (
+    TUNABLE,
     TuningError,
     _reference_frames,
     tune_decoding,
@@ -25,9 +29,12 @@ from inference.tuning import (
 
 CLASSES = ["HeD", "Bk", "Br", "Sp", "Ab"]
 SCANS = {"V1": 240.0, "V2": 200.0, "V3": 180.0}  # scan -> duration in seconds
-# A deliberately bad combination: no stickiness, sharp emissions, no merging (= argmax).
-BAD = {"temperature": 0.05, "expected_segment_s": 1.0, "min_duration_s": 0.0}
+# A deliberately bad combination: no stickiness, sharp emissions, uniform transitions, no
+# merging (= argmax).
+BAD = {"temperature": 0.05, "expected_segment_s": 1.0, "background_share": None,
+       "background_segment_s": None, "min_duration_s": 0.0}
 GRID = {"temperature": [0.05, 2.0], "expected_segment_s": [1.0, 20.0],
+        "background_share": [None, 0.8], "background_segment_s": [None, 8.0],
         "min_duration_s": [0.0, 3.0]}
 
 
@@ -110,6 +117,22 @@ def cohort(tmp_path_factory) -> Path:
     return path
 
 
+@contextmanager
+def copy_with_auto_run(cohort: Path, tmp_path: Path, name: str, params: dict, *,
+                       scans: Sequence[str] | None = None) -> Iterator[tuple[Store, pd.DataFrame]]:
+    """A writable copy of the cohort with one more auto run `name`, holding run v1's window
+    probabilities (of `scans` only, if given); yields the open store and those windows."""
+    copy = tmp_path / "copy.duckdb"
+    copy.write_bytes(cohort.read_bytes())
+    with Store(copy) as store:
+        windows = store.query_df("SELECT scan_id, t_s, stream, probs FROM window_probs "
+                                 "WHERE run_id = (SELECT run_id FROM runs WHERE name = 'v1')")
+        if scans is not None:
+            windows = windows[windows["scan_id"].isin(scans)].reset_index(drop=True)
+        add_auto_run(store, name, params, windows)
+        yield store, windows
+
+
 @pytest.fixture
 def store(cohort):
     with Store(cohort, read_only=True) as store:
@@ -124,21 +147,29 @@ def row_of(result, **params):
 def test_tuning_beats_a_bad_combination_and_sorts_by_the_objective(store):
     result = tune_decoding(store, "truth", "v1", grid=GRID, objective="f1_25")
     assert result.scans == ("V1", "V2", "V3") and result.objective == "f1_25"
-    assert len(result.table) == 8
+    assert len(result.table) == 32
     scores = [row["f1_25"] for row in result.table]
     assert scores == sorted(scores, reverse=True)
     bad = row_of(result, **BAD)
     assert result.table[0]["f1_25"] > bad["f1_25"] + 20
     assert result.table[0]["edit"] > bad["edit"]
     best = result.best
-    assert {k: getattr(best, k) for k in ("temperature", "prior_power", "expected_segment_s",
-                                          "min_duration_s")} == {
-        k: result.table[0][k] for k in ("temperature", "prior_power", "expected_segment_s",
-                                        "min_duration_s")}
+    assert {k: getattr(best, k) for k in TUNABLE} == {k: result.table[0][k] for k in TUNABLE}
     assert best.hop_s == 1.0 and best.min_duration_s == 3.0
     assert set(result.table[0]) == {"temperature", "prior_power", "expected_segment_s",
+                                    "background_share", "background_segment_s",
                                     "min_duration_s", "f1_10", "f1_25", "f1_50", "edit",
                                     "accuracy"}
+    # The grid's None (uniform transitions) reaches the table as None.
+    assert {row["background_share"] for row in result.table} == {None, 0.8}
+    assert {row["background_segment_s"] for row in result.table} == {None, 8.0}
+    # The cohort puts Bk between every two structures: sending 80% of the leaving mass to Bk
+    # wins, and beats the same combination with uniform transitions.
+    assert best.background_share == 0.8 and result.table[0]["f1_25"] == 100.0
+    uniform = row_of(result, **{k: getattr(best, k) for k in TUNABLE
+                                if k not in ("background_share", "background_segment_s")},
+                     background_share=None, background_segment_s=None)
+    assert uniform["f1_25"] < result.table[0]["f1_25"]
 
 
 def test_another_objective_sorts_the_table_by_it(store):
@@ -150,8 +181,12 @@ def test_another_objective_sorts_the_table_by_it(store):
 
 def test_the_default_grid_without_priors_tries_one_prior_power(store):
     result = tune_decoding(store, "truth", "v1")
-    assert len(result.table) == 27  # 3 temperatures x 3 lengths x 3 minimum durations
+    # 3 temperatures x 3 lengths x 3 background shares x 3 background lengths x 3 minimum
+    # durations
+    assert len(result.table) == 243
     assert {row["prior_power"] for row in result.table} == {0.0}
+    assert {row["background_share"] for row in result.table} == {None, 0.5, 0.8}
+    assert {row["background_segment_s"] for row in result.table} == {None, 10.0, 20.0}
 
 
 def test_reference_labels_outside_the_model_classes_count_as_bk(store):
@@ -166,12 +201,8 @@ def test_reference_labels_outside_the_model_classes_count_as_bk(store):
 
 
 def test_priors_recorded_by_the_run_are_used(cohort, tmp_path):
-    copy = tmp_path / "copy.duckdb"
-    copy.write_bytes(cohort.read_bytes())
-    with Store(copy) as store:
-        windows = store.query_df("SELECT scan_id, t_s, stream, probs FROM window_probs "
-                                 "WHERE run_id = (SELECT run_id FROM runs WHERE name = 'v1')")
-        add_auto_run(store, "v1-priors", labeller_params(priors=[1, 4, 1, 1, 1]), windows)
+    with copy_with_auto_run(cohort, tmp_path, "v1-priors",
+                            labeller_params(priors=[1, 4, 1, 1, 1])) as (store, _):
         result = tune_decoding(store, "truth", "v1-priors",
                                grid={"prior_power": [0.0, 1.0], "temperature": [1.0]})
     assert {row["prior_power"] for row in result.table} == {0.0, 1.0}
@@ -194,6 +225,9 @@ def test_bad_grids_objectives_and_runs_are_refused(store):
         tune_decoding(store, "truth", "v1", grid={"hop_s": [1.0]})
     with pytest.raises(TuningError, match=r"the grid's 'temperature': `temperature` must be"):
         tune_decoding(store, "truth", "v1", grid={"temperature": [0.0]})
+    with pytest.raises(TuningError, match=r"the grid's 'background_share': `background_share` "
+                                          r"must be a number in \[0, 1\] or None, got 1.5"):
+        tune_decoding(store, "truth", "v1", grid={"background_share": [None, 1.5]})
     with pytest.raises(TuningError, match=r"got 'f1@25' \(did you mean 'f1_25'\?\)"):
         tune_decoding(store, "truth", "v1", objective="f1@25")
     with pytest.raises(UnknownRunError, match="no run 'nope'"):
@@ -201,13 +235,21 @@ def test_bad_grids_objectives_and_runs_are_refused(store):
     assert issubclass(TuningError, UserError)
 
 
+def test_a_model_without_bk_tries_one_value_of_the_background_parameters(cohort, tmp_path):
+    # The same posteriors, but the model's second class is Fe: the reference's Bk is not one
+    # of its classes (it counts as Bk, which the model cannot output).
+    classes = ["Fe" if c == "Bk" else c for c in CLASSES]
+    with copy_with_auto_run(cohort, tmp_path, "no-bk", labeller_params(classes=classes)) as (
+            store, _):
+        result = tune_decoding(store, "truth", "no-bk", grid=GRID)
+    assert len(result.table) == 8
+    assert {(row["background_share"], row["background_segment_s"])
+            for row in result.table} == {(None, None)}
+
+
 def test_runs_without_shared_scans_are_refused(cohort, tmp_path):
-    copy = tmp_path / "copy.duckdb"
-    copy.write_bytes(cohort.read_bytes())
-    with Store(copy) as store:
-        windows = store.query_df("SELECT scan_id, t_s, stream, probs FROM window_probs "
-                                 "WHERE scan_id = 'V4'")
-        add_auto_run(store, "only-v4", labeller_params(), windows)
+    with copy_with_auto_run(cohort, tmp_path, "only-v4", labeller_params(),
+                            scans=["V4"]) as (store, windows):
         with pytest.raises(TuningError, match=r"no scan has both window probabilities in run "
                                               r"\d+ 'only-v4' \(1 scans\) and events in "
                                               r"reference run \d+ 'truth' \(3 scans\)"):
@@ -236,13 +278,15 @@ def test_the_cli_prints_the_best_parameters_and_updates_the_sidecar(cohort, tmp_
     report = json.loads(result.stdout)
     assert f"wrote the best decoding parameters to {model.with_suffix('.json')}" in result.stderr
     assert report["scans"] == ["V1", "V2", "V3"] and report["objective"] == "f1_25"
-    assert len(report["table"]) == 3 and report["n_combinations"] == 27
+    assert len(report["table"]) == 3 and report["n_combinations"] == 243
+    top = report["table"][0]
+    # Background parameters of None (the default) are left out of the parameters.
     assert report["best"] == {**DecodingParams().to_dict(),
-                              **{k: report["table"][0][k] for k in (
-                                  "temperature", "prior_power", "expected_segment_s",
-                                  "min_duration_s")}}
+                              **{k: top[k] for k in TUNABLE if top[k] is not None}}
     written = json.loads(model.with_suffix(".json").read_text())
     assert written["decoding"] == report["best"]
+    assert DecodingParams.from_dict(written["decoding"]) == replace(
+        DecodingParams(), **{k: top[k] for k in TUNABLE})
     assert {k: v for k, v in written.items() if k != "decoding"} == {
         k: v for k, v in sidecar.items() if k != "decoding"}
     assert report["sidecar"] == str(model.with_suffix(".json")) and "beta" not in written[
@@ -252,7 +296,8 @@ def test_the_cli_prints_the_best_parameters_and_updates_the_sidecar(cohort, tmp_
 def test_the_cli_table_names_the_best_combination(cohort):
     out = invoke("tune-decoding", "--db", cohort, "--manual", "truth", "--auto", "v1",
                  "--objective", "edit", "--top", "2").output
-    assert "Decoding parameters by edit over 3 scans (best 2 of 27)" in out
+    assert "Decoding parameters by edit over 3 scans (best 2 of 243)" in out
+    assert "background_share" in out and "background_segment_s" in out
     assert "best: hop_s=1, temperature=" in out
 
 
