@@ -4,7 +4,8 @@
 #   scripts/train-demo-model.sh [WORK_DIR]      (default out/demo-model; `make demo-model`)
 #
 # 1. simulate 40 five-minute excerpts of natural-length scans by 20 operators (seed 2019);
-# 2. build a dense dataset from the true timelines (labels outside the 11 classes become Bk);
+# 2. build a dense dataset of every stream from the true timelines (labels outside the 11 classes
+#    become Bk; `benchmark-models` trains on the same dataset);
 # 3. train SonoNet on single frames, then Sono-2DtCNN on each clip stream, inflated from it and
 #    fine-tuned at a tenth of the learning rate;
 # 4. evaluate each stream on the held-out operators and join them into one multi-stream model;
@@ -23,7 +24,7 @@ FA="$BIN/fetal-analytics"
 [ -f "$WORK/dataset/dataset.json" ] || \
   "$FA" dataset build --manifest "$WORK/cohort/manifest.csv" \
     --labels "$WORK/cohort/truth/events.csv" --others-as Bk --clips-per-span 20 \
-    --streams "2d,${STREAMS// /,}" --out "$WORK/dataset"
+    --streams 2d,fr2,fr4,fr8 --out "$WORK/dataset"
 [ -f "$WORK/sononet-2d/model.keras" ] || \
   "$FA" train --dataset "$WORK/dataset" --arch sononet --stream 2d --epochs "$EPOCHS_2D" \
     --out "$WORK/sononet-2d"
