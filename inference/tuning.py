@@ -98,8 +98,6 @@ _NONE_ALLOWED = ("background_share", "background_segment_s")
 #: Spacing of the frames at which both timelines are compared, in seconds.
 FRAME_STEP_S = 0.5
 
-_BACKGROUND = BACKGROUND
-
 
 class TuningError(UserError, ValueError):
     """The runs, grid or objective do not allow a tuning; the message says what to fix."""
@@ -229,7 +227,7 @@ def _reference_frames(events: Any, classes: Sequence[str], centres: np.ndarray) 
 
     events = events.sort_values("start_s", kind="stable")
     known = set(classes)
-    labels = np.array([lab if lab in known else _BACKGROUND for lab in events["label"]],
+    labels = np.array([lab if lab in known else BACKGROUND for lab in events["label"]],
                       dtype=object)
     index = sample_index(events["start_s"].to_numpy(dtype=float),
                          events["end_s"].to_numpy(dtype=float), centres)
