@@ -8,10 +8,7 @@ to the fan and draws the screen around it.
 
 Content follows what makes the classes confusable and separable in Sharma et al. (ISBI 2019):
 abdomen (Ab), kidneys (Ki) and heart (HeD) are all a round cross-section of the same size and
-brightness with a cluster of four fluid-filled spaces in front of the spine (the four chambers;
-stomach, gall bladder, umbilical vein and bowel) drawn from the same distribution, so a still
-frame cannot tell the heart from the abdomen; only the heart beats (2-2.5 Hz) and shows colour
-Doppler part of the time, and the kidney plane adds the kidneys beside the spine; 3D mode
+brightness, and only the heart beats (2-2.5 Hz) and shows colour Doppler part of the time; 3D mode
 (3Dm) is a warm-coloured rendered surface, usually rotating; background search (Bk) is fast
 probe motion through changing content; maternal anatomy (MaD) shows placenta and vessels with
 Doppler; brain (Br) a skull ellipse with a midline; spine (Sp) a chain of bright vertebrae; femur
@@ -35,9 +32,6 @@ import numpy as np
 __all__ = ["Calipers", "HeaderState", "Scene", "make_scene", "scene_kind"]
 
 FLUID, SOFT, ORGAN, BRIGHT, BONE = 0.06, 0.36, 0.42, 0.85, 1.15
-#: How much the heart's wall contracts in systole (a share of its radius): with the ventricles
-#: emptying and the leaflets swinging, the beat is visible at the models' 64 pixels.
-WALL_SQUEEZE = 0.1
 _SHIFT = 4  # fixed-point bits for cv2 drawing: sub-pixel motion of what is drawn per frame
 _ONE = 1 << _SHIFT
 
@@ -540,84 +534,6 @@ class Scene:
                 cv.line(self.bone, a, b, 0.8, 0.008)
 
 
-class FourChambers:
-    """A cluster of four fluid-filled spaces in a round trunk section, in front of the spine.
-
-    In the heart it is the four chambers, contracting over the cardiac cycle; in the abdominal
-    and renal planes the same geometry, frozen at a random moment of the cycle, stands for the
-    stomach, gall bladder, umbilical vein and bowel, so that a still frame looks the same.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-        The scene's generator (position, orientation).
-    cv : Canvas
-        The scene's canvas.
-    section_centre : (float, float)
-        Centre of the trunk section, view widths.
-    section_radius : float
-        Its radius, view widths.
-    spine : float
-        Direction of the spine from the section's centre, radians.
-    """
-
-    def __init__(self, rng: np.random.Generator, cv: Canvas, section_centre: tuple[float, float],
-                 section_radius: float, spine: float) -> None:
-        direction = spine + math.pi + float(rng.uniform(-0.35, 0.35))
-        self.cv = cv
-        self.centre = (section_centre[0] + 0.22 * section_radius * math.cos(direction),
-                       section_centre[1] + 0.22 * section_radius * math.sin(direction))
-        self.radius = 0.56 * section_radius
-        self.axis = math.degrees(direction) + float(rng.uniform(25, 45))
-        x0, y0 = cv.px(self.centre[0] - 1.3 * self.radius, self.centre[1] - 1.3 * self.radius)
-        x1, y1 = cv.px(self.centre[0] + 1.3 * self.radius, self.centre[1] + 1.3 * self.radius)
-        self.roi = (max(0, int(y0)), min(cv.shape[0], int(y1) + 1), max(0, int(x0)),
-                    min(cv.shape[1], int(x1) + 1))
-
-    @staticmethod
-    def phase(cycle: float) -> tuple[float, float]:
-        """Ventricular contraction (systole, a smooth cycle) and atrial contraction (late
-        diastole), both 0-1, at `cycle` (0-1) of the cardiac cycle."""
-        systole = 0.5 - 0.5 * math.cos(2 * math.pi * cycle)
-        atrial = math.sin(math.pi * (cycle - 0.8) / 0.2) ** 2 if cycle > 0.8 else 0.0
-        return systole, atrial
-
-    def chambers(self, systole: float, atrial: float):
-        """``(name, centre, axes)`` of the four spaces, view widths."""
-        r = self.radius * (1 - WALL_SQUEEZE * systole)
-        a = math.radians(self.axis)
-        u = (math.cos(a), math.sin(a))
-        v = (-u[1], u[0])
-        for along, across, (la, lb), squeeze, name in (
-                (0.3, -0.3, (0.46, 0.24), 0.6 * systole, "LV"),
-                (0.3, 0.32, (0.44, 0.26), 0.58 * systole, "RV"),
-                (-0.42, -0.3, (0.26, 0.22), 0.35 * atrial, "LA"),
-                (-0.42, 0.32, (0.27, 0.23), 0.35 * atrial, "RA")):
-            c = (self.centre[0] + r * (along * u[0] + across * v[0]),
-                 self.centre[1] + r * (along * u[1] + across * v[1]))
-            k = 1 - squeeze
-            yield name, c, (r * la * k, r * lb * k)
-
-    def draw(self, img: np.ndarray, systole: float, atrial: float) -> None:
-        """The tissue disc, the four spaces in it and the two bright leaflets between them at
-        one moment (after the section's texture and blur)."""
-        r = self.radius * (1 - WALL_SQUEEZE * systole)
-        self.cv.ellipse(img, self.centre, (r, r * 0.82), self.axis, 0.62)
-        for _name, c, axes in self.chambers(systole, atrial):
-            self.cv.ellipse(img, c, axes, self.axis, FLUID * 1.3)
-        a = math.radians(self.axis)
-        opening = 1 - systole
-        for across in (-0.3, 0.32):
-            base = (self.centre[0] + r * (-0.08 * math.cos(a) - across * math.sin(a)),
-                    self.centre[1] + r * (-0.08 * math.sin(a) + across * math.cos(a)))
-            tilt = a + (math.pi / 2) * (0.25 + 0.6 * opening) * (1 if across > 0 else -1)
-            tip = (base[0] + 0.16 * r * math.cos(tilt), base[1] + 0.16 * r * math.sin(tilt))
-            self.cv.line(img, base, tip, 1.0, 0.009)
-        top, bottom, left, right = self.roi
-        roi = img[top:bottom, left:right]
-        roi[:] = cv2.GaussianBlur(roi, (0, 0), 0.8)
-
-
 class HeartScene(Scene):
     """Fetal thorax with a four-chamber heart beating at 2-2.5 Hz; colour Doppler part of the
     time (red inflow in diastole, blue outflow in systole)."""
@@ -638,41 +554,86 @@ class HeartScene(Scene):
         self.radius = float(rng.uniform(0.2, 0.23))
         spine = float(rng.uniform(0.3, 2.8))
         self.body_section(self.centre, self.radius, 0.0, ribs=True, spine_angle=spine)
-        # the heart sits anterior (opposite the spine)
-        self.heart = FourChambers(rng, cv, self.centre, self.radius, spine)
+        # lungs: brighter, homogeneous; the heart sits anterior (opposite the spine)
+        heart_dir = spine + math.pi + float(rng.uniform(-0.35, 0.35))
+        self.heart_c = (self.centre[0] + 0.22 * self.radius * math.cos(heart_dir),
+                        self.centre[1] + 0.22 * self.radius * math.sin(heart_dir))
+        self.heart_r = 0.56 * self.radius
+        self.axis = math.degrees(heart_dir) + float(rng.uniform(25, 45))
         self.limbs_around(2, self.centre, self.radius)
         self.finish()
+        # myocardium disc drawn under the chambers
+        cv.ellipse(self.static, self.heart_c, (self.heart_r, self.heart_r * 0.82), self.axis,
+                   0.62)
+        x0, y0 = cv.px(self.heart_c[0] - 1.3 * self.heart_r, self.heart_c[1] - 1.3 * self.heart_r)
+        x1, y1 = cv.px(self.heart_c[0] + 1.3 * self.heart_r, self.heart_c[1] + 1.3 * self.heart_r)
+        self.roi = (max(0, int(y0)), min(cv.shape[0], int(y1) + 1), max(0, int(x0)),
+                    min(cv.shape[1], int(x1) + 1))
         self.flow_canvas = np.zeros(cv.shape, np.float32)
 
     def _phase(self, t: float) -> tuple[float, float]:
-        return self.heart.phase((t * self.rate_hz + self.phase0) % 1.0)
+        """Ventricular contraction (systole, a smooth cycle at the heart rate) and atrial
+        contraction (late diastole), 0-1."""
+        cycle = (t * self.rate_hz + self.phase0) % 1.0
+        systole = 0.5 - 0.5 * math.cos(2 * math.pi * cycle)
+        atrial = math.sin(math.pi * (cycle - 0.8) / 0.2) ** 2 if cycle > 0.8 else 0.0
+        return systole, atrial
+
+    def _chambers(self, systole: float, atrial: float):
+        r = self.heart_r
+        a = math.radians(self.axis)
+        u = (math.cos(a), math.sin(a))
+        v = (-u[1], u[0])
+        for along, across, (la, lb), squeeze, name in (
+                (0.3, -0.3, (0.46, 0.24), 0.45 * systole, "LV"),
+                (0.3, 0.32, (0.44, 0.26), 0.42 * systole, "RV"),
+                (-0.42, -0.3, (0.26, 0.22), 0.25 * atrial, "LA"),
+                (-0.42, 0.32, (0.27, 0.23), 0.25 * atrial, "RA")):
+            c = (self.heart_c[0] + r * (along * u[0] + across * v[0]),
+                 self.heart_c[1] + r * (along * u[1] + across * v[1]))
+            k = 1 - squeeze
+            yield name, c, (r * la * k, r * lb * k)
 
     def animate(self, t: float) -> np.ndarray:
+        systole, atrial = self._phase(t)
         img = self.static.copy()
-        self.heart.draw(img, *self._phase(t))
+        top, bottom, left, right = self.roi
+        for _name, c, axes in self._chambers(systole, atrial):
+            self.cv.ellipse(img, c, axes, self.axis, FLUID * 1.3)
+        # atrioventricular valves: bright leaflets, open in diastole
+        r, a = self.heart_r, math.radians(self.axis)
+        opening = 1 - systole
+        for across in (-0.3, 0.32):
+            base = (self.heart_c[0] + r * (-0.08 * math.cos(a) - across * math.sin(a)),
+                    self.heart_c[1] + r * (-0.08 * math.sin(a) + across * math.cos(a)))
+            tilt = a + (math.pi / 2) * (0.25 + 0.6 * opening) * (1 if across > 0 else -1)
+            tip = (base[0] + 0.16 * r * math.cos(tilt), base[1] + 0.16 * r * math.sin(tilt))
+            self.cv.line(img, base, tip, 0.9, 0.006)
+        roi = img[top:bottom, left:right]
+        roi[:] = cv2.GaussianBlur(roi, (0, 0), 0.8)
         return img
 
     def flow(self, t: float) -> np.ndarray:
         systole, atrial = self._phase(t)
         flow = self.flow_canvas
         flow[:] = 0
-        heart = self.heart
-        up = -math.sin(math.radians(heart.axis))  # + when the apex points up the screen
+        up = -math.sin(math.radians(self.axis))  # + when the apex points up the screen
         sign = 1.0 if up >= 0 else -1.0
-        for name, c, axes in heart.chambers(systole, atrial):
+        for name, c, axes in self._chambers(systole, atrial):
             if name in ("LV", "RV"):  # inflow through the open valves in diastole
                 value = sign * (0.25 + 0.7 * (1 - systole))
-                self.cv.ellipse(flow, c, (axes[0] * 0.85, axes[1] * 0.8), heart.axis, value)
+                self.cv.ellipse(flow, c, (axes[0] * 0.85, axes[1] * 0.8), self.axis, value)
             else:
-                self.cv.ellipse(flow, c, (axes[0] * 0.7, axes[1] * 0.65), heart.axis,
+                self.cv.ellipse(flow, c, (axes[0] * 0.7, axes[1] * 0.65), self.axis,
                                 sign * 0.45 * (1 - atrial))
         # outflow (aorta) in systole, away from the ventricles' inflow colour
-        a, r = math.radians(heart.axis), heart.radius
-        outflow = (heart.centre[0] + r * (0.1 * math.cos(a) + 0.05 * math.sin(a)),
-                   heart.centre[1] + r * (0.1 * math.sin(a) - 0.05 * math.cos(a)))
-        self.cv.ellipse(flow, outflow, (0.3 * r, 0.08 * r), heart.axis + 60,
+        a = math.radians(self.axis)
+        r = self.heart_r
+        outflow = (self.heart_c[0] + r * (0.1 * math.cos(a) + 0.05 * math.sin(a)),
+                   self.heart_c[1] + r * (0.1 * math.sin(a) - 0.05 * math.cos(a)))
+        self.cv.ellipse(flow, outflow, (0.3 * r, 0.08 * r), self.axis + 60,
                         -sign * 0.95 * systole ** 1.5)
-        top, bottom, left, right = heart.roi
+        top, bottom, left, right = self.roi
         roi = flow[top:bottom, left:right]
         roi[:] = cv2.GaussianBlur(roi, (0, 0), 1.0)
         return flow
@@ -683,23 +644,21 @@ class HeartScene(Scene):
 
     def calipers(self) -> Calipers:
         cv = self.cv
-        heart = self.heart
-        a, r = math.radians(heart.axis), heart.radius
-        p = (heart.centre[0] - r * 0.9 * math.cos(a), heart.centre[1] - r * 0.9 * math.sin(a))
-        q = (heart.centre[0] + r * 0.9 * math.cos(a), heart.centre[1] + r * 0.9 * math.sin(a))
+        a = math.radians(self.axis)
+        r = self.heart_r
+        p = (self.heart_c[0] - r * 0.9 * math.cos(a), self.heart_c[1] - r * 0.9 * math.sin(a))
+        q = (self.heart_c[0] + r * 0.9 * math.cos(a), self.heart_c[1] + r * 0.9 * math.sin(a))
         width = float(self.caliper_rng.uniform(2.1, 2.7))
         return Calipers(((cv.px(*p), cv.px(*q)),), None,
                         (f"D1 {width:.2f}cm", f"HR {round(60 * self.rate_hz)}bpm"))
 
 
 class AbdomenScene(Scene):
-    """Abdominal circumference plane: a round section of the heart's thorax size and
-    brightness, whose stomach, gall bladder, umbilical vein and bowel form the heart's
-    four-space cluster, still (`FourChambers`)."""
+    """Abdominal circumference plane: round section with stomach bubble and umbilical vein,
+    the same size and brightness as the heart's thorax."""
 
     preset = ("Routine", "Har-mid", "Pwr 89 %", "C6 / M7", "P3 / E3", "SRI II 3")
     depth_range = (9.0, 12.5)
-    heart_like = True
 
     def build(self) -> None:
         rng, cv = self.rng, self.cv
@@ -711,16 +670,20 @@ class AbdomenScene(Scene):
         self.spine = spine
         self.body_section(self.centre, self.radius, 0.0, ribs=self.code == "Ab",
                           spine_angle=spine)
-        if self.heart_like:
-            cluster = FourChambers(rng, cv, self.centre, self.radius, spine)
         self.organs(spine)
         self.limbs_around(2, self.centre, self.radius)
         self.finish()
-        if self.heart_like:
-            cluster.draw(self.static, *cluster.phase(float(rng.uniform(0, 1))))
 
     def organs(self, spine: float) -> None:
-        """Organs of the plane besides the four-space cluster (none in the abdomen)."""
+        cv, r, c = self.cv, self.radius, self.centre
+        front = spine + math.pi
+        side = front + float(self.rng.choice([-1, 1])) * 0.9
+        stomach = (c[0] + 0.4 * r * math.cos(side), c[1] + 0.4 * r * math.sin(side))
+        cv.ellipse(self.static, stomach, (0.3 * r, 0.2 * r), math.degrees(side) + 90, FLUID * 1.5)
+        vein_a = (c[0] + 0.55 * r * math.cos(front), c[1] + 0.55 * r * math.sin(front))
+        vein_b = (c[0] + 0.05 * r * math.cos(front + 0.5), c[1] + 0.05 * r * math.sin(front + 0.5))
+        cv.line(self.static, vein_a, vein_b, FLUID * 2, 0.018)
+        self.stomach = stomach
 
     def calipers(self) -> Calipers:
         cv, r, c = self.cv, self.radius, self.centre
@@ -733,8 +696,7 @@ class AbdomenScene(Scene):
 
 
 class KidneyScene(AbdomenScene):
-    """Renal plane: the abdominal section (with the four-space cluster of bowel) and two
-    hypoechoic kidneys either side of the spine."""
+    """Renal plane: round section with two hypoechoic kidneys either side of the spine."""
 
     def organs(self, spine: float) -> None:
         cv, r, c = self.cv, self.radius, self.centre
@@ -744,9 +706,9 @@ class KidneyScene(AbdomenScene):
         for side in (-1, 1):
             k = (sx + side * 0.42 * r * math.cos(perp) - 0.1 * r * math.cos(spine),
                  sy + side * 0.42 * r * math.sin(perp) - 0.1 * r * math.sin(spine))
-            cv.ellipse(self.static, k, (0.3 * r, 0.22 * r), math.degrees(spine), 0.75, 0.008)
-            cv.ellipse(self.static, k, (0.28 * r, 0.2 * r), math.degrees(spine), 0.1)
-            cv.ellipse(self.static, k, (0.08 * r, 0.05 * r), math.degrees(spine), FLUID)
+            cv.ellipse(self.static, k, (0.26 * r, 0.19 * r), math.degrees(spine), 0.62, 0.006)
+            cv.ellipse(self.static, k, (0.24 * r, 0.17 * r), math.degrees(spine), 0.2)
+            cv.ellipse(self.static, k, (0.08 * r, 0.05 * r), math.degrees(spine), FLUID * 1.5)
         self.kidney = k
 
     def calipers(self) -> Calipers:
@@ -761,7 +723,6 @@ class CordScene(AbdomenScene):
     """Umbilical cord insertion (Um) or bladder (BlD): abdomen section plus vessels with flow."""
 
     doppler_share = 0.7
-    heart_like = False
 
     def organs(self, spine: float) -> None:
         cv, r, c = self.cv, self.radius, self.centre
