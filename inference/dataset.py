@@ -36,7 +36,7 @@ from inference.clips import FRAMES_PER_CLIP, STREAMS, ClipRequest, sample_clips,
 from inference.decode import Frame, iter_frames, sample_frames
 
 __all__ = ["SPLITS", "DatasetError", "DatasetSpec", "DatasetSummary", "build_dataset",
-           "cropped_frames", "span_centres", "split_operators", "video_image_area"]
+           "cropped_frame", "cropped_frames", "span_centres", "split_operators", "video_image_area"]
 
 log = logging.getLogger(__name__)
 
@@ -220,13 +220,18 @@ def video_image_area(video: str | Path):
     return detect_image_area_from_frames(sample_frames(video, seconds=ROI_SAMPLE_S))
 
 
-def cropped_frames(frames: Iterator[Frame], area, size: int) -> Iterator[Frame]:
-    """Frames cropped to `area` and resized to `size` x `size` (area interpolation)."""
+def cropped_frame(image: np.ndarray, area, size: int) -> np.ndarray:
+    """One frame's image cropped to `area` and resized to `size` x `size` (area interpolation,
+    also when enlarging, unlike `inference.roi.crop_and_resize`): the datasets' preprocessing."""
     import cv2
 
+    return cv2.resize(area.crop(image), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def cropped_frames(frames: Iterator[Frame], area, size: int) -> Iterator[Frame]:
+    """Frames cropped to `area` and resized to `size` x `size` (`cropped_frame`)."""
     for frame in frames:
-        small = cv2.resize(area.crop(frame.image), (size, size), interpolation=cv2.INTER_AREA)
-        yield Frame(frame.index, frame.t_s, small)
+        yield Frame(frame.index, frame.t_s, cropped_frame(frame.image, area, size))
 
 
 def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,

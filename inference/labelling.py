@@ -4,7 +4,7 @@ Each video is decoded once, in order (`inference.decode.iter_frames`, luma fast 
 go into one ring buffer (`_LazyRing`, an `inference.decode.FrameRing`) from which every stream of
 the model takes its clips; a frame is cropped to the scan's image area and resized to the model's
 S x S exactly as dataset clips are (`inference.dataset.video_image_area` from the first
-`ROI_SAMPLE_S` seconds, then `inference.dataset.cropped_frames`) once, when a window first
+`ROI_SAMPLE_S` seconds, then `inference.dataset.cropped_frame`) once, when a window first
 samples it, and frames no window samples are never shrunk (about 60% of them with fr4 clips
 every second; shrinking was the producer's largest cost after the decoder). Windows are
 centred every ``hop_s`` seconds (`inference.clips.window_centres`), each clip stream samples the
@@ -45,7 +45,7 @@ import numpy as np
 
 from fetal_analytics.errors import UserError
 from inference.clips import STREAMS, clip_span_s, window_centres, window_times
-from inference.dataset import STREAM_2D, cropped_frames, video_image_area
+from inference.dataset import STREAM_2D, cropped_frame, video_image_area
 from inference.decode import Frame, FrameRing, iter_frames, probe
 from inference.freeze import FreezeConfig, FreezeSpan, detect_freezes_in_frames
 from inference.pipeline import standardise
@@ -302,12 +302,12 @@ class _LazyRing(FrameRing):
     """A `FrameRing` of small frames that are cut from the full frames only when sampled.
 
     Windows sample about 12 of every 30 frames (fr4 clips every second), so cropping and
-    resizing every decoded frame, as `inference.dataset.cropped_frames` over the whole decode
-    would, spends most of that work (the producer's largest cost after the decoder itself) on
-    frames no window uses. Here each pushed frame keeps its full image (a view of the decoded
-    frame) until a window samples it, when it is shrunk once and cached, or until no later
-    window can sample it (`release_before`), when it is dropped unshrunk. The small frames are
-    the same as shrinking every frame; only fewer are made.
+    resizing every decoded frame (`inference.dataset.cropped_frame`) would spend most of that
+    work (the producer's largest cost after the decoder itself) on frames no window uses. Here
+    each pushed frame keeps its full image (a view of the decoded frame) until a window samples
+    it, when it is shrunk once and cached, or until no later window can sample it
+    (`release_before`), when it is dropped unshrunk. The small frames are the same as shrinking
+    every frame; only fewer are made.
     """
 
     def __init__(self, capacity: int, shape: tuple[int, ...], dtype: np.dtype,
@@ -464,7 +464,7 @@ def decode_windows(video: str | Path, streams: Sequence[ModelStream], *, size: i
 
     def shrink(image: np.ndarray) -> np.ndarray:
         # Exactly the dataset's preprocessing, for the frames that windows sample.
-        return next(cropped_frames(iter([Frame(0, 0.0, image)]), area, size)).image
+        return cropped_frame(image, area, size)
 
     assembler = _WindowAssembler(streams, hop_s=hop_s, batch_size=batch_size, fps_hint=info.fps,
                                  shrink=shrink, on_batch=on_batch)

@@ -28,7 +28,7 @@ from fetal_analytics.store import Store
 from fetal_analytics.synth import simulate_cohort, write_cohort
 from inference import labelling
 from inference.clips import ClipRequest, sample_clips, window_centres, window_times
-from inference.dataset import cropped_frames, video_image_area
+from inference.dataset import cropped_frame, cropped_frames, video_image_area
 from inference.decode import iter_frames
 from inference.labelling import ModelStream, decode_windows
 from inference.models import build, combine_streams, save_model
@@ -164,12 +164,11 @@ def test_only_the_frames_windows_sample_are_cropped_and_resized(cohort, monkeypa
     video = cohort / "videos" / "SIM0003.mp4"
     shrunk = []
 
-    def counting(frames, area, size):
-        for frame in cropped_frames(frames, area, size):
-            shrunk.append(frame)
-            yield frame
+    def counting(image, area, size):
+        shrunk.append(image)
+        return cropped_frame(image, area, size)
 
-    monkeypatch.setattr(labelling, "cropped_frames", counting)
+    monkeypatch.setattr(labelling, "cropped_frame", counting)
     area = video_image_area(video)
     every = list(cropped_frames(iter_frames(video), area, SIZE))
     times = np.array([f.t_s for f in every])
