@@ -90,6 +90,7 @@ import numpy as np
 
 __all__ = [
     "BACKGROUND",
+    "BACKGROUND_PARAMS",
     "LEGACY_KEYS",
     "DecodingParams",
     "Segment",
@@ -117,8 +118,9 @@ _SELF_MIN, _SELF_MAX = 0.5, 0.9999
 _FLOOR = 1e-12
 
 
-# Parameters whose default is None (left out of `DecodingParams.to_dict` while None).
-_OPTIONAL = ("background_share", "background_segment_s")
+#: The parameters whose default is None (the even transitions; left out of
+#: `DecodingParams.to_dict` while None).
+BACKGROUND_PARAMS = ("background_share", "background_segment_s")
 
 
 def _log(x: float) -> float:
@@ -210,7 +212,7 @@ class DecodingParams:
         also by versions that do not know them.
         """
         return {k: v for k, v in asdict(self).items()
-                if v is not None or k not in _OPTIONAL}
+                if v is not None or k not in BACKGROUND_PARAMS}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DecodingParams:

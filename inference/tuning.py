@@ -55,6 +55,7 @@ import numpy as np
 from fetal_analytics.errors import UserError
 from inference.decoding import (
     BACKGROUND,
+    BACKGROUND_PARAMS,
     DecodingParams,
     background_index,
     decode_path,
@@ -93,8 +94,6 @@ DEFAULT_GRID: dict[str, tuple[float | None, ...]] = {
     "background_segment_s": (None, 10.0, 20.0),
     "min_duration_s": (0.0, 2.0, 4.0),
 }
-#: Parameters whose value None means their default (see `DecodingParams`).
-_NONE_ALLOWED = ("background_share", "background_segment_s")
 #: Spacing of the frames at which both timelines are compared, in seconds.
 FRAME_STEP_S = 0.5
 
@@ -385,7 +384,7 @@ def tune_decoding(store: Store, manual_ref: str | int, auto_ref: str | int, *,
                  auto.run_id, values["prior_power"][0])
         values["prior_power"] = values["prior_power"][:1]
     background = background_index(classes)
-    for name in _NONE_ALLOWED:
+    for name in BACKGROUND_PARAMS:
         if background is None and len(values[name]) > 1:
             log.info("run %d has no background class %r: %s has no effect, trying %s only",
                      auto.run_id, BACKGROUND, name, values[name][0])
