@@ -310,9 +310,11 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> tup
 @click.option("--manual-fraction", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="Share of scans that get manual labels.")
 @click.option("--no-video", is_flag=True, help="Write the CSVs only (fast: for analytics).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Videos rendered at once, one process each (the videos are the same).")
 def simulate(out: Path, scans: int, operators: int, minutes: float | None,
              excerpt_minutes: float | None, fps: float, size: tuple[int, int], seed: int,
-             manual_fraction: float, no_video: bool) -> None:
+             manual_fraction: float, no_video: bool, jobs: int) -> None:
     """Simulate a cohort of full-length scans with exact ground truth.
 
     Writes OUT/manifest.csv, OUT/manual_labels.csv (freeze-centred 5 s clips),
@@ -323,7 +325,7 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None,
     Example:
       fetal-analytics simulate --out /tmp/sim --scans 4 --minutes 2 --seed 1
       fetal-analytics simulate --out /tmp/big --scans 10000 --operators 100 --no-video
-      fetal-analytics simulate --out /tmp/train --scans 24 --operators 12 --excerpt 6
+      fetal-analytics simulate --out /tmp/train --scans 24 --operators 12 --excerpt 6 --jobs 2
     """
     from rich.progress import (
         BarColumn,
@@ -346,7 +348,8 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None,
     with Progress(*columns, console=console, transient=True,
                   disable=not console.is_terminal) as progress:
         overall = progress.add_task("scans", total=scans)
-        frames = progress.add_task("frames", total=None, visible=not no_video)
+        # One scan's frames are counted only when it renders in this process.
+        frames = progress.add_task("frames", total=None, visible=not no_video and jobs == 1)
 
         def on_scan(scan: Any) -> Callable[[int], None]:
             progress.advance(overall)
@@ -354,7 +357,8 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None,
                            description=f"{scan.scan_id} frames")
             return lambda n: progress.advance(frames, n)
 
-        write_cohort(cohort, out, video=not no_video, size=size, seed=seed, on_scan=on_scan)
+        write_cohort(cohort, out, video=not no_video, size=size, seed=seed, on_scan=on_scan,
+                     jobs=jobs)
     n_events = sum(len(s.events) for s in cohort.scans)
     click.echo(f"{out}: {scans} scans by {operators} operators, {n_events} events, "
                f"{sum(len(s.freezes) for s in cohort.scans)} freezes"

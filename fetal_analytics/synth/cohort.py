@@ -6,7 +6,9 @@ spawn_key=...)``), so a scan is the same whatever the number of scans simulated 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import multiprocessing
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -183,7 +185,7 @@ def simulate_cohort(*, scans: int = 4, operators: int = 2, minutes: float | None
 def write_cohort(cohort: Cohort, out: str | Path, *, video: bool = True,
                  size: tuple[int, int] = (640, 480), seed: int = 0,
                  on_scan: Callable[[ScanTimeline], Callable[[int], None] | None] | None = None,
-                 ) -> Path:
+                 jobs: int = 1) -> Path:
     """Write a cohort in the formats `ingest` reads, with a video per scan unless `video` is False.
 
     Files under `out`: ``manifest.csv`` (video paths relative to `out`), ``manual_labels.csv``,
@@ -204,8 +206,14 @@ def write_cohort(cohort: Cohort, out: str | Path, *, video: bool = True,
         Seed of the rendering (speckle, probe motion).
     on_scan : callable, optional
         Called with each scan before it is rendered; may return a callable that receives the
-        number of frames rendered since its last call (for progress bars).
+        number of frames rendered since its last call (for progress bars). With ``jobs > 1``
+        it is called as each scan is finished instead, and what it returns is not used.
+    jobs : int
+        Scans rendered at once, each in its own process (pixels do not depend on it: a scan's
+        frames are a function of its id and `seed`).
     """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     out = Path(out)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     video_paths: dict[str, str] = {}
@@ -213,12 +221,16 @@ def write_cohort(cohort: Cohort, out: str | Path, *, video: bool = True,
         from fetal_analytics.synth.render import render_scan
 
         (out / "videos").mkdir(exist_ok=True)
-        for scan, when in zip(cohort.scans, cohort.acquired_at, strict=True):
-            progress = on_scan(scan) if on_scan else None
-            relative = f"videos/{scan.scan_id}.mp4"
-            render_scan(scan, out / relative, acquired_at=when, fps=cohort.fps, size=size,
-                        seed=seed, progress=progress)
-            video_paths[scan.scan_id] = relative
+        video_paths = {scan.scan_id: f"videos/{scan.scan_id}.mp4" for scan in cohort.scans}
+        work = zip(cohort.scans, cohort.acquired_at, strict=True)
+        if jobs == 1:
+            for scan, when in work:
+                progress = on_scan(scan) if on_scan else None
+                render_scan(scan, out / video_paths[scan.scan_id], acquired_at=when,
+                            fps=cohort.fps, size=size, seed=seed, progress=progress)
+        else:
+            _render_in_processes(work, out, video_paths, fps=cohort.fps, size=size, seed=seed,
+                                 on_scan=on_scan, jobs=jobs)
     elif on_scan:
         for scan in cohort.scans:
             on_scan(scan)
@@ -227,3 +239,20 @@ def write_cohort(cohort: Cohort, out: str | Path, *, video: bool = True,
     cohort.events().to_csv(out / "truth" / "events.csv", index=False)
     cohort.freezes().to_csv(out / "truth" / "freezes.csv", index=False)
     return out
+
+
+def _render_in_processes(work: Iterable[tuple[ScanTimeline, datetime]], out: Path,
+                         video_paths: dict[str, str], *, fps: float, size: tuple[int, int],
+                         seed: int, on_scan: Callable[[ScanTimeline], object] | None,
+                         jobs: int) -> None:
+    """Render scans `jobs` at a time in spawned processes (the caller may hold threads)."""
+    from fetal_analytics.synth.render import render_scan
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = {pool.submit(render_scan, scan, out / video_paths[scan.scan_id],
+                               acquired_at=when, fps=fps, size=size, seed=seed): scan
+                   for scan, when in work}
+        for future in as_completed(pending):
+            future.result()
+            if on_scan:
+                on_scan(pending[future])

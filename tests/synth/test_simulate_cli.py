@@ -39,3 +39,21 @@ def test_simulate_is_deterministic_for_a_seed(tmp_path):
 def test_simulate_refuses_a_bad_size(tmp_path):
     result = invoke("simulate", "--out", tmp_path, "--size", "640by480", code=2)
     assert "expected WIDTHxHEIGHT such as 640x480, got '640by480'" in result.output
+
+
+def test_simulate_jobs_render_the_same_videos_in_parallel(tmp_path):
+    for name, jobs in (("serial", 1), ("parallel", 2)):
+        invoke("simulate", "--out", tmp_path / name, "--scans", 3, "--minutes", 0.05,
+               "--size", "96x72", "--seed", 4, "--jobs", jobs)
+    serial = sorted((tmp_path / "serial" / "videos").glob("*.mp4"))
+    assert [p.name for p in serial] == ["SIM0001.mp4", "SIM0002.mp4", "SIM0003.mp4"]
+    for video in serial:
+        assert video.read_bytes() == (tmp_path / "parallel" / "videos" / video.name).read_bytes()
+    assert ((tmp_path / "serial" / "manifest.csv").read_bytes()
+            == (tmp_path / "parallel" / "manifest.csv").read_bytes())
+    assert not list((tmp_path / "parallel" / "videos").glob("*.part"))
+
+
+def test_simulate_refuses_zero_jobs(tmp_path):
+    result = invoke("simulate", "--out", tmp_path, "--jobs", 0, code=2)
+    assert "--jobs" in result.output
