@@ -3,12 +3,13 @@
 #
 #   scripts/train-demo-model.sh [WORK_DIR]      (default out/demo-model; `make demo-model`)
 #
-# 1. simulate 40 five-minute excerpts of natural-length scans by 20 operators (seed 2019);
+# 1. simulate 80 five-minute excerpts of natural-length scans by 40 operators (seed 2019);
 # 2. build a dense dataset of every stream from the true timelines (labels outside the 11 classes
 #    become Bk; `benchmark-models` trains on the same dataset);
 # 3. train SonoNet on single frames, then Sono-2DtCNN on each clip stream, inflated from it and
 #    fine-tuned at a tenth of the learning rate;
-# 4. evaluate each stream on the held-out operators and join them into one multi-stream model;
+# 4. evaluate each stream on the held-out operators and join them, with the 2D stream, into one
+#    multi-stream model (late fusion);
 # 5. label the validation and test operators' scans (never trained on) and tune the temporal
 #    decoding on them (sidecar).
 # Every step is deterministic for the seeds; finished steps are skipped on a re-run.
@@ -21,7 +22,7 @@ EPOCHS_CLIP=${EPOCHS_CLIP:-1}
 FA="$BIN/fetal-analytics"
 
 [ -f "$WORK/cohort/manifest.csv" ] || \
-  "$FA" simulate --out "$WORK/cohort" --scans 40 --operators 20 --excerpt 5 --seed 2019
+  "$FA" simulate --out "$WORK/cohort" --scans 80 --operators 40 --excerpt 5 --seed 2019 --jobs 2
 [ -f "$WORK/dataset/dataset.json" ] || \
   "$FA" dataset build --manifest "$WORK/cohort/manifest.csv" \
     --labels "$WORK/cohort/truth/events.csv" --others-as Bk --clips-per-span 20 \
@@ -29,7 +30,9 @@ FA="$BIN/fetal-analytics"
 [ -f "$WORK/sononet-2d/model.keras" ] || \
   "$FA" train --dataset "$WORK/dataset" --arch sononet --stream 2d --epochs "$EPOCHS_2D" \
     --out "$WORK/sononet-2d"
-members=()
+"$FA" evaluate "$WORK/sononet-2d/model.keras" --dataset "$WORK/dataset" --split test \
+  --confusion "$WORK/sononet-2d/test-confusion.png"
+members=("$WORK/sononet-2d/model.keras")
 for stream in $STREAMS; do
   [ -f "$WORK/sono2dt-$stream/model.keras" ] || \
     "$FA" train --dataset "$WORK/dataset" --arch sono_2dtcnn --stream "$stream" \
@@ -41,7 +44,7 @@ for stream in $STREAMS; do
 done
 "$FA" combine-models "${members[@]}" --out data/demo_model.keras
 # Temporal decoding tuned on the validation and test splits' scans against their true timelines
-# (eight five-minute excerpts: the four validation ones alone tie on too many settings).
+# (sixteen-odd five-minute excerpts: the validation ones alone tie on too many settings).
 TUNE="$WORK/tune"
 mkdir -p "$TUNE"
 "$BIN/python" - "$WORK" <<'PY'
