@@ -44,7 +44,7 @@ for stream in $STREAMS; do
 done
 "$FA" combine-models "${members[@]}" --out data/demo_model.keras
 # Temporal decoding tuned on the validation and test splits' scans against their true timelines
-# (sixteen-odd five-minute excerpts: the validation ones alone tie on too many settings).
+# (twenty five-minute excerpts: the validation ones alone tie on too many settings).
 TUNE="$WORK/tune"
 mkdir -p "$TUNE"
 "$BIN/python" - "$WORK" <<'PY'
