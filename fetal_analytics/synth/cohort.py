@@ -252,7 +252,12 @@ def _render_in_processes(work: Iterable[tuple[ScanTimeline, datetime]], out: Pat
         pending = {pool.submit(render_scan, scan, out / video_paths[scan.scan_id],
                                acquired_at=when, fps=fps, size=size, seed=seed): scan
                    for scan, when in work}
-        for future in as_completed(pending):
-            future.result()
-            if on_scan:
-                on_scan(pending[future])
+        try:
+            for future in as_completed(pending):
+                future.result()
+                if on_scan:
+                    on_scan(pending[future])
+        except BaseException:
+            # A failed scan (or Ctrl-C) stops the cohort: do not render the scans still queued.
+            pool.shutdown(cancel_futures=True)
+            raise

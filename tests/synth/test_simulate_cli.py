@@ -1,6 +1,7 @@
 import json
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from fetal_analytics.cli import main
@@ -57,3 +58,13 @@ def test_simulate_jobs_render_the_same_videos_in_parallel(tmp_path):
 def test_simulate_refuses_zero_jobs(tmp_path):
     result = invoke("simulate", "--out", tmp_path, "--jobs", 0, code=2)
     assert "--jobs" in result.output
+
+
+def test_a_scan_that_fails_to_render_in_a_worker_stops_the_cohort(tmp_path):
+    from fetal_analytics.synth import simulate_cohort, write_cohort
+
+    cohort = simulate_cohort(scans=3, minutes=0.05, seed=4)
+    with pytest.raises(ValueError, match="even"):
+        write_cohort(cohort, tmp_path, size=(97, 72), jobs=2)
+    assert not list((tmp_path / "videos").glob("*.mp4"))
+    assert not (tmp_path / "manifest.csv").exists()
