@@ -36,8 +36,13 @@ Outputs, under ``out``::
     confusion-<arch>-<stream>.png    confusion matrices of the 2D SonoNet and Sono-2DtCNN (FR/4)
     results.json                     `BenchmarkResult.to_dict`
 
+The paper's tables use the clips of its 11 classes only: a dataset whose events of other classes
+were relabelled (``--others-as``, ``spec.others_as`` in ``dataset.json``) is accepted with a
+warning, since its Bk then holds other anatomy too, and the markdown says how it was built.
+
 A held-out test dataset must have the training dataset's classes (in the same order), frame size
-and the streams needed, be aligned, and share no scan with it. Scans are compared by ``scan_id``
+and the streams needed, be aligned, treat other classes as it does (``others_as``), and share no
+scan with it. Scans are compared by ``scan_id``
 only when both ``dataset.json`` record the same manifest (``sources.manifest``, its SHA-256) or
 either records none: simulated cohorts of different seeds reuse ids such as ``SIM0001`` for
 different scans, so datasets of different manifests are taken to hold different scans.
@@ -699,7 +704,7 @@ def _environment() -> dict[str, Any]:
 
 def _dataset_summary(meta: dict[str, Any]) -> dict[str, Any]:
     return {"size": int(meta["spec"]["size"]), "classes": list(meta["classes"]),
-            "aligned": bool(meta.get("aligned")),
+            "aligned": bool(meta.get("aligned")), "others_as": _others_as(meta),
             "scans": {s: len(v.get("scans", [])) for s, v in meta["splits"].items()},
             "operators": {s: len(v.get("operators", [])) for s, v in meta["splits"].items()},
             "instances": {split: {stream: int(sum(c.values())) for stream, c in by.items()}
@@ -860,7 +865,26 @@ def _check_dataset(dataset: Path, config: BenchmarkConfig, needed: set[str],
         for stream in needed:
             if not shard_paths(dataset, split, stream):
                 raise BenchmarkError(f"{dataset}: no {split} clips in stream {stream!r}")
+    others_as = _others_as(meta)
+    if others_as is not None:
+        log.warning("%s relabels the events of classes outside its own as %s (built with "
+                    "--others-as): the paper's tables use the clips of its 11 classes only, so "
+                    "%s holds other anatomy here (umbilical cord, feet, ...) and the tables "
+                    "differ from the paper's protocol; build the dataset without --others-as",
+                    dataset, others_as, others_as)
     return meta
+
+
+def _others_as(meta: dict[str, Any]) -> str | None:
+    """The class a dataset gave the events of other classes (``--others-as``), None when
+    they were left out."""
+    return (meta.get("spec") or {}).get("others_as")
+
+
+def _built_with(meta: dict[str, Any]) -> str:
+    code = _others_as(meta)
+    return ("without --others-as (other classes left out)" if code is None else
+            f"with --others-as {code}")
 
 
 def _scan_ids(meta: dict[str, Any]) -> set[str]:
@@ -903,6 +927,10 @@ def _check_test_dataset(test_dir: Path, dataset: Path, meta: dict[str, Any],
         raise BenchmarkError(f"{what} is not aligned (built before every stream's clips were "
                              "centred on the same times): rebuild it with "
                              "`fetal-analytics dataset build`")
+    if _others_as(test_meta) != _others_as(meta):
+        raise BenchmarkError(f"{what} was built {_built_with(test_meta)} but {dataset} "
+                             f"{_built_with(meta)}: the models would be tested on another "
+                             "meaning of a class; build both the same way")
     manifest = (meta.get("sources") or {}).get("manifest")
     test_manifest = (test_meta.get("sources") or {}).get("manifest")
     if manifest is None or test_manifest is None or manifest == test_manifest:
@@ -1428,7 +1456,7 @@ def markdown(result: BenchmarkResult, *, relative_to: str | Path | None = None) 
         f"seed {c.seed}, {caps_text}. Dataset `{result.dataset}`: "
         f"{ds['scans'].get('train', 0)}/{ds['scans'].get('val', 0)}/"
         f"{ds['scans'].get('test', 0)} scans in train/val/test (split by operator), "
-        f"{len(ds['classes'])} classes; tested on {description}. "
+        f"{len(ds['classes'])} classes{_others_text(ds)}; tested on {description}. "
         f"Keras {env.get('keras')} ({env.get('backend')}), "
         f"{where}, {env.get('platform')}; started {result.started}. Training took "
         f"{train_s / 60:.1f} min (all models), this run {result.wall_s / 60:.1f} min (a resumed "
@@ -1465,6 +1493,16 @@ def markdown(result: BenchmarkResult, *, relative_to: str | Path | None = None) 
         lines += [f"![{key}]({link(path)})" for key, path in result.confusion_pngs.items()]
     lines.append(MARKER_END)
     return "\n".join(lines) + "\n"
+
+
+def _others_text(dataset_summary: Mapping[str, Any]) -> str:
+    if "others_as" not in dataset_summary:  # a result of a version that did not record it
+        return ""
+    code = dataset_summary["others_as"]
+    if code is None:
+        return " (events of other classes left out, as in the paper)"
+    return (f" (events of other classes labelled {code} by `--others-as`, unlike the paper, "
+            "which leaves them out)")
 
 
 def write_markdown_section(path: str | Path, section: str) -> Path:

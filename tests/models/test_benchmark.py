@@ -240,6 +240,8 @@ def test_the_markdown_section_is_replaced_between_its_markers(bench, tmp_path):
     write_markdown_section(path, section.replace("Table 2", "Table two"))
     assert path.read_text() == text
     assert "| Sono-2DtCNN | FR/4 |" in text and "| 0.73 |" in text  # ours beside the paper's
+    assert bench.dataset_summary["others_as"] is None
+    assert "11 classes (events of other classes left out, as in the paper)" in text
     for png in bench.confusion_pngs.values():  # linked relative to the markdown file
         assert f"]({os.path.relpath(png, tmp_path)})" in text
     path.write_text(f"x\n{MARKER_START}\nno end\n")
@@ -356,4 +358,22 @@ def test_a_test_dataset_must_fit_and_be_held_out(dataset, heldout, tmp_path):
     refused(edited(spec={**meta["spec"], "size": 48}), "48-pixel frames but .* has 32")
     refused(edited(streams={"2d": None}), re.escape(f"test dataset {copy} lacks the streams fr4"))
     refused(edited(aligned=False), re.escape(f"test dataset {copy} is not aligned"))
+    refused(edited(spec={**meta["spec"], "others_as": "Bk"}),
+            re.escape(f"test dataset {copy} was built with --others-as Bk but {dataset} without "
+                      "--others-as (other classes left out)"))
     assert not (tmp_path / "out").exists()  # refused before any training
+
+
+def test_a_dataset_with_other_classes_relabelled_is_named_in_a_warning(dataset, heldout,
+                                                                       tmp_path, caplog):
+    relabelled = tmp_path / "relabelled"
+    shutil.copytree(dataset, relabelled)
+    meta = json.loads((relabelled / "dataset.json").read_text())
+    meta["spec"]["others_as"] = "Bk"
+    (relabelled / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(BenchmarkError, match="was built without --others-as .* but .* with "
+                                             "--others-as Bk"):
+        run_benchmark(relabelled, tmp_path / "out", config=BenchmarkConfig(**TINY),
+                      test_dataset=heldout)
+    assert any(str(relabelled) in r.getMessage() and "paper's protocol" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
