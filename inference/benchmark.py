@@ -1337,11 +1337,17 @@ def compute_findings(table2: Sequence[BenchmarkRow],
         best = max(singles, key=lambda r: r.top3)
         findings.append(Finding(
             "fusion_top3", claim, fused.top3 >= best.top3 - 1e-12,
-            f"top-3 {fused.top3:.3f} fused vs {best.top3:.3f} at {_STREAM_NAMES[best.key]} "
-            f"(the best single stream; n {fused.n})",
+            f"top-3 {fused.top3:.4f} fused vs {best.top3:.4f} at {_STREAM_NAMES[best.key]} "
+            f"(the best single stream): {_misses(fused)} vs {_misses(best)} of {fused.n} "
+            "instances without the true class in the top 3",
             {"top3_fused": fused.top3, "top3_best_single": best.top3, "best_single": best.key,
              "top3_single": {r.key: r.top3 for r in singles}}))
     return findings
+
+
+def _misses(row: BenchmarkRow) -> int:
+    """How many test instances miss the true class in the top 3."""
+    return round((1.0 - row.top3) * row.n)
 
 
 # ---------------------------------------------------------------------------------------------

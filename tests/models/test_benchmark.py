@@ -168,7 +168,7 @@ def test_the_findings_follow_from_the_metrics(bench):
 
 def _row(key, f1=0.5, top1=0.5, top3=0.8, confusion=None):
     return BenchmarkRow(key=key, name=key, arch=None, streams=tuple(key.split("+")), f1=f1,
-                        top1=top1, top3=top3, confusion=confusion)
+                        top1=top1, top3=top3, n=2000, confusion=confusion)
 
 
 def test_the_findings_on_hand_made_rows():
@@ -191,6 +191,9 @@ def test_the_findings_on_hand_made_rows():
     assert found["dynamic_classes"].values["mean_2d"] == pytest.approx(0.3)
     assert found["fusion_top3"].holds is True  # ties count: "at least as good"
     assert found["fusion_top3"].values["best_single"] == "fr4"
+    assert found["fusion_top3"].detail == (
+        "top-3 0.9300 fused vs 0.9300 at FR/4 (the best single stream): 140 vs 140 of 2000 "
+        "instances without the true class in the top 3")
     # A class without test instances leaves its shares out of both means.
     no_ki = c2.copy()
     no_ki.loc["Ki"] = 0
@@ -371,8 +374,8 @@ def test_a_dataset_with_other_classes_relabelled_is_named_in_a_warning(dataset, 
     meta = json.loads((relabelled / "dataset.json").read_text())
     meta["spec"]["others_as"] = "Bk"
     (relabelled / "dataset.json").write_text(json.dumps(meta))
-    with pytest.raises(BenchmarkError, match="was built without --others-as .* but .* with "
-                                             "--others-as Bk"):
+    with pytest.raises(BenchmarkError, match=r"was built without --others-as .* but .* with "
+                                             r"--others-as Bk"):
         run_benchmark(relabelled, tmp_path / "out", config=BenchmarkConfig(**TINY),
                       test_dataset=heldout)
     assert any(str(relabelled) in r.getMessage() and "paper's protocol" in r.getMessage()
