@@ -42,10 +42,10 @@ warning, since its Bk then holds other anatomy too, and the markdown says how it
 
 A held-out test dataset must have the training dataset's classes (in the same order), frame size
 and the streams needed, be aligned, treat other classes as it does (``others_as``), and share no
-scan with it. Scans are compared by ``scan_id``
-only when both ``dataset.json`` record the same manifest (``sources.manifest``, its SHA-256) or
-either records none: simulated cohorts of different seeds reuse ids such as ``SIM0001`` for
-different scans, so datasets of different manifests are taken to hold different scans.
+scan with it. Scans are compared by ``scan_id`` only when both ``dataset.json`` record the same
+manifest (``sources.manifest``, its SHA-256) or either records none: simulated cohorts of
+different seeds reuse ids such as ``SIM0001`` for different scans, so datasets of different
+manifests are taken to hold different scans.
 
 `markdown` renders a result as a section of ``BENCHMARKS.md`` and `write_markdown_section` puts it
 between the markers `MARKER_START` and `MARKER_END`, leaving the rest of the file as it is.
@@ -868,9 +868,10 @@ def _check_dataset(dataset: Path, config: BenchmarkConfig, needed: set[str],
     others_as = _others_as(meta)
     if others_as is not None:
         log.warning("%s relabels the events of classes outside its own as %s (built with "
-                    "--others-as): the paper's tables use the clips of its 11 classes only, so "
-                    "%s holds other anatomy here (umbilical cord, feet, ...) and the tables "
-                    "differ from the paper's protocol; build the dataset without --others-as",
+                    "--others-as): the paper's tables use only the clips of the classes they "
+                    "name, so %s holds other anatomy here (umbilical cord, feet, ...) and the "
+                    "tables differ from the paper's protocol; build the dataset without "
+                    "--others-as",
                     dataset, others_as, others_as)
     return meta
 
@@ -1414,6 +1415,16 @@ def _markdown_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _confusion_table(confusion: Any) -> list[str]:
+    """A confusion matrix of counts as a markdown table: true classes down, predicted across."""
+    predicted = [str(c) for c in confusion.columns]
+    lines = ["| true / predicted | " + " | ".join(predicted) + " |",
+             "|" + "---|" * (len(predicted) + 1)]
+    for true, counts in confusion.iterrows():
+        lines.append(f"| {true} | " + " | ".join(str(int(v)) for v in counts) + " |")
+    return lines
+
+
 def markdown(result: BenchmarkResult, *, relative_to: str | Path | None = None) -> str:
     """A ``BENCHMARKS.md`` section of a result: both tables, the findings and the confusion
     matrices, between `MARKER_START` and `MARKER_END`.
@@ -1496,7 +1507,13 @@ def markdown(result: BenchmarkResult, *, relative_to: str | Path | None = None) 
     if result.confusion_pngs:
         lines += ["", f"Confusion matrices on {label} (rows true, columns predicted; "
                   "the paper's Fig. 3):", ""]
-        lines += [f"![{key}]({link(path)})" for key, path in result.confusion_pngs.items()]
+        rows = {r.key: r for r in result.table2}
+        for key, path in result.confusion_pngs.items():
+            row = rows.get(key)
+            if row is not None and row.confusion is not None:
+                lines += [f"{row.name} ({_STREAM_NAMES[row.streams[0]]}), test counts:", "",
+                          *_confusion_table(row.confusion), ""]
+            lines += [f"![{key}]({link(path)})", ""]
     lines.append(MARKER_END)
     return "\n".join(lines) + "\n"
 

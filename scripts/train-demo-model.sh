@@ -5,7 +5,7 @@
 #
 # 1. simulate 80 five-minute excerpts of natural-length scans by 40 operators (seed 2019);
 # 2. build a dense dataset of every stream from the true timelines (labels outside the 11 classes
-#    become Bk; `benchmark-models` trains on the same dataset);
+#    become Bk; `make benchmark-models` builds its own from the same cohort, leaving them out);
 # 3. train SonoNet on single frames, then Sono-2DtCNN on each clip stream, inflated from it and
 #    fine-tuned at a tenth of the learning rate;
 # 4. evaluate each stream on the held-out operators and join them, with the 2D stream, into one

@@ -245,6 +245,9 @@ def test_the_markdown_section_is_replaced_between_its_markers(bench, tmp_path):
     assert "| Sono-2DtCNN | FR/4 |" in text and "| 0.73 |" in text  # ours beside the paper's
     assert bench.dataset_summary["others_as"] is None
     assert "11 classes (events of other classes left out, as in the paper)" in text
+    confusion = next(r for r in bench.table2 if r.key == "sononet-2d").confusion
+    true = confusion.index[0]
+    assert (f"| {true} | " + " | ".join(str(int(v)) for v in confusion.loc[true]) + " |") in text
     for png in bench.confusion_pngs.values():  # linked relative to the markdown file
         assert f"]({os.path.relpath(png, tmp_path)})" in text
     path.write_text(f"x\n{MARKER_START}\nno end\n")
