@@ -1417,12 +1417,9 @@ def _markdown_table(records: list[dict[str, Any]]) -> list[str]:
 
 def _confusion_table(confusion: Any) -> list[str]:
     """A confusion matrix of counts as a markdown table: true classes down, predicted across."""
-    predicted = [str(c) for c in confusion.columns]
-    lines = ["| true / predicted | " + " | ".join(predicted) + " |",
-             "|" + "---|" * (len(predicted) + 1)]
-    for true, counts in confusion.iterrows():
-        lines.append(f"| {true} | " + " | ".join(str(int(v)) for v in counts) + " |")
-    return lines
+    return _markdown_table([
+        {"true / predicted": true, **{str(c): int(n) for c, n in counts.items()}}
+        for true, counts in confusion.iterrows()])
 
 
 def markdown(result: BenchmarkResult, *, relative_to: str | Path | None = None) -> str:
