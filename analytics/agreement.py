@@ -50,16 +50,24 @@ import logging
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields, is_dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from analytics._checks import check_choice
 from analytics.warnings import DegenerateDataWarning
 from fetal_analytics import taxonomy
-from fetal_analytics.segments import SegmentScores, frame_centres, sample_index, segment_scores
+from fetal_analytics.checks import check_choice
+from fetal_analytics.results import Result, plain
+from fetal_analytics.segments import (
+    DEFAULT_FRAME_STEP_S,
+    SegmentScores,
+    frame_centres,
+    sample_index,
+    segment_scores,
+)
+from fetal_analytics.taxonomy import BACKGROUND
 
 if TYPE_CHECKING:
     from analytics.selection import EventSelection
@@ -88,39 +96,8 @@ _BOOT_CHUNK = 250                  # bootstrap resamples per matrix product
 
 # --- results --------------------------------------------------------------------------------------
 
-def _plain(value: Any) -> Any:
-    """JSON-able Python: DataFrames as lists of dicts, non-finite floats as None."""
-    if isinstance(value, pd.DataFrame):
-        return [{str(k): _plain(v) for k, v in row.items()}
-                for row in value.to_dict(orient="records")]
-    if hasattr(value, "to_dict") and is_dataclass(value):
-        return value.to_dict()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if value is None or isinstance(value, str):
-        return value
-    if pd.isna(value):
-        return None
-    return str(value)
-
-
-class _ToDict:
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values: tables as lists of row dicts, NaN as None."""
-        return {f.name: _plain(getattr(self, f.name))
-                for f in fields(self)}  # type: ignore[arg-type]
-
-
 @dataclass(frozen=True)
-class CorrelationResult(_ToDict):
+class CorrelationResult(Result):
     """The paper's unpaired comparison of per-category durations (see the module docstring).
 
     Attributes
@@ -151,9 +128,11 @@ class CorrelationResult(_ToDict):
     manual_selection: str = ""
     auto_selection: str = ""
 
+    frame_field: ClassVar[str] = "per_category"
+
 
 @dataclass(frozen=True)
-class KappaResult(_ToDict):
+class KappaResult(Result):
     """Cohen's kappa of frame labels, with a 95% CI.
 
     Attributes
@@ -186,7 +165,7 @@ class KappaResult(_ToDict):
 
 
 @dataclass(frozen=True)
-class PairedAgreement(_ToDict):
+class PairedAgreement(Result):
     """Agreement of manual and automatic labels on the scans labelled by both.
 
     Attributes
@@ -238,10 +217,12 @@ class PairedAgreement(_ToDict):
     manual_selection: str = ""
     auto_selection: str = ""
 
+    frame_field: ClassVar[str] = "per_category"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values; the confusion matrix as rows ``{"truth": label, ...}``."""
         out = super().to_dict()
-        out["confusion"] = _plain(self.confusion.reset_index())
+        out["confusion"] = plain(self.confusion.reset_index())
         return out
 
 
@@ -546,7 +527,8 @@ def _sample_codes(scan: tuple[np.ndarray, ...], times: np.ndarray) -> np.ndarray
 
 
 def paired_agreement(store: Store, manual: EventSelection, auto: EventSelection, *,
-                     categories: Sequence[str] | None = None, step_s: float = 1.0,
+                     categories: Sequence[str] | None = None,
+                     step_s: float = DEFAULT_FRAME_STEP_S,
                      kappa_ci: str = "bootstrap", n_boot: int = 2000,
                      seed: int = 0) -> PairedAgreement | None:
     """Agreement of manual and automatic labels on the scans that have both.
@@ -649,7 +631,8 @@ def paired_agreement(store: Store, manual: EventSelection, auto: EventSelection,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         seg_all = segment_scores(pairs())
-        seg_bk = segment_scores(pairs(), background=("Bk",)) if "Bk" in cats else None
+        seg_bk = (segment_scores(pairs(), background=(BACKGROUND,)) if BACKGROUND in cats
+                  else None)
     log.info("paired agreement on %d scans: kappa %.3f, frame accuracy %.1f%%, edit %.1f",
              n, kappa.kappa, seg_all.frame_accuracy, seg_all.edit)
     return PairedAgreement(

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from fetal_analytics import taxonomy
+from fetal_analytics.taxonomy import BACKGROUND
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from fetal_analytics.store import Store
 
 __all__ = [
-    "BACKGROUND",
     "CATEGORY_TIME_COLUMNS",
     "REFERENCE_ORDER",
     "SCAN_FEATURE_COLUMNS",
@@ -55,9 +55,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BACKGROUND = "Bk"
-"""The code of background search and transitions between structures."""
-
 REFERENCE_ORDER: tuple[str, ...] = ("Br", "NL", "Fa", "Sp", "HeD", "Ab", "Ki", "Fm")
 """A FASP-like head-to-toe reference order of structures, for `scan_features`' edit distance.
 
@@ -67,7 +64,7 @@ femur) is a convention used to measure how systematic a scan is, not a standard 
 """
 
 CATEGORY_TIME_COLUMNS = (
-    "scan_id", "operator_id", "grp", "label", "duration_s", "duration_min", "share", "n_events",
+    "scan_id", "operator_id", "group", "label", "duration_s", "duration_min", "share", "n_events",
     "n_revisits", "n_freezes",
 )
 """Columns of `category_times`."""
@@ -75,11 +72,11 @@ CATEGORY_TIME_COLUMNS = (
 SCAN_FEATURE_NUMERIC = (
     "total_min", "span_min", "n_events", "n_freezes", "n_revisits", "n_transitions", "bk_share",
     "fasp_coverage", "time_to_full_coverage_min", "order_edit_distance",
-    "transition_entropy_rate",
+    "transition_entropy_rate", "n_rare_required_seen",
 )
 """The numeric columns of `scan_features`, in order."""
 
-SCAN_FEATURE_COLUMNS = ("scan_id", "operator_id", "grp", *SCAN_FEATURE_NUMERIC[:4],
+SCAN_FEATURE_COLUMNS = ("scan_id", "operator_id", "group", *SCAN_FEATURE_NUMERIC[:4],
                         "first_label", *SCAN_FEATURE_NUMERIC[4:])
 """Columns of `scan_features`."""
 
@@ -176,7 +173,7 @@ def category_times(store: Store, selection: EventSelection, *,
     pandas.DataFrame
         Sorted by scan and category, with columns
 
-        ``scan_id, operator_id, grp``
+        ``scan_id, operator_id, group``
             The scan, its operator and the operator's group.
         ``label``
             The category (taxonomy code).
@@ -216,7 +213,7 @@ def category_times(store: Store, selection: EventSelection, *,
         GROUP BY e.scan_id, e.label
     ),
     cats AS (SELECT * FROM unnest(?::VARCHAR[]) WITH ORDINALITY AS c(label, ord))
-    SELECT t.scan_id, sc.operator_id, o.grp, c.label,
+    SELECT t.scan_id, sc.operator_id, o.grp AS "group", c.label,
            coalesce(p.duration_s, 0.0) AS duration_s,
            coalesce(p.duration_s, 0.0) / 60.0 AS duration_min,
            coalesce(p.duration_s, 0.0) / t.labelled_s AS share,
@@ -237,8 +234,7 @@ def category_times(store: Store, selection: EventSelection, *,
 
 
 def scan_features(store: Store, selection: EventSelection, *,
-                  reference_order: Sequence[str] | None = None,
-                  categories: Sequence[str] | None = None) -> pd.DataFrame:
+                  reference_order: Sequence[str] | None = None) -> pd.DataFrame:
     """Workflow features of each scan: time, sequence, protocol coverage and order.
 
     Parameters
@@ -249,16 +245,13 @@ def scan_features(store: Store, selection: EventSelection, *,
     reference_order : sequence of str, optional
         Taxonomy codes in the order a systematic scan would first see them (default
         `REFERENCE_ORDER`; FASP itself prescribes no order).
-    categories : sequence of str, optional
-        The categories in scope, which decide the FASP-required codes of ``fasp_coverage``
-        (default: see the module docstring).
 
     Returns
     -------
     pandas.DataFrame
         One row per scan, sorted by scan, with columns
 
-        ``scan_id, operator_id, grp``
+        ``scan_id, operator_id, group``
             The scan, its operator and the operator's group.
         ``total_min``
             Labelled time (minutes).
@@ -277,11 +270,18 @@ def scan_features(store: Store, selection: EventSelection, *,
         ``bk_share``
             Share of labelled time that is background search, in [0, 1].
         ``fasp_coverage``
-            Share of the FASP-required codes among the categories in scope that occur in the
-            scan, in [0, 1]; NaN if no required code is in scope.
+            Share of the FASP-required structures among the paper's 11 classes
+            (`taxonomy.FASP_REQUIRED`: HeD, Br, Sp, Ab, NL, Ki, Fm) that occur in the scan, in
+            [0, 1]. The denominator is fixed: it does not depend on the other scans or labels
+            of the cohort.
         ``time_to_full_coverage_min``
-            Minutes from the start of the first event until the first event of the last required
-            category to be seen begins; NaN if the scan never covers them all.
+            Minutes from the start of the first event until the first event of the last
+            structure of `taxonomy.FASP_REQUIRED` to be seen begins; NaN if the scan never
+            covers them all (a censored time: see the statistics of the groups).
+        ``n_rare_required_seen``
+            How many of the rarely labelled FASP-required structures
+            (`taxonomy.FASP_REQUIRED_RARE`: Um, BlD, Fe, Ha, Ar, Le) occur in the scan; reported
+            apart from the coverage, which they never change.
         ``order_edit_distance``
             Levenshtein distance between the order in which the scan first sees the categories
             of the reference order and the reference order itself, divided by the longer of the
@@ -296,7 +296,7 @@ def scan_features(store: Store, selection: EventSelection, *,
     Raises
     ------
     UnknownLabelError
-        A code of `reference_order` or `categories` is not in the taxonomy.
+        A code of `reference_order` is not in the taxonomy.
     ValueError
         `reference_order` is empty or repeats a code.
     """
@@ -309,8 +309,7 @@ def scan_features(store: Store, selection: EventSelection, *,
         raise ValueError(f"`reference_order` repeats a code: {', '.join(reference)}")
     if len(reference) > 26:
         raise ValueError("`reference_order` may hold at most 26 codes")
-    scope = categories_in_scope(store, selection, categories)
-    required = [c for c in scope if c in set(taxonomy.fasp_required_codes())]
+    required = list(taxonomy.FASP_REQUIRED)
     ref_string = "".join(chr(65 + i) for i in range(len(reference)))
     ctes, params = sequence_ctes(selection)
     sql = f"""
@@ -332,6 +331,7 @@ def scan_features(store: Store, selection: EventSelection, *,
         SELECT scan_id, label, min(start_s) AS first_s,
                count(*) FILTER (WHERE next_label <> label) AS n_out,
                list_contains(?::VARCHAR[], label) AS required,
+               list_contains(?::VARCHAR[], label) AS rare_required,
                list_position(?::VARCHAR[], label) AS ref_pos
         FROM ev GROUP BY scan_id, label
     ),
@@ -339,6 +339,7 @@ def scan_features(store: Store, selection: EventSelection, *,
         SELECT scan_id,
                count(*) FILTER (WHERE label <> '{BACKGROUND}') AS n_labels_nonbk,
                count(*) FILTER (WHERE required) AS n_seen,
+               count(*) FILTER (WHERE rare_required) AS n_rare_seen,
                max(first_s) FILTER (WHERE required) AS last_first_s,
                sum(n_out) AS n_trans,
                sum(n_out * log2(n_out)) FILTER (WHERE n_out > 0) AS nlogn_i,
@@ -347,7 +348,7 @@ def scan_features(store: Store, selection: EventSelection, *,
         FROM firsts GROUP BY scan_id
     ),
     fz AS (SELECT scan_id, count(*) AS n_freezes FROM freeze_frames GROUP BY scan_id)
-    SELECT b.scan_id, sc.operator_id, o.grp,
+    SELECT b.scan_id, sc.operator_id, o.grp AS "group",
            b.labelled_s / 60.0 AS total_min,
            (b.last_end - b.first_start) / 60.0 AS span_min,
            b.n_events::BIGINT AS n_events,
@@ -356,15 +357,16 @@ def scan_features(store: Store, selection: EventSelection, *,
            (b.n_segments_nonbk - lab.n_labels_nonbk)::BIGINT AS n_revisits,
            (b.n_segments - 1)::BIGINT AS n_transitions,
            b.bk_s / b.labelled_s AS bk_share,
-           CASE WHEN ?::INTEGER > 0 THEN lab.n_seen / ?::INTEGER END AS fasp_coverage,
-           CASE WHEN ?::INTEGER > 0 AND lab.n_seen = ?::INTEGER
+           lab.n_seen / ?::INTEGER AS fasp_coverage,
+           CASE WHEN lab.n_seen = ?::INTEGER
                 THEN (lab.last_first_s - b.first_start) / 60.0 END
              AS time_to_full_coverage_min,
            levenshtein(lab.seq, ?) / greatest(length(lab.seq), length(?))::DOUBLE
              AS order_edit_distance,
            CASE WHEN lab.n_trans >= 2
                 THEN greatest((lab.nlogn_i - ent.nlogn_ij) / lab.n_trans, 0.0) END
-             AS transition_entropy_rate
+             AS transition_entropy_rate,
+           lab.n_rare_seen::BIGINT AS n_rare_required_seen
     FROM base b
     JOIN scans sc ON sc.scan_id = b.scan_id
     JOIN operators o ON o.operator_id = sc.operator_id
@@ -375,8 +377,8 @@ def scan_features(store: Store, selection: EventSelection, *,
     """
     n_req = len(required)
     frame = store.query_df(sql, [
-        *params, required, list(reference),
-        n_req, n_req, n_req, n_req, ref_string, ref_string,
+        *params, required, list(taxonomy.FASP_REQUIRED_RARE), list(reference),
+        n_req, n_req, ref_string, ref_string,
     ])
     for column in ("fasp_coverage", "time_to_full_coverage_min", "transition_entropy_rate"):
         frame[column] = frame[column].astype("float64")
@@ -420,14 +422,14 @@ def transitions(store: Store, selection: EventSelection, *,
     Returns
     -------
     pandas.DataFrame
-        Columns ``scan_id, operator_id, grp, from_label, to_label, n``: how often the merged
+        Columns ``scan_id, operator_id, group, from_label, to_label, n``: how often the merged
         sequence of the scan goes from ``from_label`` straight to ``to_label`` (never equal).
         Scans with a single segment have no rows.
     """
     ctes, params = sequence_ctes(selection, skip_background=skip_background)
     sql = f"""
     WITH {ctes}
-    SELECT t.scan_id, sc.operator_id, o.grp, t.from_label, t.to_label, t.n::BIGINT AS n
+    SELECT t.scan_id, sc.operator_id, o.grp AS "group", t.from_label, t.to_label, t.n::BIGINT AS n
     FROM tcount t
     JOIN scans sc ON sc.scan_id = t.scan_id
     JOIN operators o ON o.operator_id = sc.operator_id
@@ -450,13 +452,13 @@ def merged_sequences(store: Store, selection: EventSelection, *,
     Returns
     -------
     pandas.DataFrame
-        Columns ``scan_id, operator_id, grp, seg_id`` (1, 2, ... within the scan), ``label``,
+        Columns ``scan_id, operator_id, group, seg_id`` (1, 2, ... within the scan), ``label``,
         ``start_s, end_s`` (seconds: start of the segment's first event, end of its last).
     """
     ctes, params = sequence_ctes(selection, skip_background=skip_background)
     sql = f"""
     WITH {ctes}
-    SELECT m.scan_id, sc.operator_id, o.grp, m.seg_id::BIGINT AS seg_id, m.label,
+    SELECT m.scan_id, sc.operator_id, o.grp AS "group", m.seg_id::BIGINT AS seg_id, m.label,
            m.start_s, m.end_s
     FROM merged m
     JOIN scans sc ON sc.scan_id = m.scan_id

@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from analytics._checks import check_choice, check_columns
 from analytics.warnings import DegenerateDataWarning
+from fetal_analytics.checks import check_choice, check_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,7 +44,7 @@ BY = ("scan", "operator", "group")
 METHODS = ("t", "bootstrap")
 """Confidence-interval methods of `summarise`."""
 
-_ID_COLUMNS = ("scan_id", "operator_id", "grp")
+_ID_COLUMNS = ("scan_id", "operator_id", "group")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Summary:
     ----------
     table : pandas.DataFrame
         Tidy: one row per category (or feature), and per group when ``by == "group"`` (column
-        ``grp`` first). See `summarise` and `summarise_features` for the columns.
+        ``group`` first). See `summarise` and `summarise_features` for the columns.
     by : {'scan', 'operator', 'group'}
         The unit of analysis.
     unit : {'scan', 'operator'}
@@ -87,7 +87,7 @@ def summarise(category_times_df: pd.DataFrame, *, by: str = "scan", ci: float = 
     ----------
     category_times_df : pandas.DataFrame
         The output of `analytics.features.category_times`: one row per scan and category, with
-        at least ``scan_id, operator_id, grp, label, duration_min, share``.
+        at least ``scan_id, operator_id, group, label, duration_min, share``.
     by : {'scan', 'operator', 'group'}, optional
         Unit of analysis (see the module docstring).
     ci : float, optional
@@ -102,7 +102,7 @@ def summarise(category_times_df: pd.DataFrame, *, by: str = "scan", ci: float = 
     Returns
     -------
     Summary
-        ``table`` has the columns ``[grp,] label, n`` (scans, or operators unless ``by ==
+        ``table`` has the columns ``[group,] label, n`` (scans, or operators unless ``by ==
         "scan"``), ``mean_min, sd_min, ci_low_min, ci_high_min`` (duration per scan, minutes),
         ``mean_share, share_ci_low, share_ci_high`` (share of the scan's labelled time, in
         [0, 1]). Categories keep their order in `category_times_df`; groups are sorted.
@@ -130,7 +130,7 @@ def summarise(category_times_df: pd.DataFrame, *, by: str = "scan", ci: float = 
         "ci_low_duration_min": "ci_low_min", "ci_high_duration_min": "ci_high_min",
         "ci_low_share": "share_ci_low", "ci_high_share": "share_ci_high",
     })
-    keys = ["grp"] if by == "group" else []
+    keys = ["group"] if by == "group" else []
     columns = [*keys, "label", "n_duration_min", "mean_min", "sd_min", "ci_low_min",
                "ci_high_min", "mean_share", "share_ci_low", "share_ci_high"]
     table = table[columns].rename(columns={"n_duration_min": "n"})
@@ -146,7 +146,7 @@ def summarise_features(scan_features_df: pd.DataFrame, *, by: str = "scan",
     ----------
     scan_features_df : pandas.DataFrame
         The output of `analytics.features.scan_features` (or any frame with ``scan_id,
-        operator_id, grp`` and numeric columns).
+        operator_id, group`` and numeric columns).
     by : {'scan', 'operator', 'group'}, optional
         Unit of analysis (see the module docstring).
     features : sequence of str, optional
@@ -157,7 +157,7 @@ def summarise_features(scan_features_df: pd.DataFrame, *, by: str = "scan",
     Returns
     -------
     Summary
-        ``table`` has the columns ``[grp,] feature, n, mean, sd, ci_low, ci_high``, in the
+        ``table`` has the columns ``[group,] feature, n, mean, sd, ci_low, ci_high``, in the
         feature's own unit (the column name says it: ``*_min`` minutes, ``*_share`` a fraction,
         ``n_*`` counts). Missing values (NaN, e.g. ``time_to_full_coverage_min`` of a scan that
         never covered the protocol) are left out, so ``n`` may differ between features.
@@ -194,7 +194,7 @@ def summarise_features(scan_features_df: pd.DataFrame, *, by: str = "scan",
     long["value"] = long["value"].astype("float64")
     table = _describe(long, var="feature", values=("value",), by=by, ci=ci, method=method,
                       n_boot=n_boot, seed=seed)
-    keys = ["grp"] if by == "group" else []
+    keys = ["group"] if by == "group" else []
     table = table.rename(columns={"n_value": "n", "mean_value": "mean", "sd_value": "sd",
                                   "ci_low_value": "ci_low", "ci_high_value": "ci_high"})
     table = table[[*keys, "feature", "n", "mean", "sd", "ci_low", "ci_high"]]
@@ -222,8 +222,8 @@ def _describe(long: pd.DataFrame, *, var: str, values: tuple[str, ...], by: str,
               method: str, n_boot: int, seed: int) -> pd.DataFrame:
     """n, mean, SD and CI of each value column, per variable (and group).
 
-    `long` has one row per scan and variable: ``scan_id, operator_id, grp, var, *values``.
-    Returns columns ``[grp,] var`` and ``n_V, mean_V, sd_V, ci_low_V, ci_high_V`` per value V.
+    `long` has one row per scan and variable: ``scan_id, operator_id, group, var, *values``.
+    Returns columns ``[group,] var`` and ``n_V, mean_V, sd_V, ci_low_V, ci_high_V`` per value V.
     """
     import numpy as np
     import pandas as pd
@@ -232,9 +232,9 @@ def _describe(long: pd.DataFrame, *, var: str, values: tuple[str, ...], by: str,
     order = pd.unique(long[var])
     if by != "scan":
         # One value per operator and variable: the mean over the operator's scans.
-        long = (long.groupby(["operator_id", "grp", var], sort=False)[list(values)]
+        long = (long.groupby(["operator_id", "group", var], sort=False)[list(values)]
                 .mean().reset_index())
-    keys = ["grp", var] if by == "group" else [var]
+    keys = ["group", var] if by == "group" else [var]
     grouped = long.groupby(keys, sort=False)
     table = grouped.size().rename("_rows").reset_index()[keys]
     for v in values:
@@ -263,7 +263,7 @@ def _describe(long: pd.DataFrame, *, var: str, values: tuple[str, ...], by: str,
         warnings.warn(f"{few} for {where}: the confidence interval is NaN",
                       DegenerateDataWarning, stacklevel=3)
     table[var] = pd.Categorical(table[var], categories=order)
-    sort_keys = ["grp", var] if by == "group" else [var]
+    sort_keys = ["group", var] if by == "group" else [var]
     table = table.sort_values(sort_keys, kind="stable")
     table[var] = table[var].astype(object)
     return table.reset_index(drop=True)
@@ -276,17 +276,17 @@ def _bootstrap(long: pd.DataFrame, table: pd.DataFrame, *, keys: list[str], var:
     import pandas as pd
 
     rng = np.random.default_rng(seed)
-    strata = sorted(long["grp"].unique()) if "grp" in keys else [None]
+    strata = sorted(long["group"].unique()) if "group" in keys else [None]
     q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
     pieces = []
     for stratum in strata:
-        part = long if stratum is None else long[long["grp"] == stratum]
+        part = long if stratum is None else long[long["group"] == stratum]
         clusters = part.groupby(["operator_id", var], sort=True)
         n_clusters = part["operator_id"].nunique()
         weights = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), size=n_boot)
         out = pd.DataFrame({var: part[var].unique()})
         if stratum is not None:
-            out.insert(0, "grp", stratum)
+            out.insert(0, "group", stratum)
         for v in values:
             sums = clusters[v].sum().unstack(var).reindex(columns=out[var]).fillna(0.0)
             counts = clusters[v].count().unstack(var).reindex(columns=out[var]).fillna(0.0)

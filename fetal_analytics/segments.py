@@ -14,17 +14,19 @@ Segments
     class (MS-TCN's ``bg_class``, the `background` argument) form no segment. **An unlabelled frame
     is treated like a background frame**: it ends the segment before it and is not itself a
     segment, so a gap in the labels splits a segment in two.
-Frame accuracy (percent)
-    Frames with equal labels / frames labelled in the ground truth x 100. **Frames unlabelled in the
+Every score is a fraction in [0, 1] (MS-TCN prints percent: multiply by 100 to compare).
+
+Frame accuracy
+    Frames with equal labels / frames labelled in the ground truth. **Frames unlabelled in the
     ground truth are left out**; a labelled ground-truth frame whose prediction is unlabelled
     counts as wrong. Background frames count, as in MS-TCN. Over several videos the frames are
     summed (correct and total), as in MS-TCN.
-Edit score (percent)
-    ``(1 - D / max(len(P), len(Y))) x 100``, where ``D`` is the Levenshtein distance between the
+Edit score
+    ``1 - D / max(len(P), len(Y))``, where ``D`` is the Levenshtein distance between the
     predicted and true sequences of segment labels ``P`` and ``Y``. Computed per video and averaged
-    over videos. A video where neither labelling has a segment scores 100 (MS-TCN divides 0 by 0
+    over videos. A video where neither labelling has a segment scores 1 (MS-TCN divides 0 by 0
     there and returns NaN).
-F1@k (percent)
+F1@k
     The predicted segments are taken in temporal order; each is compared with the true segment of
     the same label of highest IoU (the first on ties). It is a true positive if that IoU is at least
     ``k / 100`` and that true segment has not been used yet (it then is), and a false positive
@@ -55,12 +57,11 @@ Examples
 >>> segments(pred)
 [('a', 0, 2), ('b', 2, 6)]
 >>> edit_score(pred, truth), f1_at(pred, truth, 0.5)
-(100.0, (2, 0, 0))
+(1.0, (2, 0, 0))
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import warnings
@@ -70,10 +71,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fetal_analytics.checks import check_choice
+
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "DEFAULT_FRAME_STEP_S",
     "LAST_END_CHOICES",
     "Segment",
     "SegmentScores",
@@ -89,6 +93,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+DEFAULT_FRAME_STEP_S = 1.0
+"""Seconds between the frames at which timelines are compared: one default for the paired
+agreement (`correlate`), the decoding tuner (`tune-decoding`) and the quality benchmark."""
+
 LAST_END_CHOICES = ("exclusive", "ms-tcn")
 """Values of `last_end`: where the last segment of a video ends (see the module docstring)."""
 
@@ -102,12 +110,7 @@ _MAX_IOU_CELLS = 1_000_000
 # --- validation ---------------------------------------------------------------------------------
 
 def _check_last_end(last_end: str) -> str:
-    if last_end in LAST_END_CHOICES:
-        return last_end
-    close = difflib.get_close_matches(str(last_end), LAST_END_CHOICES, n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(f"`last_end` must be one of {', '.join(map(repr, LAST_END_CHOICES))}, "
-                     f"got {last_end!r}{hint}")
+    return check_choice("last_end", last_end, LAST_END_CHOICES)
 
 
 def _check_background(background: Hashable | Collection[Hashable]) -> frozenset:
@@ -154,8 +157,9 @@ def _as_pair(pred: Sequence[Any] | np.ndarray,
 
 # --- frames -------------------------------------------------------------------------------------
 
-def events_to_frames(events_df: pd.DataFrame, *, step_s: float = 1.0, start_s: float = 0.0,
-                     end_s: float | None = None, fill: Any = None) -> np.ndarray:
+def events_to_frames(events_df: pd.DataFrame, *, step_s: float = DEFAULT_FRAME_STEP_S,
+                     start_s: float = 0.0, end_s: float | None = None,
+                     fill: Any = None) -> np.ndarray:
     """Sample a timeline of events at frame centres.
 
     Frame ``k`` covers ``[start_s + k * step_s, start_s + (k + 1) * step_s)`` and takes the label
@@ -309,13 +313,13 @@ def _levenshtein(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
 def _edit(p_labels: Sequence[Hashable], y_labels: Sequence[Hashable]) -> float:
     longest = max(len(p_labels), len(y_labels))
     if longest == 0:
-        return 100.0
-    return (1 - _levenshtein(p_labels, y_labels) / longest) * 100
+        return 1.0
+    return 1 - _levenshtein(p_labels, y_labels) / longest
 
 
 def edit_score(pred: Sequence[Any] | np.ndarray, truth: Sequence[Any] | np.ndarray, *,
                background: Hashable | Collection[Hashable] = ()) -> float:
-    """Segmental edit score of one video, in percent.
+    """Segmental edit score of one video, a fraction in [0, 1].
 
     Parameters
     ----------
@@ -327,8 +331,8 @@ def edit_score(pred: Sequence[Any] | np.ndarray, truth: Sequence[Any] | np.ndarr
     Returns
     -------
     float
-        ``(1 - Levenshtein(P, Y) / max(len(P), len(Y))) x 100`` over the segment label sequences
-        ``P`` and ``Y``; 100 when neither has a segment.
+        ``1 - Levenshtein(P, Y) / max(len(P), len(Y))`` over the segment label sequences
+        ``P`` and ``Y``; 1 when neither has a segment.
     """
     p, y = _as_pair(pred, truth)
     bg = _check_background(background)
@@ -420,17 +424,17 @@ def _accuracy_counts(p: np.ndarray, y: np.ndarray) -> tuple[int, int]:
     return correct, int(np.count_nonzero(labelled))
 
 
-def _percent_or_nan(correct: int, total: int) -> float:
+def _fraction_or_nan(correct: int, total: int) -> float:
     if total == 0:
         warnings.warn("no frame is labelled in the ground truth: frame accuracy is NaN",
                       RuntimeWarning, stacklevel=3)
         return math.nan
-    return 100 * float(correct) / total
+    return float(correct) / total
 
 
 def frame_accuracy(pred: Sequence[Any] | np.ndarray,
                    truth: Sequence[Any] | np.ndarray) -> float:
-    """Share of frames with equal labels, in percent, over the frames labelled in `truth`.
+    """Share of frames with equal labels, in [0, 1], over the frames labelled in `truth`.
 
     Parameters
     ----------
@@ -441,9 +445,9 @@ def frame_accuracy(pred: Sequence[Any] | np.ndarray,
     Returns
     -------
     float
-        Accuracy in percent; NaN, with a RuntimeWarning, when no frame of `truth` is labelled.
+        Accuracy, a fraction; NaN, with a RuntimeWarning, when no frame of `truth` is labelled.
     """
-    return _percent_or_nan(*_accuracy_counts(*_as_pair(pred, truth)))
+    return _fraction_or_nan(*_accuracy_counts(*_as_pair(pred, truth)))
 
 
 # --- over videos --------------------------------------------------------------------------------
@@ -455,13 +459,13 @@ class SegmentScores:
     Attributes
     ----------
     frame_accuracy : float
-        Percent of frames labelled in the ground truth with equal labels, frames summed over
-        videos; NaN if no frame is labelled.
+        Share of frames labelled in the ground truth with equal labels, in [0, 1], frames summed
+        over videos; NaN if no frame is labelled.
     edit : float
-        Edit score in percent, averaged over videos.
+        Edit score in [0, 1], averaged over videos.
     f1 : dict of int to float
-        F1 in percent by IoU threshold in percent (``{10: ..., 25: ..., 50: ...}``), from TP, FP
-        and FN summed over videos.
+        F1 in [0, 1] by IoU threshold in percent (``{10: ..., 25: ..., 50: ...}``, the keys
+        of F1@10, F1@25, F1@50), from TP, FP and FN summed over videos.
     n_videos : int
         Number of videos (pairs of labellings).
     n_frames : int
@@ -501,13 +505,13 @@ class SegmentScores:
         }
 
 
-def _f1_percent(tp: int, fp: int, fn: int) -> float:
-    """F1 x 100 from summed counts, 0 where undefined (MS-TCN's ``nan_to_num``)."""
+def _f1(tp: int, fp: int, fn: int) -> float:
+    """F1 in [0, 1] from summed counts, 0 where undefined (MS-TCN's ``nan_to_num``)."""
     if tp == 0:
         return 0.0
     precision = tp / float(tp + fp)
     recall = tp / float(tp + fn)
-    return 2.0 * (precision * recall) / (precision + recall) * 100
+    return 2.0 * (precision * recall) / (precision + recall)
 
 
 def segment_scores(pairs: Iterable[tuple[Sequence[Any] | np.ndarray, Sequence[Any] | np.ndarray]],
@@ -531,7 +535,7 @@ def segment_scores(pairs: Iterable[tuple[Sequence[Any] | np.ndarray, Sequence[An
     -------
     SegmentScores
         Frame accuracy from frames summed over videos, edit score averaged over videos, F1 from
-        TP, FP, FN summed over videos; all in percent.
+        TP, FP, FN summed over videos; all fractions in [0, 1].
 
     Raises
     ------
@@ -570,9 +574,9 @@ def segment_scores(pairs: Iterable[tuple[Sequence[Any] | np.ndarray, Sequence[An
         raise ValueError("`pairs` must hold at least one (pred, truth) pair")
     log.debug("segment scores over %d videos, %d labelled frames", n_videos, total)
     return SegmentScores(
-        frame_accuracy=_percent_or_nan(correct, total),
+        frame_accuracy=_fraction_or_nan(correct, total),
         edit=(1.0 * edit) / n_videos,
-        f1={k: _f1_percent(*totals[k]) for k in keys},
+        f1={k: _f1(*totals[k]) for k in keys},
         n_videos=n_videos,
         n_frames=total,
         counts={k: (totals[k][0], totals[k][1], totals[k][2]) for k in keys},

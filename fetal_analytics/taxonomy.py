@@ -34,6 +34,9 @@ from importlib import resources
 from fetal_analytics.errors import UserError
 
 __all__ = [
+    "BACKGROUND",
+    "FASP_REQUIRED",
+    "FASP_REQUIRED_RARE",
     "EventClass",
     "UnknownLabelError",
     "all_classes",
@@ -44,6 +47,18 @@ __all__ = [
     "unknown_label_message",
     "validate_code",
 ]
+
+
+BACKGROUND = "Bk"
+"""The code of background search and transitions between structures."""
+
+FASP_REQUIRED: tuple[str, ...] = ("HeD", "Br", "Sp", "Ab", "NL", "Ki", "Fm")
+"""The FASP-required structures among the paper's 11 classes: the fixed denominator of protocol
+coverage, whatever labels a cohort holds (checked against ``taxonomy.csv`` by the tests)."""
+
+FASP_REQUIRED_RARE: tuple[str, ...] = ("Um", "BlD", "Fe", "Ha", "Ar", "Le")
+"""FASP-required structures outside the paper's 11 classes: rarely labelled, so reported apart
+(seen or not) and never part of the coverage denominator."""
 
 
 @dataclass(frozen=True)
@@ -146,5 +161,5 @@ def unknown_label_message(code: str) -> str:
         candidates.setdefault(c.name.lower(), c.code)
         candidates.setdefault(c.name.split()[0].lower(), c.code)
     close = difflib.get_close_matches(code.strip().lower(), candidates, n=1, cutoff=0.6)
-    hint = f" (did you mean {candidates[close[0]]!r}?)" if close else ""
+    hint = f" (did you mean {candidates[close[0]]!r}?)" if close else ""  # a code, not the match
     return f"unknown label {code!r}{hint}; valid codes: {', '.join(valid)}"

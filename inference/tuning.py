@@ -13,7 +13,8 @@ Scans
     Those with window probabilities of the `stream` in the automatic run *and* events in the
     reference run; at least one is required.
 Timeline
-    ``[0, duration_s]`` of each scan, sampled every `FRAME_STEP_S` seconds at frame centres.
+    ``[0, duration_s]`` of each scan, sampled at frame centres every
+    `fetal_analytics.segments.DEFAULT_FRAME_STEP_S` seconds.
     ``duration_s`` is the scan's stored duration, or the last window's centre + ``hop_s / 2``
     where it is unknown (or shorter than that).
 Reference labels
@@ -68,7 +69,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_GRID",
-    "FRAME_STEP_S",
     "OBJECTIVES",
     "TUNABLE",
     "TuningError",
@@ -79,7 +79,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The scores a tuning can maximise (percent, higher is better).
+#: The scores a tuning can maximise (fractions in [0, 1], higher is better).
 OBJECTIVES = ("f1_10", "f1_25", "f1_50", "edit", "accuracy")
 #: The parameters a grid may vary (``hop_s`` is a property of the stored windows).
 TUNABLE = ("temperature", "prior_power", "expected_segment_s", "background_share",
@@ -94,8 +94,6 @@ DEFAULT_GRID: dict[str, tuple[float | None, ...]] = {
     "background_segment_s": (None, 10.0, 20.0),
     "min_duration_s": (0.0, 2.0, 4.0),
 }
-#: Spacing of the frames at which both timelines are compared, in seconds.
-FRAME_STEP_S = 0.5
 
 
 class TuningError(UserError, ValueError):
@@ -113,7 +111,7 @@ class TuningResult:
     table : list of dict
         One row per combination, best first: the tuned parameters (`TUNABLE`: ``temperature``,
         ``prior_power``, ``expected_segment_s``, ``background_share``, ``background_segment_s``
-        (None: the default), ``min_duration_s``) and the scores in percent
+        (None: the default), ``min_duration_s``) and the scores as fractions in [0, 1]
         (``f1_10``, ``f1_25``, ``f1_50``, ``edit``, ``accuracy``; accuracy None when the
         reference labels no frame).
     scans : tuple of str
@@ -238,7 +236,7 @@ def _reference_frames(events: Any, classes: Sequence[str], centres: np.ndarray) 
 def _prepare_scans(store: Store, manual: Run, auto: Run, windows: dict, classes: list[str],
                    hop_s: float) -> list[_Scan]:
     from fetal_analytics.events import run_events
-    from fetal_analytics.segments import frame_centres
+    from fetal_analytics.segments import DEFAULT_FRAME_STEP_S, frame_centres
 
     reference = run_events(store, manual)
     by_scan = dict(tuple(reference.groupby("scan_id", sort=True)))
@@ -276,7 +274,7 @@ def _prepare_scans(store: Store, manual: Run, auto: Run, windows: dict, classes:
             log.warning("scan %s: stored duration %.1f s ends before its last window (%.1f s); "
                         "using %.1f s", scan_id, duration, times[-1], end)
             duration = end
-        centres = frame_centres(0.0, float(duration), FRAME_STEP_S)
+        centres = frame_centres(0.0, float(duration), DEFAULT_FRAME_STEP_S)
         scans.append(_Scan(scan_id, times, probs / sums, float(duration), centres,
                            _reference_frames(by_scan[scan_id], classes, centres)))
     return scans

@@ -90,7 +90,7 @@ def test_stats_by_group_and_operator(db):
     assert hed["sd_min"] == pytest.approx(np.std([1, 3], ddof=1), abs=1e-3)
     groups = json.loads(invoke("stats", "--db", db, "--format", "json").stdout)
     assert groups["selection"].startswith("auto labels")  # automatic by default
-    assert {r["grp"] for r in groups["rows"]} == {"expert", "trainee"}
+    assert {r["group"] for r in groups["rows"]} == {"expert", "trainee"}
 
 
 def test_stats_features(db, tmp_path):

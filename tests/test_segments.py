@@ -170,7 +170,8 @@ ALPHABET = ["a", "b", "c", "background"]
 @pytest.mark.parametrize("background", [(), ("background",)])
 def test_per_video_metrics_match_the_reference_on_200_random_pairs(background):
     for pred, truth in random_pairs(7, 200, ALPHABET, needs_segment="background"):
-        assert edit_score(pred, truth, background=background) == pytest.approx(
+        # The reference prints percent; ours are fractions.
+        assert 100 * edit_score(pred, truth, background=background) == pytest.approx(
             ref_edit_score(pred, truth, bg_class=background), abs=1e-12)
         for overlap in (0.1, 0.25, 0.5, 0.75):
             with np.errstate(invalid="ignore"):  # the reference's 0/0 IoU
@@ -186,9 +187,9 @@ def test_aggregate_scores_match_the_reference_on_200_random_pairs(background):
         acc, edit, f1s = ref_evaluate(pairs, bg_class=background)
     scores = segment_scores(pairs, background=background, last_end="ms-tcn")
     assert scores.n_videos == 200
-    assert scores.frame_accuracy == pytest.approx(acc, abs=1e-12)
-    assert scores.edit == pytest.approx(edit, abs=1e-12)
-    assert [scores.f1[k] for k in (10, 25, 50)] == pytest.approx(f1s, abs=1e-12)
+    assert 100 * scores.frame_accuracy == pytest.approx(acc, abs=1e-12)
+    assert 100 * scores.edit == pytest.approx(edit, abs=1e-12)
+    assert [100 * scores.f1[k] for k in (10, 25, 50)] == pytest.approx(f1s, abs=1e-12)
 
 
 def test_exclusive_ends_differ_from_the_reference_only_in_the_last_end(monkeypatch):
@@ -231,52 +232,52 @@ def test_greedy_temporal_matching_differs_from_optimal_matching():
     assert f1_at(pred, truth, 0.1) == (1, 3, 2)
     assert f1_at(pred, truth, 0.5) == (1, 3, 2)
     # P = [A C A D], Y = [A B A]: one substitution and one insertion -> 1 - 2/4.
-    assert edit_score(pred, truth) == 50.0
-    assert frame_accuracy(pred, truth) == 55.0  # 6 + 3 + 2 of 20 frames
+    assert edit_score(pred, truth) == 0.5
+    assert frame_accuracy(pred, truth) == 0.55  # 6 + 3 + 2 of 20 frames
     scores = segment_scores([(pred, truth)])
     precision, recall = 1 / 4, 1 / 3
-    assert scores.f1[10] == pytest.approx(100 * 2 * precision * recall / (precision + recall))
-    assert scores.f1[10] == pytest.approx(200 / 7)
+    assert scores.f1[10] == pytest.approx(2 * precision * recall / (precision + recall))
+    assert scores.f1[10] == pytest.approx(2 / 7)
 
 
 def test_background_classes_form_no_segments():
     truth = ["bg", "bg", "A", "A", "A", "bg", "B", "B"]
     pred = ["bg", "A", "A", "A", "A", "B", "B", "B"]
     # With bg as background: [A B] vs [A B]; A[1,5) vs A[2,5) IoU 3/4, B[5,8) vs B[6,8) 2/3.
-    assert edit_score(pred, truth, background=("bg",)) == 100.0
+    assert edit_score(pred, truth, background=("bg",)) == 1.0
     assert f1_at(pred, truth, 0.5, background=("bg",)) == (2, 0, 0)
     # Without: [bg A B] vs [bg A bg B]: one deletion -> 1 - 1/4; bg[0,1) vs bg[0,2) IoU 1/2
     # passes 0.5, the second true bg segment is missed.
-    assert edit_score(pred, truth) == 75.0
+    assert edit_score(pred, truth) == 0.75
     assert f1_at(pred, truth, 0.5) == (3, 0, 1)
     # Background frames still count for accuracy: 6 of 8 frames agree either way.
-    assert frame_accuracy(pred, truth) == 75.0
+    assert frame_accuracy(pred, truth) == 0.75
     with_bg = segment_scores([(pred, truth)], background=("bg",))
-    assert with_bg.frame_accuracy == 75.0
-    assert with_bg.f1 == {10: 100.0, 25: 100.0, 50: 100.0}
+    assert with_bg.frame_accuracy == 0.75
+    assert with_bg.f1 == {10: 1.0, 25: 1.0, 50: 1.0}
     assert with_bg.background == ("bg",)
 
 
 def test_counts_are_summed_over_videos_not_f1_averaged():
-    video1 = (["A", "A", "A"], ["A", "A", "A"])            # 1 TP: F1 100, edit 100
+    video1 = (["A", "A", "A"], ["A", "A", "A"])            # 1 TP: F1 1, edit 1
     video2 = (["A", "A", "C", "D"], ["B", "B", "B", "B"])  # 3 FP, 1 FN: F1 0, edit 0
     scores = segment_scores([video1, video2])
-    # Summed: TP 1, FP 3, FN 1 -> precision 1/4, recall 1/2, F1 1/3 (averaging would give 50).
+    # Summed: TP 1, FP 3, FN 1 -> precision 1/4, recall 1/2, F1 1/3 (averaging would give 1/2).
     assert scores.counts[50] == (1, 3, 1)
-    assert scores.f1[50] == pytest.approx(100 / 3)
-    # Edit is averaged over videos; accuracy sums frames: 3 of 7 (averaging would give 50).
-    assert scores.edit == 50.0
-    assert scores.frame_accuracy == pytest.approx(300 / 7)
+    assert scores.f1[50] == pytest.approx(1 / 3)
+    # Edit is averaged over videos; accuracy sums frames: 3 of 7 (averaging would give 1/2).
+    assert scores.edit == 0.5
+    assert scores.frame_accuracy == pytest.approx(3 / 7)
     assert scores.n_videos == 2 and scores.n_frames == 7
 
 
 def test_unlabelled_truth_frames_are_left_out_of_accuracy_and_split_segments():
     truth = ["A", "A", None, None, "A", "A"]
     pred = ["A"] * 6
-    assert frame_accuracy(pred, truth) == 100.0
-    assert frame_accuracy(["A", None, None, None, None, "B"], truth) == 25.0
+    assert frame_accuracy(pred, truth) == 1.0
+    assert frame_accuracy(["A", None, None, None, None, "B"], truth) == 0.25
     # Y = [A A] (the gap splits it), P = [A]; A[0,6) has IoU 2/6 with both, the first wins.
-    assert edit_score(pred, truth) == 50.0
+    assert edit_score(pred, truth) == 0.5
     assert f1_at(pred, truth, 0.5) == (0, 1, 2)
     assert f1_at(pred, truth, 0.25) == (1, 0, 1)
     # Scoring only where the truth is labelled gives full agreement.
@@ -294,13 +295,13 @@ def test_the_reference_last_end_shortens_the_final_segment():
 
 
 def test_edge_cases_without_segments():
-    assert edit_score(["Bk", None], ["Bk", "Bk"], background=("Bk",)) == 100.0
+    assert edit_score(["Bk", None], ["Bk", "Bk"], background=("Bk",)) == 1.0
     assert edit_score(["A"], ["Bk"], background=("Bk",)) == 0.0
     assert f1_at(["A", "B"], ["Bk", "Bk"], 0.5, background=("Bk",)) == (0, 2, 0)
     assert f1_at(["Bk", "Bk"], ["A", "B"], 0.5, background=("Bk",)) == (0, 0, 2)
     scores = segment_scores([(["Bk"], ["Bk"])], background=("Bk",))
     assert scores.f1 == {10: 0.0, 25: 0.0, 50: 0.0}  # undefined F1 is 0, as in MS-TCN
-    assert scores.edit == 100.0
+    assert scores.edit == 1.0
 
 
 def test_frame_accuracy_without_labelled_truth_is_nan_with_a_warning():

@@ -23,6 +23,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from fetal_analytics.checks import check_choice
+
 __all__ = [
     "SCREEN_PRESETS",
     "FanGeometry",
@@ -155,13 +157,7 @@ class ScreenConfig:
         **changes
             Fields to override, e.g. ``indicator_text="Frozen"``.
         """
-        if name not in SCREEN_PRESETS:
-            import difflib
-
-            close = difflib.get_close_matches(name, SCREEN_PRESETS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown screen preset {name!r}{hint}; "
-                             f"valid presets: {', '.join(SCREEN_PRESETS)}")
+        check_choice("preset", name, SCREEN_PRESETS)
         return replace(SCREEN_PRESETS[name], **changes)
 
 

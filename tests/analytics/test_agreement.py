@@ -250,7 +250,7 @@ def test_confusion_segments_and_gaps_on_a_hand_made_scan(cohort_store):
     assert result.confusion.index.name == "truth"
     assert (result.n_frames_manual, result.n_frames_both, result.n_frames_other) == (11, 11, 1)
     # Scored where the manual labels exist, the automatic Bk of S2 is out of play.
-    assert result.segments.frame_accuracy == pytest.approx(100 * 10 / 11)
+    assert result.segments.frame_accuracy == pytest.approx(10 / 11)
     assert result.segments.counts[50] == (3, 0, 0)
     assert result.segments.n_videos == 2
     expected = segment_scores([
@@ -262,7 +262,7 @@ def test_confusion_segments_and_gaps_on_a_hand_made_scan(cohort_store):
     plain = result.to_dict()
     assert json.loads(json.dumps(plain, allow_nan=False)) == plain
     assert plain["confusion"][0] == {"truth": "HeD", "HeD": 8, "Br": 1, "Bk": 0}
-    assert plain["segments"]["f1"]["50"] == pytest.approx(100.0)
+    assert plain["segments"]["f1"]["50"] == pytest.approx(1.0)
 
 
 def test_paired_agreement_on_too_few_scans_warns_and_gives_nan(cohort_store):

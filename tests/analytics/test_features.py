@@ -67,7 +67,7 @@ def test_category_times_hand_computed(small_store):
     scope = categories_in_scope(small_store, sel)
     # Default scope: the 11 model classes plus the rarer labels present (Um), taxonomy order.
     assert scope == (*taxonomy.default_model_codes(), "Um")
-    assert list(ct.columns) == ["scan_id", "operator_id", "grp", "label", "duration_s",
+    assert list(ct.columns) == ["scan_id", "operator_id", "group", "label", "duration_s",
                                 "duration_min", "share", "n_events", "n_revisits", "n_freezes"]
     assert len(ct) == 3 * len(scope)
     a = ct[ct["scan_id"] == "A"].set_index("label")
@@ -85,7 +85,7 @@ def test_category_times_hand_computed(small_store):
     assert a.loc["NL", "n_freezes"] == 0  # t = 172 s falls in the gap before NL
     assert a.loc["Fm", ["duration_s", "share", "n_events", "n_revisits", "n_freezes"]].sum() == 0
     assert a["share"].sum() == pytest.approx(1.0)
-    assert (a["grp"] == "expert").all() and (a["operator_id"] == "OP1").all()
+    assert (a["group"] == "expert").all() and (a["operator_id"] == "OP1").all()
     for column in ("n_events", "n_revisits", "n_freezes"):
         assert ct[column].dtype == np.int64
 
@@ -118,8 +118,9 @@ def test_scan_features_hand_computed(small_store):
     assert a["n_revisits"] == 1  # HeD; background returns are not revisits of a structure
     assert a["n_transitions"] == 6  # Bk Br Bk HeD Sp HeD NL
     assert a["bk_share"] == pytest.approx(20 / 180)
-    # Required codes in scope: HeD Br Sp Ab NL Ki Fm (model classes) and Um (present): 8.
-    assert a["fasp_coverage"] == pytest.approx(4 / 8)
+    # FASP-required among the 11 classes: HeD Br Sp Ab NL Ki Fm, whatever else is labelled.
+    assert a["fasp_coverage"] == pytest.approx(4 / 7)
+    assert a["n_rare_required_seen"] == 0
     assert math.isnan(a["time_to_full_coverage_min"])
     seen = ["Br", "HeD", "Sp", "NL"]
     assert a["order_edit_distance"] == pytest.approx(
@@ -128,7 +129,8 @@ def test_scan_features_hand_computed(small_store):
     assert a["transition_entropy_rate"] == pytest.approx(2 / 6 * 1 + 2 / 6 * 1)
 
     assert b["fasp_coverage"] == 1.0
-    assert b["time_to_full_coverage_min"] == pytest.approx(80 / 60)  # Um begins at 100 + 80 s
+    assert b["time_to_full_coverage_min"] == pytest.approx(70 / 60)  # Fm begins at 100 + 70 s
+    assert b["n_rare_required_seen"] == 1  # Um: reported apart, not in the coverage
     assert b["order_edit_distance"] == 0.0  # Um is outside the reference and ignored
     assert b["transition_entropy_rate"] == 0.0
     assert b["bk_share"] == 0.0
@@ -137,18 +139,33 @@ def test_scan_features_hand_computed(small_store):
     assert c["first_label"] == "Um"
     assert c["n_transitions"] == 1
     assert math.isnan(c["transition_entropy_rate"])  # fewer than 2 transitions
-    assert c["fasp_coverage"] == pytest.approx(1 / 8)
+    assert c["fasp_coverage"] == 0.0
+    assert c["n_rare_required_seen"] == 1
     assert c["order_edit_distance"] == 1.0  # no reference structure seen at all
     assert c["bk_share"] == pytest.approx(30 / 40)
 
 
+def test_fasp_coverage_does_not_depend_on_the_rest_of_the_cohort(cohort_store):
+    """Regression: the required set grew with any rare required label anywhere in the cohort."""
+    manifest = manifest_frame({"A": ("OP1", "expert"), "C": ("OP2", "trainee")})
+    alone = cohort_store(manifest, {"manual": events_frame({"A": SCAN_A})})
+    a_alone = scan_features(alone, select(alone, source="manual")).set_index("scan_id").loc["A"]
+    with_rare = cohort_store(manifest, {"manual": events_frame(
+        {"A": SCAN_A, "C": [("Bk", 30), ("Um", 10), ("BlD", 5)]})})
+    features = scan_features(with_rare, select(with_rare, source="manual")).set_index("scan_id")
+    assert features.loc["A", "fasp_coverage"] == a_alone["fasp_coverage"] == pytest.approx(3 / 7)
+    assert features.loc["C", "n_rare_required_seen"] == 2
+    assert set(taxonomy.FASP_REQUIRED) <= set(taxonomy.fasp_required_codes())
+    assert set(taxonomy.FASP_REQUIRED) == (set(taxonomy.fasp_required_codes())
+                                           & set(taxonomy.default_model_codes()))
+    assert set(taxonomy.FASP_REQUIRED_RARE) == (set(taxonomy.fasp_required_codes())
+                                                - set(taxonomy.FASP_REQUIRED))
+
+
 def test_scan_features_options(small_store):
     sel = select(small_store, source="manual")
-    sf = scan_features(small_store, sel, reference_order=["HeD", "Br"],
-                       categories=taxonomy.default_model_codes()).set_index("scan_id")
+    sf = scan_features(small_store, sel, reference_order=["HeD", "Br"]).set_index("scan_id")
     assert sf.loc["A", "order_edit_distance"] == 1.0  # Br then HeD against HeD then Br
-    assert sf.loc["A", "fasp_coverage"] == pytest.approx(4 / 7)  # Um out of scope
-    assert sf.loc["B", "time_to_full_coverage_min"] == pytest.approx(70 / 60)  # at Fm
     with pytest.raises(ValueError, match="repeats"):
         scan_features(small_store, sel, reference_order=["Br", "Br"])
     with pytest.raises(ValueError, match="at least one"):

@@ -3,9 +3,6 @@ a cohort with a real difference, error rate on null cohorts, and the degenerate 
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import json
 import math
 import warnings
 
@@ -18,20 +15,16 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from workflow_cohorts import events_frame, manifest_frame, random_cohort
 
-from analytics.features import REFERENCE_ORDER, category_times
+from analytics.features import category_times
 from analytics.groups import (
     GroupComparison,
     SingleGroupError,
     UnknownGroupError,
     compare_groups,
-    directly_follows_graph,
     mixed_model_durations,
-    ngrams,
-    transition_matrices,
-    transition_permutation_test,
-    write_dfg,
 )
 from analytics.selection import select
+from analytics.sequences import transition_permutation_test
 from analytics.warnings import DegenerateDataWarning
 
 HEART = "duration_min:HeD"
@@ -52,7 +45,7 @@ def strong(cohort_store):
 def operator_heart(store, sel) -> pd.DataFrame:
     ct = category_times(store, sel)
     heart = ct[ct["label"] == "HeD"]
-    return heart.groupby(["operator_id", "grp"])["duration_min"].mean().reset_index()
+    return heart.groupby(["operator_id", "group"])["duration_min"].mean().reset_index()
 
 
 def test_two_groups_match_scipy_and_detect_the_difference(strong):
@@ -70,8 +63,8 @@ def test_two_groups_match_scipy_and_detect_the_difference(strong):
     assert set(table["test"]) == {"welch", "mann-whitney"}
 
     ops = operator_heart(store, sel)
-    expert = ops.loc[ops["grp"] == "expert", "duration_min"].to_numpy()
-    trainee = ops.loc[ops["grp"] == "trainee", "duration_min"].to_numpy()
+    expert = ops.loc[ops["group"] == "expert", "duration_min"].to_numpy()
+    trainee = ops.loc[ops["group"] == "trainee", "duration_min"].to_numpy()
     rows = table[table["feature"] == HEART].set_index("test")
     welch = stats.ttest_ind(trainee, expert, equal_var=False)
     assert rows.loc["welch", "statistic"] == pytest.approx(welch.statistic)
@@ -134,7 +127,7 @@ def test_three_groups(cohort_store):
     rows = result.table.set_index("test")
     assert set(rows.index) == {"welch-anova", "kruskal-wallis"}
     ops = operator_heart(store, sel)
-    samples = [ops.loc[ops["grp"] == g, "duration_min"].to_numpy() for g in result.groups]
+    samples = [ops.loc[ops["group"] == g, "duration_min"].to_numpy() for g in result.groups]
     anova = stats.f_oneway(*samples, equal_var=False)
     assert rows.loc["welch-anova", "statistic"] == pytest.approx(anova.statistic)
     assert rows.loc["welch-anova", "p"] == pytest.approx(anova.pvalue)
@@ -195,9 +188,9 @@ def test_mixed_model_matches_statsmodels(strong):
         log_d=lambda d: np.log(d["duration_s"]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # "MLE on the boundary"
-        fit = smf.mixedlm("log_d ~ C(grp, Treatment('expert'))", data,
+        fit = smf.mixedlm("log_d ~ C(group, Treatment('expert'))", data,
                           groups=data["operator_id"]).fit(reml=True)
-    name = "C(grp, Treatment('expert'))[T.trainee]"
+    name = "C(group, Treatment('expert'))[T.trainee]"
     assert heart["coef"] == pytest.approx(fit.params[name], rel=1e-4)
     assert heart["p"] == pytest.approx(fit.pvalues[name], rel=1e-3)
     assert heart["n_scans"] == len(data)
@@ -214,132 +207,6 @@ def test_mixed_model_reports_categories_it_cannot_fit(cohort_store):
     assert math.isnan(table.loc["Fm", "coef"])
     assert "no scan of the reference group" in table.loc["Sp", "reason"]
     assert table.loc["HeD", "reason"] is None and not math.isnan(table.loc["HeD", "coef"])
-
-
-@pytest.fixture
-def order_cohort(cohort_store):
-    """Experts scan head to toe, trainees toe to head (no background): 5 operators each."""
-    rng = np.random.default_rng(4)
-    scans, sequences = {}, {}
-    for grp in ("expert", "trainee"):
-        for o in range(5):
-            for s in range(2):
-                scan_id = f"{grp}{o}-{s}"
-                scans[scan_id] = (f"{grp}{o}", grp)
-                order = list(REFERENCE_ORDER)
-                i = int(rng.integers(0, len(order) - 1))
-                order[i], order[i + 1] = order[i + 1], order[i]
-                if grp == "trainee":
-                    order.reverse()
-                sequences[scan_id] = [(c, 10.0) for c in order]
-    store = cohort_store(manifest_frame(scans), {"manual": events_frame(sequences, gap=2.0)})
-    return store, select(store, source="manual")
-
-
-def test_transition_matrices(order_cohort):
-    store, sel = order_cohort
-    matrices = transition_matrices(store, sel, alpha=1.0)
-    assert set(matrices) == {"expert", "trainee"}
-    expert = matrices["expert"]
-    assert list(expert.index) == list(expert.columns)
-    assert np.allclose(expert.sum(axis=1), 1.0)
-    assert np.allclose(np.diag(expert), 0.0)
-    counts = {}
-    sequences = store.query_df(
-        "SELECT e.scan_id, e.label FROM events e JOIN scans s USING (scan_id) "
-        "JOIN operators o USING (operator_id) WHERE o.grp = 'expert' ORDER BY scan_id, start_s")
-    for _, seq in sequences.groupby("scan_id"):
-        labels = list(seq["label"])
-        for a, b in itertools.pairwise(labels):
-            counts[a, b] = counts.get((a, b), 0) + 1
-    k = len(expert)
-    out_br = sum(n for (a, _), n in counts.items() if a == "Br")
-    assert expert.loc["Br", "NL"] == pytest.approx(
-        (counts.get(("Br", "NL"), 0) + 1) / (out_br + (k - 1)))
-    raw = transition_matrices(store, sel, alpha=0.0, groups=["expert"])
-    assert set(raw) == {"expert"}
-    assert raw["expert"].loc["Br", "NL"] == pytest.approx(counts[("Br", "NL")] / out_br)
-    # A category never seen: no counts, so a NaN row unsmoothed and a uniform row smoothed.
-    cats = [*REFERENCE_ORDER, "Um"]
-    raw = transition_matrices(store, sel, alpha=0.0, categories=cats)["expert"]
-    smooth = transition_matrices(store, sel, alpha=0.5, categories=cats)["expert"]
-    assert list(raw.index) == cats
-    assert raw.loc["Um"].isna().all()
-    assert np.allclose(smooth.loc["Um"].drop("Um"), 1 / (len(cats) - 1))
-    with pytest.raises(UnknownGroupError):
-        transition_matrices(store, sel, groups=["fellow"])
-    with pytest.raises(ValueError, match="`alpha` must be >= 0"):
-        transition_matrices(store, sel, alpha=-1)
-
-
-def test_transition_permutation_test(order_cohort, strong):
-    store, sel = order_cohort
-    result = transition_permutation_test(store, sel, n_perm=500, seed=0)
-    assert result.groups == ("expert", "trainee")
-    assert result.n_operators == {"expert": 5, "trainee": 5}
-    assert 0 < result.statistic <= 1
-    # Only the 2 of 252 splits of 10 operators into 5 + 5 that keep the groups reach the
-    # observed distance: p is about 1/126.
-    assert result.p < 0.02
-    assert result.null_distribution.shape == (500,)
-    again = transition_permutation_test(store, sel, n_perm=500, seed=0)
-    assert again.p == result.p and again.statistic == result.statistic
-    frob = transition_permutation_test(store, sel, n_perm=200, distance="frobenius")
-    assert frob.distance == "frobenius" and frob.p < 0.05
-    with pytest.raises(ValueError, match="did you mean 'frobenius'"):
-        transition_permutation_test(store, sel, distance="frobenious")
-    # No difference in order between the groups of the other cohort: no small p.
-    store, sel = strong
-    null = transition_permutation_test(store, sel, n_perm=200, skip_background=True)
-    assert null.p > 0.01
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        null.p = 0.0  # type: ignore[misc]
-
-
-def test_ngrams(order_cohort):
-    store, sel = order_cohort
-    bigrams = ngrams(store, sel, n=2, top=3)
-    assert list(bigrams.columns) == ["grp", "ngram", "count", "share", "n_scans"]
-    assert list(bigrams["grp"]) == ["expert"] * 3 + ["trainee"] * 3
-    for _, part in bigrams.groupby("grp"):
-        assert list(part["count"]) == sorted(part["count"], reverse=True)
-    # 10 expert scans, 8 structures each: 7 bigrams per scan, 70 in all.
-    full = ngrams(store, sel, n=2, top=None)
-    expert = full[full["grp"] == "expert"]
-    assert expert["count"].sum() == 70
-    assert expert["share"].sum() == pytest.approx(1.0)
-    assert expert["ngram"].str.count(" > ").eq(1).all()
-    trigrams = ngrams(store, sel, n=3, top=None, by_group=False)
-    assert set(trigrams["grp"]) == {"all"}
-    assert trigrams["count"].sum() == 20 * 6
-    top = trigrams.iloc[0]
-    assert top["ngram"].count(" > ") == 2
-    with pytest.raises(ValueError, match="`n` must be an integer from 1 to 10"):
-        ngrams(store, sel, n=0)
-
-
-def test_directly_follows_graph_and_files(order_cohort, tmp_path):
-    store, sel = order_cohort
-    dfg = directly_follows_graph(store, sel, group="expert")
-    assert list(dfg.columns) == ["source", "target", "count", "n_scans", "mean_gap_s"]
-    assert dfg["count"].sum() == 70
-    assert np.allclose(dfg["mean_gap_s"], 2.0)
-    assert list(dfg["count"]) == sorted(dfg["count"], reverse=True)
-    everyone = directly_follows_graph(store, sel)
-    assert everyone["count"].sum() == 140
-    with pytest.raises(UnknownGroupError, match="groups present"):
-        directly_follows_graph(store, sel, group="fellow")
-
-    dot = write_dfg(dfg, tmp_path / "expert.dot", title="Experts")
-    text = dot.read_text()
-    assert text.startswith("digraph dfg {") and text.rstrip().endswith("}")
-    assert '"Br" -> "NL"' in text
-    assert '"HeD" [label="HeD\\nHeart incl. Doppler"' in text
-    payload = json.loads(write_dfg(dfg, tmp_path / "expert.json").read_text())
-    assert {n["id"] for n in payload["nodes"]} == set(dfg["source"]) | set(dfg["target"])
-    assert sum(e["count"] for e in payload["edges"]) == 70
-    with pytest.raises(ValueError, match=r"\.dot, \.gv, \.json"):
-        write_dfg(dfg, tmp_path / "expert.png")
 
 
 def test_constant_features_are_left_out_or_warned_about(strong):

@@ -52,7 +52,7 @@ def test_by_scan_matches_scipy(cohort):
 
 def test_by_operator_and_group_aggregate_to_the_operator_first(cohort):
     ct, _ = cohort
-    per_op = (ct[ct["label"] == "Br"].groupby(["operator_id", "grp"])["duration_min"].mean()
+    per_op = (ct[ct["label"] == "Br"].groupby(["operator_id", "group"])["duration_min"].mean()
               .reset_index())
     op_row = summarise(ct, by="operator").table.set_index("label").loc["Br"]
     assert op_row["n"] == 8
@@ -64,10 +64,10 @@ def test_by_operator_and_group_aggregate_to_the_operator_first(cohort):
     summary = summarise(ct, by="group")
     assert summary.unit == "operator"
     table = summary.table
-    assert list(table.columns[:3]) == ["grp", "label", "n"]
-    assert list(table["grp"].unique()) == ["expert", "trainee"]
-    for grp, part in per_op.groupby("grp"):
-        row = table[(table["grp"] == grp) & (table["label"] == "Br")].iloc[0]
+    assert list(table.columns[:3]) == ["group", "label", "n"]
+    assert list(table["group"].unique()) == ["expert", "trainee"]
+    for grp, part in per_op.groupby("group"):
+        row = table[(table["group"] == grp) & (table["label"] == "Br")].iloc[0]
         x = part["duration_min"].to_numpy()
         assert row["n"] == 4
         assert row["mean_min"] == pytest.approx(x.mean())
@@ -87,9 +87,9 @@ def test_bootstrap_is_seeded_and_brackets_the_mean(cohort):
     assert (t.loc[varying, "ci_low_min"] < t.loc[varying, "mean_min"]).all()
     assert (t.loc[varying, "mean_min"] < t.loc[varying, "ci_high_min"]).all()
     # Percentile bounds of means of resampled operators cannot leave the operators' range.
-    per_op = ct.groupby(["grp", "label", "operator_id"])["duration_min"].mean()
-    lo, hi = per_op.groupby(["grp", "label"]).min(), per_op.groupby(["grp", "label"]).max()
-    keyed = t.set_index(["grp", "label"])
+    per_op = ct.groupby(["group", "label", "operator_id"])["duration_min"].mean()
+    lo, hi = per_op.groupby(["group", "label"]).min(), per_op.groupby(["group", "label"]).max()
+    keyed = t.set_index(["group", "label"])
     assert (keyed["ci_low_min"] >= lo[keyed.index] - 1e-12).all()
     assert (keyed["ci_high_min"] <= hi[keyed.index] + 1e-12).all()
 
@@ -115,11 +115,11 @@ def test_summarise_features(cohort):
     sf.loc[sf.index[:5], "time_to_full_coverage_min"] = np.nan
     summary = summarise_features(sf, by="group")
     table = summary.table
-    assert list(table.columns) == ["grp", "feature", "n", "mean", "sd", "ci_low", "ci_high"]
+    assert list(table.columns) == ["group", "feature", "n", "mean", "sd", "ci_low", "ci_high"]
     assert "first_label" not in set(table["feature"])
-    per_op = sf.groupby(["grp", "operator_id"])["time_to_full_coverage_min"].mean()
-    for grp, values in per_op.groupby("grp"):
-        row = table[(table["grp"] == grp)
+    per_op = sf.groupby(["group", "operator_id"])["time_to_full_coverage_min"].mean()
+    for grp, values in per_op.groupby("group"):
+        row = table[(table["group"] == grp)
                     & (table["feature"] == "time_to_full_coverage_min")].iloc[0]
         x = values.dropna().to_numpy()
         assert row["n"] == len(x)
@@ -148,12 +148,12 @@ def test_one_scan_gives_nan_and_a_warning(cohort_store):
 
 def test_a_group_with_one_operator_is_nan_only_there(cohort):
     ct, _ = cohort
-    keep = (ct["grp"] == "expert") | (ct["operator_id"] == ct.loc[ct["grp"] == "trainee",
+    keep = (ct["group"] == "expert") | (ct["operator_id"] == ct.loc[ct["group"] == "trainee",
                                                                    "operator_id"].iloc[0])
     with pytest.warns(DegenerateDataWarning, match="trainee/HeD"):
         table = summarise(ct[keep], by="group").table
-    assert table.loc[table["grp"] == "trainee", "ci_low_min"].isna().all()
-    assert table.loc[table["grp"] == "expert", "ci_low_min"].notna().all()
+    assert table.loc[table["group"] == "trainee", "ci_low_min"].isna().all()
+    assert table.loc[table["group"] == "expert", "ci_low_min"].notna().all()
 
 
 def test_invalid_options(cohort):

@@ -165,7 +165,7 @@ def test_tuning_beats_a_bad_combination_and_sorts_by_the_objective(store):
     assert {row["background_segment_s"] for row in result.table} == {None, 8.0}
     # The cohort puts Bk between every two structures: sending 80% of the leaving mass to Bk
     # wins, and beats the same combination with uniform transitions.
-    assert best.background_share == 0.8 and result.table[0]["f1_25"] == 100.0
+    assert best.background_share == 0.8 and result.table[0]["f1_25"] == 1.0
     uniform = row_of(result, **{k: getattr(best, k) for k in TUNABLE
                                 if k not in ("background_share", "background_segment_s")},
                      background_share=None, background_segment_s=None)
@@ -176,7 +176,7 @@ def test_another_objective_sorts_the_table_by_it(store):
     result = tune_decoding(store, "truth", "v1", grid=GRID, objective="accuracy")
     accuracy = [row["accuracy"] for row in result.table]
     assert accuracy == sorted(accuracy, reverse=True)
-    assert 0 < accuracy[-1] <= accuracy[0] <= 100
+    assert 0 < accuracy[-1] <= accuracy[0] <= 1
 
 
 def test_the_default_grid_without_priors_tries_one_prior_power(store):
