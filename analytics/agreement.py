@@ -26,8 +26,8 @@ Frame level (`paired_agreement`)
     frames labelled by both** with a category. Frames carry labels of one scan each and are far
     from independent, so the default 95% CI of kappa is a **cluster bootstrap over scans**
     (percentile, scans resampled with replacement, per-scan confusion tables summed);
-    ``kappa_ci="asymptotic"`` gives kappa +- 1.96 SE with the large-sample SE of Fleiss, Cohen
-    & Everitt (1969), the one ``statsmodels.stats.inter_rater.cohens_kappa`` reports, which
+    ``kappa_ci_method="asymptotic"`` gives kappa +- 1.96 SE with the large-sample SE of Fleiss,
+    Cohen & Everitt (1969), the one ``statsmodels.stats.inter_rater.cohens_kappa`` reports, which
     treats frames as independent and is too narrow for video. That SE is always reported.
 Segment level (`paired_agreement`)
     `fetal_analytics.segments` (MS-TCN semantics) with manual labels as the ground truth, **scored
@@ -78,6 +78,7 @@ __all__ = [
     "CorrelationResult",
     "KappaResult",
     "PairedAgreement",
+    "agreement_table",
     "category_minutes",
     "cohens_kappa",
     "paired_agreement",
@@ -87,7 +88,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 KAPPA_CI_METHODS = ("bootstrap", "asymptotic")
-"""Values of `kappa_ci`: cluster bootstrap over scans, or the large-sample SE."""
+"""Values of `kappa_ci_method`: cluster bootstrap over scans, or the large-sample SE."""
 
 _Z95 = 1.959963984540054          # scipy.stats.norm.ppf(0.975)
 _LOA_Z = 1.96                      # Bland & Altman's limits of agreement
@@ -224,6 +225,18 @@ class PairedAgreement(Result):
         out = super().to_dict()
         out["confusion"] = plain(self.confusion.reset_index())
         return out
+
+
+def agreement_table(correlation: CorrelationResult,
+                    paired: PairedAgreement | None = None) -> pd.DataFrame:
+    """One row per category: the paper's unpaired mean minutes and, where given, the paired
+    statistics beside them (columns prefixed ``paired_``)."""
+    table = correlation.per_category.copy()
+    if paired is None:
+        return table
+    extra = paired.per_category.drop(columns=["manual_mean_min", "auto_mean_min"])
+    extra = extra.add_prefix("paired_").rename(columns={"paired_label": "label"})
+    return table.merge(extra, on="label", how="left")
 
 
 # --- validation and SQL helpers -------------------------------------------------------------------
@@ -436,7 +449,7 @@ def _kappa_se(table: np.ndarray, kappa: float) -> float:
     return math.sqrt(var) if var >= 0 else math.nan
 
 
-def cohens_kappa(tables: np.ndarray, *, ci: str = "bootstrap", n_boot: int = 2000,
+def cohens_kappa(tables: np.ndarray, *, ci_method: str = "bootstrap", n_boot: int = 2000,
                  seed: int = 0) -> KappaResult:
     """Cohen's kappa of per-scan confusion tables, with a 95% CI.
 
@@ -445,7 +458,7 @@ def cohens_kappa(tables: np.ndarray, *, ci: str = "bootstrap", n_boot: int = 200
     tables : (n_scans, K, K) array_like of int
         Frame counts per scan, truth rows and predicted columns; a single (K, K) table is one
         scan.
-    ci : {'bootstrap', 'asymptotic'}, optional
+    ci_method : {'bootstrap', 'asymptotic'}, optional
         ``'bootstrap'``: percentile CI of a cluster bootstrap, scans resampled with replacement;
         ``'asymptotic'``: kappa +- 1.96 SE, the large-sample SE of Fleiss, Cohen & Everitt (1969).
     n_boot : int, optional
@@ -459,13 +472,13 @@ def cohens_kappa(tables: np.ndarray, *, ci: str = "bootstrap", n_boot: int = 200
         NaN, with a `DegenerateDataWarning`, where the table is empty, all frames fall in one
         category of both labellings, or (bootstrap) fewer than 2 scans.
     """
-    check_choice("ci", ci, KAPPA_CI_METHODS)
+    check_choice("ci_method", ci_method, KAPPA_CI_METHODS)
     tables = np.asarray(tables, dtype=float)
     if tables.ndim == 2:
         tables = tables[None]
     if tables.ndim != 3 or tables.shape[1] != tables.shape[2]:
         raise ValueError(f"`tables` must have shape (n_scans, K, K), got {tables.shape}")
-    if ci == "bootstrap" and n_boot < 1:
+    if ci_method == "bootstrap" and n_boot < 1:
         raise ValueError(f"`n_boot` must be at least 1, got {n_boot}")
     total = tables.sum(axis=0)
     kappa = float(_kappa_of(total))
@@ -476,7 +489,7 @@ def cohens_kappa(tables: np.ndarray, *, ci: str = "bootstrap", n_boot: int = 200
             "Cohen's kappa is NaN: " + ("no frame is labelled by both" if not total.sum() else
                                         "all frames fall in one category in both labellings"),
             DegenerateDataWarning, stacklevel=2)
-    if ci == "asymptotic":
+    if ci_method == "asymptotic":
         low, high = kappa - _Z95 * se, kappa + _Z95 * se
         n_boot = 0
     elif not math.isfinite(kappa):
@@ -496,7 +509,7 @@ def cohens_kappa(tables: np.ndarray, *, ci: str = "bootstrap", n_boot: int = 200
             draws.append(_kappa_of((weights @ flat).reshape(size, *used.shape[1:])))
         boot = np.concatenate(draws)
         low, high = (float(v) for v in np.nanpercentile(boot, [2.5, 97.5]))
-    return KappaResult(kappa=kappa, ci_low=float(low), ci_high=float(high), ci_method=ci,
+    return KappaResult(kappa=kappa, ci_low=float(low), ci_high=float(high), ci_method=ci_method,
                        se_asymptotic=se, n_frames=int(total.sum()), n_scans=n_scans,
                        n_boot=n_boot)
 
@@ -529,7 +542,7 @@ def _sample_codes(scan: tuple[np.ndarray, ...], times: np.ndarray) -> np.ndarray
 def paired_agreement(store: Store, manual: EventSelection, auto: EventSelection, *,
                      categories: Sequence[str] | None = None,
                      step_s: float = DEFAULT_FRAME_STEP_S,
-                     kappa_ci: str = "bootstrap", n_boot: int = 2000,
+                     kappa_ci_method: str = "bootstrap", n_boot: int = 2000,
                      seed: int = 0) -> PairedAgreement | None:
     """Agreement of manual and automatic labels on the scans that have both.
 
@@ -543,7 +556,7 @@ def paired_agreement(store: Store, manual: EventSelection, auto: EventSelection,
         as unlabelled (see the module docstring).
     step_s : float, optional
         Frame spacing, in seconds, of the frame and segment metrics (default 1 s).
-    kappa_ci : {'bootstrap', 'asymptotic'}, optional
+    kappa_ci_method : {'bootstrap', 'asymptotic'}, optional
         CI of Cohen's kappa: cluster bootstrap over scans (default) or large-sample SE.
     n_boot : int, optional
         Bootstrap resamples (default 2000).
@@ -555,7 +568,7 @@ def paired_agreement(store: Store, manual: EventSelection, auto: EventSelection,
     PairedAgreement or None
         None when no scan has events in both selections (the caller says so).
     """
-    check_choice("kappa_ci", kappa_ci, KAPPA_CI_METHODS)
+    check_choice("kappa_ci_method", kappa_ci_method, KAPPA_CI_METHODS)
     if not (math.isfinite(step_s) and step_s > 0):
         raise ValueError(f"`step_s` must be a positive number of seconds, got {step_s!r}")
     cats = _check_categories(categories)
@@ -616,7 +629,7 @@ def paired_agreement(store: Store, manual: EventSelection, auto: EventSelection,
     n_manual = sum(int(np.count_nonzero(t >= 0)) for _, t in frames)
     confusion = pd.DataFrame(tables.sum(axis=0), index=pd.Index(cats, name="truth"),
                              columns=pd.Index(cats, name="predicted"))
-    kappa = cohens_kappa(tables, ci=kappa_ci, n_boot=n_boot, seed=seed)
+    kappa = cohens_kappa(tables, ci_method=kappa_ci_method, n_boot=n_boot, seed=seed)
 
     # Segment level, manual labels as the truth, scored where they exist.
     lookup = np.array([*cats, None], dtype=object)  # code -1 -> None

@@ -76,8 +76,8 @@ SCAN_FEATURE_NUMERIC = (
 )
 """The numeric columns of `scan_features`, in order."""
 
-SCAN_FEATURE_COLUMNS = ("scan_id", "operator_id", "group", *SCAN_FEATURE_NUMERIC[:4],
-                        "first_label", *SCAN_FEATURE_NUMERIC[4:])
+SCAN_FEATURE_COLUMNS = ("scan_id", "operator_id", "group", "acquired_at",
+                        *SCAN_FEATURE_NUMERIC[:4], "first_label", *SCAN_FEATURE_NUMERIC[4:])
 """Columns of `scan_features`."""
 
 # Events in scan order (one window pass): a flag where a segment of the merged sequence begins,
@@ -251,8 +251,8 @@ def scan_features(store: Store, selection: EventSelection, *,
     pandas.DataFrame
         One row per scan, sorted by scan, with columns
 
-        ``scan_id, operator_id, group``
-            The scan, its operator and the operator's group.
+        ``scan_id, operator_id, group, acquired_at``
+            The scan, its operator, the operator's group and the scan's date (NaT if unknown).
         ``total_min``
             Labelled time (minutes).
         ``span_min``
@@ -348,7 +348,7 @@ def scan_features(store: Store, selection: EventSelection, *,
         FROM firsts GROUP BY scan_id
     ),
     fz AS (SELECT scan_id, count(*) AS n_freezes FROM freeze_frames GROUP BY scan_id)
-    SELECT b.scan_id, sc.operator_id, o.grp AS "group",
+    SELECT b.scan_id, sc.operator_id, o.grp AS "group", sc.acquired_at,
            b.labelled_s / 60.0 AS total_min,
            (b.last_end - b.first_start) / 60.0 AS span_min,
            b.n_events::BIGINT AS n_events,

@@ -16,7 +16,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from analytics.features import (
     SCAN_FEATURE_NUMERIC,
@@ -26,6 +26,7 @@ from analytics.features import (
 from analytics.warnings import DegenerateDataWarning
 from fetal_analytics.checks import check_choice
 from fetal_analytics.errors import UserError
+from fetal_analytics.results import Result, plain
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,6 +39,7 @@ __all__ = [
     "CORRECTIONS",
     "GroupComparison",
     "GroupError",
+    "MixedModelResult",
     "SingleGroupError",
     "UnknownGroupError",
     "compare_groups",
@@ -69,7 +71,7 @@ class UnknownGroupError(GroupError):
 
 
 @dataclass(frozen=True)
-class GroupComparison:
+class GroupComparison(Result):
     """Tests of the difference between groups, one family of tests per feature.
 
     Attributes
@@ -91,6 +93,8 @@ class GroupComparison:
         Operators per group with scans in the selection.
     values : pandas.DataFrame
         The operator-level values tested: ``operator_id, group, feature, value``.
+    selection : str
+        The events compared (`EventSelection.description`).
     """
 
     table: pd.DataFrame
@@ -98,6 +102,66 @@ class GroupComparison:
     correction: str
     n_operators: dict[str, int]
     values: pd.DataFrame = field(repr=False)
+    selection: str = ""
+
+    frame_field: ClassVar[str] = "table"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: one record per feature and test, each group's mean, SD and n nested
+        under ``values``; the operator-level values as records."""
+        features = []
+        for row in plain(self.table):
+            values = {g: {stat: row.pop(f"{stat}_{g}", None) for stat in ("mean", "sd", "n")}
+                      for g in self.groups}
+            features.append({"feature": row.pop("feature"), "values": values, **row})
+        return {"selection": self.selection, "groups": list(self.groups),
+                "correction": self.correction, "n_operators": plain(self.n_operators),
+                "features": features, "operator_values": plain(self.values)}
+
+    def readable(self) -> list[dict[str, str]]:
+        """One row per feature for people: each group's mean ± SD, each test's p (corrected),
+        and the effect size with its CI, as text (blank where not computable)."""
+        def short(value: float, spec: str) -> str:
+            return "" if value != value else format(value, spec)  # NaN: not computable
+
+        rows = []
+        for feature, tests in self.table.groupby("feature", sort=False):
+            first = tests.iloc[0]
+            row: dict[str, str] = {"feature": feature}
+            for group in self.groups:
+                row[group] = (f"{short(first[f'mean_{group}'], '.3g')} ± "
+                              f"{short(first[f'sd_{group}'], '.2g')}"
+                              if first[f"n_{group}"] else "")
+            for test in tests.itertuples():
+                row[f"{test.test} p (corrected)"] = (
+                    f"{short(test.p, '.2g')} ({short(test.p_adjusted, '.2g')})"
+                    if test.p == test.p else "")
+            size, low, high = (short(first[c], ".2f") for c in
+                               ("effect_size", "effect_ci_low", "effect_ci_high"))
+            row[first["effect"].replace("_", " ")] = f"{size} [{low}, {high}]" if low else size
+            rows.append(row)
+        return rows
+
+
+@dataclass(frozen=True)
+class MixedModelResult(Result):
+    """The group effect on each category's duration from `mixed_model_durations`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per category and non-reference group (columns: see `mixed_model_durations`).
+    groups : tuple of str
+        The groups compared, reference first.
+    selection : str
+        The events modelled (`EventSelection.description`).
+    """
+
+    table: pd.DataFrame
+    groups: tuple[str, ...]
+    selection: str = ""
+
+    frame_field: ClassVar[str] = "table"
 
 
 # --- groups ------------------------------------------------------------------------------------
@@ -274,7 +338,8 @@ def compare_groups(store: Store, selection: EventSelection, *,
     table = pd.DataFrame(rows, columns=columns)
     table["p_adjusted"] = _adjust(table, correction)
     return GroupComparison(table=table, groups=chosen, correction=correction,
-                           n_operators={g: int(present[g]) for g in chosen}, values=values)
+                           n_operators={g: int(present[g]) for g in chosen}, values=values,
+                           selection=selection.description)
 
 
 def _tests(samples: list[np.ndarray], ci: float) -> tuple[list[dict], str | None]:
@@ -353,7 +418,7 @@ def _adjust(table: pd.DataFrame, correction: str) -> pd.Series:
 # --- mixed model ---------------------------------------------------------------------------------
 
 def mixed_model_durations(store: Store, selection: EventSelection, *,
-                          groups: Sequence[str] | None = None) -> pd.DataFrame:
+                          groups: Sequence[str] | None = None) -> MixedModelResult:
     """Group effect on each category's duration, by a linear mixed model of log durations.
 
     For each category, on the scans where it is present: ``log(duration_s) ~ group`` with a
@@ -369,8 +434,9 @@ def mixed_model_durations(store: Store, selection: EventSelection, *,
 
     Returns
     -------
-    pandas.DataFrame
-        One row per category and non-reference group: ``label, group, reference``; ``coef``
+    MixedModelResult
+        Its ``table`` has one row per category and non-reference group: ``label, group,
+        reference``; ``coef``
         (difference of mean log duration, group minus reference) with ``ci_low, ci_high``
         (95% Wald) and ``p``; ``ratio, ratio_ci_low, ratio_ci_high`` (``exp`` of those: the
         ratio of geometric mean durations); ``n_scans, n_operators`` (used in the fit);
@@ -427,7 +493,7 @@ def mixed_model_durations(store: Store, selection: EventSelection, *,
         table[col] = np.exp(table[src].astype(float))
     table["converged"] = table["converged"].astype(bool)
     table["on_boundary"] = table["on_boundary"].astype(bool)
-    return table
+    return MixedModelResult(table=table, groups=chosen, selection=selection.description)
 
 
 def _fit_mixed(data: pd.DataFrame, reference: str, others: list[str]

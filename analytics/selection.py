@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetal_analytics.errors import UserError
-from fetal_analytics.runs import SOURCES, resolve_run
+from fetal_analytics.runs import LATEST, SOURCES, list_runs, resolve_run
 
 if TYPE_CHECKING:
     from fetal_analytics.store import Store
 
-__all__ = ["EmptySelectionError", "EventSelection", "select"]
+__all__ = ["EmptySelectionError", "EventSelection", "default_source", "select"]
 
 
 class EmptySelectionError(UserError, LookupError):
@@ -62,6 +62,18 @@ class EventSelection:
         )
 
 
+def default_source(store: Store) -> str:
+    """The source analyses read unless told otherwise: ``"auto"`` where a finished automatic
+    run has events (full timelines), else ``"manual"``.
+
+    A run still being written (``running``) or one that failed does not count, so a labelling
+    job in progress never hides the manual labels. The CLI and the dashboard share this rule.
+    """
+    finished_auto = any(r.status == "finished" and r.n_events
+                        for r in list_runs(store, source="auto"))
+    return "auto" if finished_auto else "manual"
+
+
 def select(store: Store, *, source: str | None = None, run: str | int | None = None,
            require_events: bool = True) -> EventSelection:
     """Choose the events to analyse.
@@ -70,9 +82,12 @@ def select(store: Store, *, source: str | None = None, run: str | int | None = N
     ----------
     store : Store
     source : {'manual', 'auto'}, optional
-        Per scan, the newest finished run of this source. Also restricts `run`.
+        Per scan, the newest finished run of this source (default: `default_source`). Also
+        restricts `run`.
     run : str or int, optional
-        A run id, a run name or ``"latest"``; overrides the per-scan choice.
+        `LATEST` (``"latest"``, the default when None: per scan, the newest finished run of
+        `source`), `LAST` (``"last"``: the single newest finished run), a run id or a run name
+        (of any source unless `source` is given).
     require_events : bool, optional
         Raise `EmptySelectionError` when the selection holds no events.
 
@@ -81,26 +96,38 @@ def select(store: Store, *, source: str | None = None, run: str | int | None = N
     UnknownRunError
         `run` names no run.
     EmptySelectionError
-        Nothing to analyse, with what to import.
+        Nothing to analyse, with what to do.
     ValueError
-        Neither `source` nor `run` given, or an unknown source.
+        An unknown source.
     """
     if source is not None and source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-    if run is not None:
+    if run is not None and str(run) != LATEST:
         chosen = resolve_run(store, run, source=source)
         selection = EventSelection(
             chosen.source, chosen.run_id,
             f"run {chosen.run_id} {chosen.name!r} ({chosen.source})")
-    elif source is not None:
-        selection = EventSelection(source, None, f"{source} labels (newest run per scan)")
     else:
-        raise ValueError("choose the events by source or by run")
+        source = source or default_source(store)
+        selection = EventSelection(source, None, f"{source} labels (newest run per scan)")
     if require_events:
         cte, params = selection.cte()
         if not store.scalar(f"WITH {cte} SELECT count(*) FROM sel", params):
-            raise EmptySelectionError(
-                f"no events for {selection.description} in {store.path}: import some with "
-                f"`fetal-analytics ingest labels FILE --db {store.path}"
-                f"{' --source ' + source if source else ''}`")
+            raise EmptySelectionError(_empty_message(store, selection))
     return selection
+
+
+def _empty_message(store: Store, selection: EventSelection) -> str:
+    """Why a selection holds no events, and what to do."""
+    if selection.run_id is not None:
+        return f"{selection.description} has no events in {store.path}"
+    runs = list_runs(store, source=selection.source)
+    unfinished = [r for r in runs if r.status != "finished" and r.n_events]
+    if unfinished:
+        listing = ", ".join(f"{r.run_id} {r.name!r} ({r.status})" for r in unfinished)
+        return (f"no finished {selection.source} run has events in {store.path} (runs "
+                f"{listing}): wait for a running run to finish, or resume it")
+    hint = (f"label videos with `fetal-analytics label --db {store.path} ...`"
+            if selection.source == "auto" else
+            f"import some with `fetal-analytics ingest labels FILE --db {store.path}`")
+    return f"no events for {selection.description} in {store.path}: {hint}"

@@ -23,6 +23,7 @@ from analytics.groups import GroupError, UnknownGroupError, groups_present, reso
 from analytics.warnings import DegenerateDataWarning
 from fetal_analytics import taxonomy
 from fetal_analytics.checks import check_choice
+from fetal_analytics.results import Result
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,7 +48,7 @@ DISTANCES = ("total_variation", "frobenius")
 """Distances between transition matrices of `transition_permutation_test`."""
 
 @dataclass(frozen=True)
-class TransitionTest:
+class TransitionTest(Result):
     """A permutation test of the difference between two groups' transition matrices.
 
     Attributes
@@ -69,7 +70,9 @@ class TransitionTest:
     alpha : float
         Laplace smoothing added to each off-diagonal transition count.
     null_distribution : numpy.ndarray
-        The statistic of each permutation, shape ``(n_perm,)``.
+        The statistic of each permutation, shape ``(n_perm,)`` (left out of `to_dict`).
+    selection : str
+        The events compared (`EventSelection.description`).
     """
 
     statistic: float
@@ -79,7 +82,9 @@ class TransitionTest:
     n_perm: int
     n_operators: dict[str, int]
     alpha: float
-    null_distribution: np.ndarray = field(repr=False, compare=False)
+    null_distribution: np.ndarray = field(repr=False, compare=False,
+                                          metadata={"serialise": False})
+    selection: str = ""
 
 
 # --- transitions ---------------------------------------------------------------------------------
@@ -299,7 +304,7 @@ def transition_permutation_test(
         p = float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null)))
     return TransitionTest(statistic=observed, p=p, distance=distance, groups=chosen,
                           n_perm=int(n_perm), n_operators=n_ops, alpha=float(alpha),
-                          null_distribution=null)
+                          null_distribution=null, selection=selection.description)
 
 
 # --- n-grams and directly-follows graphs ---------------------------------------------------
@@ -432,7 +437,7 @@ def write_dfg(dfg: pd.DataFrame, path: str | Path, *, title: str | None = None) 
     dfg : pandas.DataFrame
         The output of `directly_follows_graph` (``source, target, count`` at least).
     path : str or Path
-        The file; its suffix chooses the format.
+        The file; its suffix chooses the format. Its folder is created when missing.
     title : str, optional
         Graph label (DOT) or ``title`` field (JSON).
 
@@ -441,6 +446,11 @@ def write_dfg(dfg: pd.DataFrame, path: str | Path, *, title: str | None = None) 
     Path
         `path`.
 
+    Raises
+    ------
+    OutputFormatError
+        The suffix is not one of `DFG_FORMATS`.
+
     Notes
     -----
     DOT nodes take the taxonomy's colours and names; edge width grows with the count. JSON holds
@@ -448,13 +458,12 @@ def write_dfg(dfg: pd.DataFrame, path: str | Path, *, title: str | None = None) 
     ...}]}``.
     """
     from fetal_analytics.checks import check_columns
+    from fetal_analytics.tabular import table_format
 
     path = Path(path)
     check_columns(dfg, "dfg", ("source", "target", "count"))
-    fmt = DFG_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"cannot tell the format of {path.name}: use one of the suffixes "
-                         f"{', '.join(DFG_FORMATS)}")
+    fmt = table_format(path, formats=DFG_FORMATS)
+    path.parent.mkdir(parents=True, exist_ok=True)
     nodes = list(dict.fromkeys([*dfg["source"], *dfg["target"]]))
     known = set(taxonomy.codes())
 

@@ -12,8 +12,8 @@ The unit of analysis is chosen with `by`:
 ``"group"``
     As ``"operator"``, with one block of rows per group (expert, trainee, ...).
 
-Confidence intervals of the mean are Student-t intervals (``method="t"``) or percentile
-intervals from a cluster bootstrap (``method="bootstrap"``) that resamples operators with all
+Confidence intervals of the mean are Student-t intervals (``ci_method="t"``) or percentile
+intervals from a cluster bootstrap (``ci_method="bootstrap"``) that resamples operators with all
 their scans (within each group when ``by="group"``): scans of one operator are not independent.
 
 A mean of one value has no SD and no interval: those cells are NaN and a `DegenerateDataWarning`
@@ -26,29 +26,33 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from analytics.warnings import DegenerateDataWarning
 from fetal_analytics.checks import check_choice, check_columns
+from fetal_analytics.results import Result
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["BY", "METHODS", "Summary", "summarise", "summarise_features"]
+    from analytics.selection import EventSelection
+    from fetal_analytics.store import Store
+
+__all__ = ["BY", "CI_METHODS", "Summary", "describe", "summarise", "summarise_features"]
 
 log = logging.getLogger(__name__)
 
 BY = ("scan", "operator", "group")
 """Units of analysis of `summarise`."""
 
-METHODS = ("t", "bootstrap")
+CI_METHODS = ("t", "bootstrap")
 """Confidence-interval methods of `summarise`."""
 
 _ID_COLUMNS = ("scan_id", "operator_id", "group")
 
 
 @dataclass(frozen=True)
-class Summary:
+class Summary(Result):
     """Descriptive statistics of a table of per-scan values.
 
     Attributes
@@ -60,27 +64,55 @@ class Summary:
         The unit of analysis.
     unit : {'scan', 'operator'}
         What the column ``n`` counts.
-    method : {'t', 'bootstrap'}
+    ci_method : {'t', 'bootstrap'}
         How the confidence intervals were computed.
     ci : float
         Confidence level of the intervals, e.g. 0.95.
     n_boot : int or None
-        Bootstrap resamples (None for ``method == "t"``).
+        Bootstrap resamples (None for ``ci_method == "t"``).
     seed : int or None
-        Seed of the bootstrap's random generator (None for ``method == "t"``).
+        Seed of the bootstrap's random generator (None for ``ci_method == "t"``).
+    selection : str
+        The events described (`EventSelection.description`), "" when not known.
+    variables : {'categories', 'features'}
+        Minutes per category (`summarise`) or workflow features (`summarise_features`).
     """
 
     table: pd.DataFrame
     by: str
     unit: str
-    method: str
+    ci_method: str
     ci: float
     n_boot: int | None = None
     seed: int | None = None
+    selection: str = ""
+    variables: str = "categories"
+
+    frame_field: ClassVar[str] = "table"
+
+
+def describe(store: Store, selection: EventSelection, *, features: bool = False,
+             by: str = "group", ci: float = 0.95, ci_method: str = "t", n_boot: int = 2000,
+             seed: int = 0) -> Summary:
+    """Describe a selection's minutes per category, or its workflow features, in one call.
+
+    `summarise` of `analytics.features.category_times`, or with `features`
+    `summarise_features` of `analytics.features.scan_features`; the result names the
+    selection. Options as for those functions.
+    """
+    from analytics.features import category_times, scan_features
+
+    if features:
+        return summarise_features(scan_features(store, selection), by=by, ci=ci,
+                                  ci_method=ci_method, n_boot=n_boot, seed=seed,
+                                  selection=selection.description)
+    return summarise(category_times(store, selection), by=by, ci=ci, ci_method=ci_method,
+                     n_boot=n_boot, seed=seed, selection=selection.description)
 
 
 def summarise(category_times_df: pd.DataFrame, *, by: str = "scan", ci: float = 0.95,
-              method: str = "t", n_boot: int = 2000, seed: int = 0) -> Summary:
+              ci_method: str = "t", n_boot: int = 2000, seed: int = 0,
+              selection: str = "") -> Summary:
     """Mean +- SD time per category, in minutes and as a share of the scan, with CIs.
 
     Parameters
@@ -92,12 +124,14 @@ def summarise(category_times_df: pd.DataFrame, *, by: str = "scan", ci: float = 
         Unit of analysis (see the module docstring).
     ci : float, optional
         Confidence level of the intervals, in (0, 1).
-    method : {'t', 'bootstrap'}, optional
+    ci_method : {'t', 'bootstrap'}, optional
         Student-t interval of the mean, or a percentile cluster bootstrap over operators.
     n_boot : int, optional
         Bootstrap resamples.
     seed : int, optional
         Seed of the bootstrap.
+    selection : str, optional
+        What the values describe, kept in the result.
 
     Returns
     -------
@@ -119,12 +153,12 @@ def summarise(category_times_df: pd.DataFrame, *, by: str = "scan", ci: float = 
     """
     check_columns(category_times_df, "category_times_df",
                   (*_ID_COLUMNS, "label", "duration_min", "share"))
-    _check_options(by, ci, method, n_boot)
+    _check_options(by, ci, ci_method, n_boot)
     if category_times_df.empty:
         raise ValueError("`category_times_df` is empty: there is nothing to summarise")
     long = category_times_df[[*_ID_COLUMNS, "label", "duration_min", "share"]]
     table = _describe(long, var="label", values=("duration_min", "share"), by=by, ci=ci,
-                      method=method, n_boot=n_boot, seed=seed)
+                      ci_method=ci_method, n_boot=n_boot, seed=seed)
     table = table.rename(columns={
         "mean_duration_min": "mean_min", "sd_duration_min": "sd_min",
         "ci_low_duration_min": "ci_low_min", "ci_high_duration_min": "ci_high_min",
@@ -134,12 +168,13 @@ def summarise(category_times_df: pd.DataFrame, *, by: str = "scan", ci: float = 
     columns = [*keys, "label", "n_duration_min", "mean_min", "sd_min", "ci_low_min",
                "ci_high_min", "mean_share", "share_ci_low", "share_ci_high"]
     table = table[columns].rename(columns={"n_duration_min": "n"})
-    return _result(table, by, method, ci, n_boot, seed)
+    return _result(table, by, ci_method, ci, n_boot, seed, selection, "categories")
 
 
 def summarise_features(scan_features_df: pd.DataFrame, *, by: str = "scan",
                        features: Sequence[str] | None = None, ci: float = 0.95,
-                       method: str = "t", n_boot: int = 2000, seed: int = 0) -> Summary:
+                       ci_method: str = "t", n_boot: int = 2000, seed: int = 0,
+                       selection: str = "") -> Summary:
     """Mean +- SD and CI of each numeric per-scan feature.
 
     Parameters
@@ -151,7 +186,7 @@ def summarise_features(scan_features_df: pd.DataFrame, *, by: str = "scan",
         Unit of analysis (see the module docstring).
     features : sequence of str, optional
         Columns to describe (default: every numeric column but the identifiers).
-    ci, method, n_boot, seed
+    ci, ci_method, n_boot, seed, selection
         As for `summarise`.
 
     Returns
@@ -175,7 +210,7 @@ def summarise_features(scan_features_df: pd.DataFrame, *, by: str = "scan",
     import pandas as pd
 
     check_columns(scan_features_df, "scan_features_df", _ID_COLUMNS)
-    _check_options(by, ci, method, n_boot)
+    _check_options(by, ci, ci_method, n_boot)
     if scan_features_df.empty:
         raise ValueError("`scan_features_df` is empty: there is nothing to summarise")
     numeric = [c for c in scan_features_df.columns if c not in _ID_COLUMNS
@@ -192,34 +227,35 @@ def summarise_features(scan_features_df: pd.DataFrame, *, by: str = "scan",
     long = scan_features_df.melt(id_vars=list(_ID_COLUMNS), value_vars=chosen,
                                  var_name="feature", value_name="value")
     long["value"] = long["value"].astype("float64")
-    table = _describe(long, var="feature", values=("value",), by=by, ci=ci, method=method,
+    table = _describe(long, var="feature", values=("value",), by=by, ci=ci, ci_method=ci_method,
                       n_boot=n_boot, seed=seed)
     keys = ["group"] if by == "group" else []
     table = table.rename(columns={"n_value": "n", "mean_value": "mean", "sd_value": "sd",
                                   "ci_low_value": "ci_low", "ci_high_value": "ci_high"})
     table = table[[*keys, "feature", "n", "mean", "sd", "ci_low", "ci_high"]]
-    return _result(table, by, method, ci, n_boot, seed)
+    return _result(table, by, ci_method, ci, n_boot, seed, selection, "features")
 
 
-def _check_options(by: str, ci: float, method: str, n_boot: int) -> None:
+def _check_options(by: str, ci: float, ci_method: str, n_boot: int) -> None:
     check_choice("by", by, BY)
-    check_choice("method", method, METHODS)
+    check_choice("ci_method", ci_method, CI_METHODS)
     if not 0 < ci < 1:
         raise ValueError(f"`ci` must be a confidence level in (0, 1), got {ci!r}")
-    if method == "bootstrap" and (int(n_boot) != n_boot or n_boot < 1):
+    if ci_method == "bootstrap" and (int(n_boot) != n_boot or n_boot < 1):
         raise ValueError(f"`n_boot` must be a positive integer, got {n_boot!r}")
 
 
-def _result(table: pd.DataFrame, by: str, method: str, ci: float, n_boot: int,
-            seed: int) -> Summary:
-    boot = method == "bootstrap"
+def _result(table: pd.DataFrame, by: str, ci_method: str, ci: float, n_boot: int,
+            seed: int, selection: str, variables: str) -> Summary:
+    boot = ci_method == "bootstrap"
     return Summary(table=table.reset_index(drop=True), by=by,
-                   unit="scan" if by == "scan" else "operator", method=method, ci=ci,
-                   n_boot=int(n_boot) if boot else None, seed=seed if boot else None)
+                   unit="scan" if by == "scan" else "operator", ci_method=ci_method, ci=ci,
+                   n_boot=int(n_boot) if boot else None, seed=seed if boot else None,
+                   selection=selection, variables=variables)
 
 
 def _describe(long: pd.DataFrame, *, var: str, values: tuple[str, ...], by: str, ci: float,
-              method: str, n_boot: int, seed: int) -> pd.DataFrame:
+              ci_method: str, n_boot: int, seed: int) -> pd.DataFrame:
     """n, mean, SD and CI of each value column, per variable (and group).
 
     `long` has one row per scan and variable: ``scan_id, operator_id, group, var, *values``.
@@ -246,17 +282,17 @@ def _describe(long: pd.DataFrame, *, var: str, values: tuple[str, ...], by: str,
         table[f"n_{v}"] = agg["count"].to_numpy(dtype="int64")
         table[f"mean_{v}"] = agg["mean"].to_numpy(dtype=float)
         table[f"sd_{v}"] = sd
-        if method == "t":
+        if ci_method == "t":
             table[f"ci_low_{v}"] = table[f"mean_{v}"] - half
             table[f"ci_high_{v}"] = table[f"mean_{v}"] + half
-    if method == "bootstrap":
+    if ci_method == "bootstrap":
         table = _bootstrap(long, table, keys=keys, var=var, values=values, ci=ci,
                            n_boot=n_boot, seed=seed)
     degenerate = table[f"ci_low_{values[0]}"].isna()
     if degenerate.any():
         where = ", ".join("/".join(map(str, row)) for row in
                           table.loc[degenerate, keys].itertuples(index=False))
-        if method == "bootstrap":
+        if ci_method == "bootstrap":
             few = "fewer than 2 operators to resample"
         else:
             few = f"fewer than 2 {'scans' if by == 'scan' else 'operators'}"

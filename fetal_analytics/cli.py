@@ -20,9 +20,11 @@ from typing import Any, TextIO
 
 import click
 
+from analytics.groups import CORRECTIONS
+from analytics.summary import BY
 from fetal_analytics import __version__
 from fetal_analytics.errors import UserError
-from fetal_analytics.runs import SOURCES
+from fetal_analytics.runs import LAST, LATEST, SOURCES
 
 FORMATS = ("table", "json", "csv")
 
@@ -41,6 +43,18 @@ def db_option(*, creates: bool) -> Callable:
         "--db", "db_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
         help="DuckDB database file." + (" Created if missing." if creates else ""),
     )
+
+
+def selection_options(function: Callable) -> Callable:
+    """``--source`` and ``--run`` of the commands that analyse one labelling of the cohort."""
+    function = click.option(
+        "--run", "run_ref", default=LATEST, show_default=True,
+        help=f"{LATEST!r}: each scan's newest finished run; or one run (id, name or "
+             f"{LAST!r}, of any source unless --source is given).")(function)
+    return click.option(
+        "--source", type=click.Choice(SOURCES),
+        help="Labels to use [default: automatic if a finished automatic run exists, else "
+             "manual].")(function)
 
 
 def format_option(choices: tuple[str, ...] = FORMATS) -> Callable:
@@ -69,6 +83,8 @@ def emit(record: dict[str, Any] | list[dict[str, Any]], fmt: str, *, title: str 
          out: TextIO | None = None) -> None:
     """Print one record (key/value) or a list of records in the chosen format."""
     out = out or sys.stdout
+    if fmt != "json":  # a flat table: nested fields become columns such as groups.expert
+        record = [_flat(r) for r in record] if isinstance(record, list) else _flat(record)
     records = record if isinstance(record, list) else [record]
     if fmt == "json":
         out.write(json.dumps(record, indent=2, default=str) + "\n")
@@ -79,6 +95,16 @@ def emit(record: dict[str, Any] | list[dict[str, Any]], fmt: str, *, title: str 
         writer.writerows(records)
     else:
         print_table(records, title=title, transpose=not isinstance(record, list), out=out)
+
+
+def _flat(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def print_table(records: list[dict[str, Any]], *, title: str = "", transpose: bool = False,
@@ -233,16 +259,15 @@ def info(db_path: Path, fmt: str) -> None:
 
     \b
     Example:
-      fetal-analytics info --db cohort.duckdb --format json
+      fetal-analytics info --db out/demo/demo.duckdb --format json
     """
+    from fetal_analytics.queries import overview
     from fetal_analytics.runs import list_runs
 
     with open_store(db_path, read_only=True) as store:
-        summary = {"db": str(db_path), "schema_version": store.schema_version, **store.counts()}
+        summary = overview(store)
         runs = list_runs(store)
-    for source in SOURCES:
-        summary[f"{source}_events"] = sum(r.n_events for r in runs if r.source == source)
-    emit(summary, fmt, title="Database")
+    emit(summary.to_dict(), fmt, title="Database")
     if fmt == "table" and runs:
         fields = ("run_id", "name", "source", "kind", "status", "n_scans", "n_events")
         click.echo()
@@ -257,29 +282,57 @@ def export() -> None:
 @export.command("events")
 @db_option(creates=False)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output file (.csv or .parquet).")
+              help="Output file (.csv or .parquet); its folder is created when missing.")
 @click.option("--source", type=click.Choice(SOURCES), help="Only runs of this source.")
-@click.option("--run", "run_ref", default="latest", show_default=True,
-              help="Run id or name, or 'latest'.")
+@click.option("--run", "run_ref", default=LAST, show_default=True,
+              help=f"Run id or name, or {LAST!r} (the newest finished run).")
 @click.option("--format", "fmt", type=click.Choice(("csv", "parquet")),
-              help="File format [default: from the file name, else csv].")
+              help="File format [default: from the file name].")
 def export_events(db_path: Path, out: Path, source: str | None, run_ref: str,
                   fmt: str | None) -> None:
     """Export one run's events in the columns `ingest labels` reads.
 
     \b
     Example:
-      fetal-analytics export events --db cohort.duckdb --source manual --out manual.csv
+      fetal-analytics export events --db out/demo/demo.duckdb --source manual --out manual.csv
     """
-    from fetal_analytics.events import run_events, write_events
-    from fetal_analytics.runs import resolve_run
+    from fetal_analytics.events import export_events as write
 
     with open_store(db_path, read_only=True) as store:
-        run = resolve_run(store, run_ref, source=source)
-        events = run_events(store, run)
-    write_events(events, out, fmt=fmt)
-    click.echo(f"wrote {len(events)} events of {events['scan_id'].nunique()} scans from run "
-               f"{run.run_id} {run.name!r} ({run.source}) to {out}", err=True)
+        done = write(store, out, run=run_ref, source=source, fmt=fmt)
+    click.echo(f"wrote {done.n_events} events of {done.n_scans} scans from run "
+               f"{done.run.run_id} {done.run.name!r} ({done.run.source}) to {out}", err=True)
+
+
+@export.command("features")
+@db_option(creates=False)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file (.csv or .parquet); its folder is created when missing.")
+@selection_options
+@click.option("--format", "fmt", type=click.Choice(("csv", "parquet")),
+              help="File format [default: from the file name].")
+def export_features(db_path: Path, out: Path, source: str | None, run_ref: str,
+                    fmt: str | None) -> None:
+    """Export the per-scan workflow features, one row per scan, for R or Excel.
+
+    Columns: scan_id, operator_id, group, acquired_at, then every feature (minutes, counts,
+    shares, FASP coverage, order, entropy of transitions; see the README).
+
+    \b
+    Example:
+      fetal-analytics export features --db out/demo/demo.duckdb --out features.csv
+      fetal-analytics export features --db out/demo/demo.duckdb --source manual --out f.parquet
+    """
+    from analytics.features import scan_features
+    from analytics.selection import select
+    from fetal_analytics.tabular import write_table
+
+    with open_store(db_path, read_only=True) as store:
+        selection = select(store, source=source, run=run_ref)
+        features = scan_features(store, selection)
+    write_table(features, out, fmt=fmt)
+    click.echo(f"wrote the workflow features of {len(features)} scans "
+               f"({selection.description}) to {out}", err=True)
 
 
 def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, int]:
@@ -400,11 +453,37 @@ def _stderr_console() -> Any:
 
 # --- analytics ------------------------------------------------------------------------------
 
+OUTPUT_SUFFIXES = {".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
 def output_options(function: Callable) -> Callable:
-    """``--format table|json|csv`` and ``--out FILE`` for the reporting commands."""
+    """``--format table|json|csv|parquet`` and ``--out FILE`` for the reporting commands.
+
+    The format defaults to the suffix of ``--out`` (``.json``, ``.csv``, ``.parquet``), else a
+    table on the terminal; a table is never written into a file.
+    """
     function = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-                            help="Write to this file instead of the terminal.")(function)
-    return format_option()(function)
+                            help="Write to this file (.json, .csv or .parquet; its folder is "
+                                 "created) instead of the terminal.")(function)
+    return click.option(
+        "--format", "fmt", type=click.Choice(("table", "json", "csv", "parquet")),
+        help="Output format [default: from the --out suffix, else table].")(function)
+
+
+def _output_format(fmt: str | None, out: Path | None) -> str:
+    from fetal_analytics.tabular import OutputFormatError, table_format
+
+    if out is None:
+        if fmt == "parquet":
+            raise click.UsageError("--format parquet needs --out FILE.parquet")
+        return fmt or "table"
+    if fmt == "table":
+        raise click.UsageError("a table is for the terminal: give --out a .json, .csv or "
+                               ".parquet file, or leave --out out")
+    try:
+        return table_format(out, fmt, OUTPUT_SUFFIXES)
+    except OutputFormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from exc
 
 
 @contextmanager
@@ -412,38 +491,45 @@ def _output(out: Path | None) -> Iterator[TextIO]:
     if out is None:
         yield sys.stdout
         return
+    out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8", newline="") as handle:
         yield handle
     click.echo(f"wrote {out}", err=True)
 
 
-def _records(frame: Any) -> list[dict[str, Any]]:
-    """DataFrame rows as plain Python records (NaN as None)."""
-    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
-            for row in frame.astype(object).to_dict("records")]
+def _write(fmt: str, out: Path | None, *, record: dict[str, Any], table: Any,
+           show: Callable[[TextIO], None]) -> None:
+    """Write a result: `record` as JSON, `table` (a DataFrame) as CSV or Parquet, or `show`
+    it as readable tables on the terminal."""
+    from fetal_analytics.results import plain
 
+    if fmt == "parquet":
+        from fetal_analytics.tabular import write_table
 
-def _rounded(frame: Any, digits: int = 3) -> Any:
-    return frame.round({c: digits for c in frame.select_dtypes("number").columns})
-
-
-def _selection(store: Any, source: str, ref: str | None) -> Any:
-    from analytics.selection import select
-
-    return select(store, source=source, run=None if ref in (None, "latest") else ref)
+        write_table(table, out, fmt="parquet")
+        click.echo(f"wrote {out}", err=True)
+        return
+    with _output(out) as stream:
+        if fmt == "json":
+            emit(record, fmt, out=stream)
+        elif fmt == "csv":
+            emit(plain(table), fmt, out=stream)
+        else:
+            show(stream)
 
 
 @main.command()
 @db_option(creates=False)
-@click.option("--manual", "manual_ref", default="latest", show_default=True,
-              help="Manual labels: a run id or name, or 'latest' (each scan's newest manual run).")
-@click.option("--auto", "auto_ref", default="latest", show_default=True,
-              help="Automatic labels: a run id or name, or 'latest'.")
+@click.option("--manual", "manual_ref", default=LATEST, show_default=True,
+              help=f"Manual labels: a run id or name, {LAST!r}, or {LATEST!r} (each scan's "
+                   f"newest finished manual run).")
+@click.option("--auto", "auto_ref", default=LATEST, show_default=True,
+              help=f"Automatic labels: a run id or name, {LAST!r}, or {LATEST!r}.")
 @click.option("--paired", is_flag=True,
               help="Also compare scan by scan where both exist: correlations, Bland-Altman, "
                    "frame confusion matrix, kappa and segment scores.")
 @output_options
-def correlate(db_path: Path, manual_ref: str, auto_ref: str, paired: bool, fmt: str,
+def correlate(db_path: Path, manual_ref: str, auto_ref: str, paired: bool, fmt: str | None,
               out: Path | None) -> None:
     """Compare the time per category in manual and automatic labels (the paper's rho).
 
@@ -454,48 +540,41 @@ def correlate(db_path: Path, manual_ref: str, auto_ref: str, paired: bool, fmt: 
 
     \b
     Example:
-      fetal-analytics correlate --db cohort.duckdb
-      fetal-analytics correlate --db cohort.duckdb --paired --format json --out agreement.json
+      fetal-analytics correlate --db out/demo/demo.duckdb
+      fetal-analytics correlate --db out/demo/demo.duckdb --paired --out agreement.json
     """
-    from analytics.agreement import paired_agreement, paper_correlation
+    from analytics.agreement import agreement_table, paired_agreement, paper_correlation
+    from analytics.selection import select
 
+    fmt = _output_format(fmt, out)
     with open_store(db_path, read_only=True) as store:
-        manual = _selection(store, "manual", manual_ref)
-        auto = _selection(store, "auto", auto_ref)
+        manual = select(store, source="manual", run=manual_ref)
+        auto = select(store, source="auto", run=auto_ref)
         result = paper_correlation(store, manual, auto)
         both = paired_agreement(store, manual, auto) if paired else None
-    report = result.to_dict()
+    record = result.to_dict()
     if paired:
-        report["paired"] = both.to_dict() if both else None
-    with _output(out) as stream:
-        if fmt == "json":
-            emit(report, fmt, out=stream)
-        elif fmt == "csv":
-            table = result.per_category
-            if both is not None:
-                table = table.merge(both.per_category.drop(
-                    columns=["manual_mean_min", "auto_mean_min"]).add_prefix("paired_").rename(
-                    columns={"paired_label": "label"}), on="label", how="left")
-            emit(_records(table), fmt, out=stream)
-        else:
-            _print_correlation(result, both, stream)
+        record["paired"] = both.to_dict() if both else None
+    _write(fmt, out, record=record, table=agreement_table(result, both),
+           show=lambda stream: _print_correlation(result, both, stream))
 
 
 def _print_correlation(result: Any, both: Any, stream: TextIO) -> None:
+    from fetal_analytics.results import plain
+
     stream.write(
         f"Manual:    {result.manual_selection}, {result.n_manual_scans} scans\n"
         f"Automatic: {result.auto_selection}, {result.n_auto_scans} scans\n"
         f"Pearson r = {_cell(result.pearson_r)} (p = {_cell(result.pearson_p)}), "
         f"Spearman rho = {_cell(result.spearman_rho)} (p = {_cell(result.spearman_p)}) "
         f"across {len(result.categories)} categories\n\n")
-    print_table(_records(_rounded(result.per_category)),
-                title="Mean minutes per scan", out=stream)
+    print_table(plain(result.per_category), title="Mean minutes per scan", out=stream)
     if both is None:
         return
     stream.write(f"\nPaired: {both.n_scans} scans labelled both ways\n")
     columns = ["label", "n_scans", "pearson_r", "pearson_ci_low", "pearson_ci_high",
                "spearman_rho", "bias_min", "loa_low_min", "loa_high_min"]
-    print_table(_records(_rounded(both.per_category[columns])),
+    print_table([{c: row[c] for c in columns} for row in plain(both.per_category)],
                 title="Per category (Bland-Altman: automatic - manual, minutes)", out=stream)
     kappa = both.kappa
     stream.write(
@@ -506,32 +585,27 @@ def _print_correlation(result: Any, both: Any, stream: TextIO) -> None:
                          ("Bk as background", both.segments_bk_as_background)):
         if scores is not None:
             stream.write(
-                f"Segments ({name}): accuracy {scores.frame_accuracy:.1f}, edit {scores.edit:.1f}, "
-                f"F1@10/25/50 {scores.f1[10]:.1f}/{scores.f1[25]:.1f}/{scores.f1[50]:.1f}\n")
+                f"Segments ({name}): accuracy {_percent(scores.frame_accuracy)}, edit "
+                f"{_percent(scores.edit)}, F1@10/25/50 {_percent(scores.f1[10])} / "
+                f"{_percent(scores.f1[25])} / {_percent(scores.f1[50])}\n")
 
 
-def _default_source(store: Any) -> str:
-    """Automatic labels where there are any (full timelines), else manual ones."""
-    has_auto = store.scalar("SELECT count(*) FROM events JOIN runs USING (run_id) "
-                            "WHERE source = 'auto'")
-    return "auto" if has_auto else "manual"
+def _percent(fraction: float) -> str:
+    return "" if fraction != fraction else f"{100 * fraction:.1f}%"
 
 
 @main.command()
 @db_option(creates=False)
-@click.option("--by", type=click.Choice(("scan", "operator", "group")), default="group",
-              show_default=True, help="Unit of analysis: per scan, per operator, or per group "
-                                      "of operators.")
-@click.option("--source", type=click.Choice(SOURCES),
-              help="Labels to describe [default: automatic if any, else manual].")
-@click.option("--run", "run_ref", help="One run (id or name) instead of each scan's newest.")
+@click.option("--by", type=click.Choice(BY), default="group", show_default=True,
+              help="Unit of analysis: per scan, per operator, or per group of operators.")
+@selection_options
 @click.option("--features", is_flag=True,
               help="Describe the per-scan workflow features instead of time per category.")
 @click.option("--bootstrap", is_flag=True,
               help="Cluster-bootstrap confidence intervals (resampling operators) instead of t.")
 @output_options
-def stats(db_path: Path, by: str, source: str | None, run_ref: str | None, features: bool,
-          bootstrap: bool, fmt: str, out: Path | None) -> None:
+def stats(db_path: Path, by: str, source: str | None, run_ref: str, features: bool,
+          bootstrap: bool, fmt: str | None, out: Path | None) -> None:
     """Workflow statistics: minutes and share of scan time per category, with 95% CIs.
 
     Mean +- SD of the minutes per scan in each category and the mean share of the scan, as the
@@ -541,30 +615,23 @@ def stats(db_path: Path, by: str, source: str | None, run_ref: str | None, featu
 
     \b
     Example:
-      fetal-analytics stats --db cohort.duckdb --by group
-      fetal-analytics stats --db cohort.duckdb --features --format csv --out features.csv
+      fetal-analytics stats --db out/demo/demo.duckdb --by group
+      fetal-analytics stats --db out/demo/demo.duckdb --features --out features-summary.csv
     """
-    from analytics.features import category_times, scan_features
-    from analytics.summary import summarise, summarise_features
+    from analytics.selection import select
+    from analytics.summary import describe
+    from fetal_analytics.results import plain
 
-    method = "bootstrap" if bootstrap else "t"
+    fmt = _output_format(fmt, out)
     with open_store(db_path, read_only=True) as store:
-        selection = _selection(store, source or _default_source(store), run_ref)
-        if features:
-            summary = summarise_features(scan_features(store, selection), by=by, method=method)
-        else:
-            summary = summarise(category_times(store, selection), by=by, method=method)
-    table = _rounded(summary.table)
-    with _output(out) as stream:
-        if fmt == "json":
-            emit({"selection": selection.description, "by": by, "unit": summary.unit,
-                  "ci": summary.ci, "method": summary.method, "rows": _records(table)}, fmt,
-                 out=stream)
-        else:
-            title = (f"{selection.description}: "
-                     f"{'workflow features' if features else 'minutes per category'}, "
-                     f"{int(summary.ci * 100)}% CI by {summary.method} (n = {summary.unit}s)")
-            emit(_records(table), fmt, title=title, out=stream)
+        selection = select(store, source=source, run=run_ref)
+        summary = describe(store, selection, features=features, by=by,
+                           ci_method="bootstrap" if bootstrap else "t")
+    title = (f"{summary.selection}: "
+             f"{'workflow features' if features else 'minutes per category'}, "
+             f"{round(summary.ci * 100)}% CI by {summary.ci_method} (n = {summary.unit}s)")
+    _write(fmt, out, record=summary.to_dict(), table=summary.table,
+           show=lambda stream: print_table(plain(summary.table), title=title, out=stream))
 
 
 def _groups_option(_ctx: click.Context, _param: click.Parameter,
@@ -577,17 +644,16 @@ def _groups_option(_ctx: click.Context, _param: click.Parameter,
 @click.option("--groups", "group_option", multiple=True, callback=_groups_option,
               help="Groups to compare [default: all]; --groups expert trainee.")
 @click.argument("more_groups", nargs=-1, metavar="")
-@click.option("--source", type=click.Choice(SOURCES),
-              help="Labels to compare [default: automatic if any, else manual].")
-@click.option("--correction", type=click.Choice(("holm", "fdr_bh", "none")), default="holm",
+@selection_options
+@click.option("--correction", type=click.Choice(CORRECTIONS), default="holm",
               show_default=True, help="Correction for testing many features.")
 @click.option("--mixed-model", is_flag=True,
               help="Also fit a mixed model of log durations per category (random intercept "
                    "per operator).")
 @output_options
 def compare(db_path: Path, group_option: tuple[str, ...], more_groups: tuple[str, ...],
-            source: str | None, correction: str, mixed_model: bool, fmt: str,
-            out: Path | None) -> None:
+            source: str | None, run_ref: str, correction: str, mixed_model: bool,
+            fmt: str | None, out: Path | None) -> None:
     """Compare groups of operators (e.g. experts and trainees) feature by feature.
 
     Each operator's scans are averaged first; groups are then compared by Welch's t and
@@ -596,89 +662,54 @@ def compare(db_path: Path, group_option: tuple[str, ...], more_groups: tuple[str
 
     \b
     Example:
-      fetal-analytics compare --db cohort.duckdb --groups expert trainee
-      fetal-analytics compare --db cohort.duckdb --format json --mixed-model
+      fetal-analytics compare --db out/demo/demo.duckdb --groups expert trainee
+      fetal-analytics compare --db out/demo/demo.duckdb --mixed-model --out compare.json
     """
     from analytics.groups import compare_groups, mixed_model_durations
+    from analytics.selection import select
+    from fetal_analytics.results import plain
 
+    fmt = _output_format(fmt, out)
     groups = (*group_option, *more_groups) or None
     with open_store(db_path, read_only=True) as store:
-        selection = _selection(store, source or _default_source(store), None)
+        selection = select(store, source=source, run=run_ref)
         result = compare_groups(store, selection, groups=groups, correction=correction)
         mixed = mixed_model_durations(store, selection, groups=groups) if mixed_model else None
-    table = _rounded(result.table, 4)
-    with _output(out) as stream:
-        if fmt == "json":
-            emit({"selection": selection.description, "groups": list(result.groups),
-                  "correction": result.correction, "n_operators": result.n_operators,
-                  "features": _feature_records(table, result.groups),
-                  **({"mixed_model": _records(_rounded(mixed, 4))} if mixed is not None else {})},
-                 fmt, out=stream)
-            return
-        if fmt == "csv":
-            emit(_records(table), fmt, out=stream)
-            return
+    record = result.to_dict()
+    if mixed is not None:
+        record["mixed_model"] = mixed.to_dict()["table"]
+
+    def show(stream: TextIO) -> None:
         operators = ", ".join(f"{g}: {n}" for g, n in result.n_operators.items())
-        title = (f"{selection.description}: {' vs '.join(result.groups)} "
-                 f"(operators {operators}; p corrected by {result.correction})")
-        print_table(_readable_comparison(result.table, result.groups), title=title, out=stream)
+        print_table(result.readable(), out=stream,
+                    title=f"{result.selection}: {' vs '.join(result.groups)} (operators "
+                          f"{operators}; p corrected by {result.correction})")
         if mixed is not None:
             stream.write("\n")
-            print_table(_records(_rounded(mixed, 4)), title="Mixed model of log duration",
-                        out=stream)
+            print_table(plain(mixed.table), title="Mixed model of log duration", out=stream)
 
-
-def _readable_comparison(table: Any, groups: tuple[str, ...]) -> list[dict[str, Any]]:
-    """One line per feature: each group's mean +- SD, each test's p (corrected), the effect."""
-    def short(value: float, spec: str) -> str:
-        return "" if value != value else format(value, spec)  # NaN: not computable
-
-    rows = []
-    for feature, tests in table.groupby("feature", sort=False):
-        first = tests.iloc[0]
-        row: dict[str, Any] = {"feature": feature}
-        for group in groups:
-            row[group] = (f"{short(first[f'mean_{group}'], '.3g')} ± "
-                          f"{short(first[f'sd_{group}'], '.2g')}" if first[f"n_{group}"] else "")
-        for test in tests.itertuples():
-            row[f"{test.test} p (corrected)"] = (
-                f"{short(test.p, '.2g')} ({short(test.p_adjusted, '.2g')})"
-                if test.p == test.p else "")
-        size, low, high = (short(first[c], ".2f") for c in
-                           ("effect_size", "effect_ci_low", "effect_ci_high"))
-        row[first["effect"].replace("_", " ")] = f"{size} [{low}, {high}]" if low else size
-        rows.append(row)
-    return rows
-
-
-def _feature_records(table: Any, groups: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The group table as JSON records with the group values nested per group."""
-    records = []
-    for row in _records(table):
-        values = {g: {stat: row.pop(f"{stat}_{g}", None) for stat in ("mean", "sd", "n")}
-                  for g in groups}
-        records.append({"feature": row.pop("feature"), "values": values, **row})
-    return records
+    _write(fmt, out, record=record, table=result.table, show=show)
 
 
 @export.command("dfg")
 @db_option(creates=False)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output file: .dot (Graphviz) or .json.")
+              help="Output file: .dot or .gv (Graphviz) or .json; its folder is created.")
 @click.option("--group", help="Only the scans of this group of operators.")
-@click.option("--source", type=click.Choice(SOURCES),
-              help="Labels to use [default: automatic if any, else manual].")
-def export_dfg(db_path: Path, out: Path, group: str | None, source: str | None) -> None:
+@selection_options
+def export_dfg(db_path: Path, out: Path, group: str | None, source: str | None,
+               run_ref: str) -> None:
     """Export the directly-follows graph of categories (how often one follows another).
 
     \b
     Example:
-      fetal-analytics export dfg --db cohort.duckdb --group trainee --out trainee.dot
+      fetal-analytics export dfg --db out/demo/demo.duckdb --group trainee --out trainee.dot
     """
-    from analytics.groups import directly_follows_graph, write_dfg
+    from analytics.selection import select
+    from analytics.sequences import directly_follows_graph, write_dfg
 
     with open_store(db_path, read_only=True) as store:
-        selection = _selection(store, source or _default_source(store), None)
+        selection = select(store, source=source, run=run_ref)
         graph = directly_follows_graph(store, selection, group=group)
     write_dfg(graph, out, title=f"{selection.description}" + (f", {group}" if group else ""))
     click.echo(f"wrote {len(graph)} transitions to {out}", err=True)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from fetal_analytics.results import Result
+from fetal_analytics.runs import LAST, Run, resolve_run
+from fetal_analytics.tabular import write_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from fetal_analytics.runs import Run
     from fetal_analytics.store import Store
 
-__all__ = ["EVENT_COLUMNS", "EXPORT_FORMATS", "run_events", "write_events"]
+__all__ = ["EVENT_COLUMNS", "EventsExport", "export_events", "run_events"]
 
 EVENT_COLUMNS = ("scan_id", "start_s", "end_s", "label", "confidence")
-EXPORT_FORMATS = ("csv", "parquet")
 
 
 def run_events(store: Store, run: Run) -> pd.DataFrame:
@@ -31,17 +34,36 @@ def run_events(store: Store, run: Run) -> pd.DataFrame:
         "ORDER BY scan_id, start_s", [run.run_id])
 
 
-def write_events(events: pd.DataFrame, out: str | Path, *, fmt: str | None = None) -> Path:
-    """Write events to CSV or Parquet; `fmt` defaults to the file's suffix, else CSV.
+@dataclass(frozen=True)
+class EventsExport(Result):
+    """What `export_events` wrote: the run, the file, and how many events of how many scans."""
 
-    CSV floats are written with all their digits, so importing the file back gives the same times.
+    run: Run
+    path: Path
+    n_events: int
+    n_scans: int
+
+
+def export_events(store: Store, out: str | Path, *, run: str | int = LAST,
+                  source: str | None = None, fmt: str | None = None) -> EventsExport:
+    """Write one run's events to CSV or Parquet (the format from `fmt` or the suffix).
+
+    Parameters
+    ----------
+    store : Store
+    out : str or Path
+        The file; its folder is created when missing.
+    run : str or int, optional
+        `LAST` (the newest finished run, of `source` if given), a run id or a run name.
+    source : {'manual', 'auto'}, optional
+    fmt : {'csv', 'parquet'}, optional
+
+    Raises
+    ------
+    UnknownRunError, OutputFormatError
     """
-    out = Path(out)
-    fmt = fmt or ("parquet" if out.suffix.lower() == ".parquet" else "csv")
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
-    if fmt == "parquet":
-        events.to_parquet(out, index=False)
-    else:
-        events.to_csv(out, index=False)
-    return out
+    chosen = resolve_run(store, run, source=source)
+    events = run_events(store, chosen)
+    path = write_table(events, out, fmt=fmt)
+    return EventsExport(run=chosen, path=path, n_events=len(events),
+                        n_scans=int(events["scan_id"].nunique()))

@@ -6,18 +6,28 @@ automatic labels is a join on runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from fetal_analytics.errors import UserError
+from fetal_analytics.results import Result
 
 if TYPE_CHECKING:
     from fetal_analytics.store import Store
 
-__all__ = ["SOURCES", "Run", "UnknownRunError", "list_runs", "resolve_run"]
+__all__ = ["LAST", "LATEST", "SOURCES", "Run", "UnknownRunError", "list_runs", "resolve_run"]
 
 SOURCES = ("manual", "auto")
+"""Where a run's events come from: a person (imported labels) or a program."""
+
+LATEST = "latest"
+"""Run reference meaning, for each scan, the newest finished run that labelled it (so one
+analysis may read several runs: one import per batch of scans, a re-labelling of a few)."""
+
+LAST = "last"
+"""Run reference meaning the single newest finished run."""
 
 
 class UnknownRunError(UserError, LookupError):
@@ -25,8 +35,28 @@ class UnknownRunError(UserError, LookupError):
 
 
 @dataclass(frozen=True)
-class Run:
-    """One row of the ``runs`` table."""
+class Run(Result):
+    """One run: a row of the ``runs`` table with its counts.
+
+    Attributes
+    ----------
+    run_id : int
+    name : str
+    source : {'manual', 'auto'}
+    kind : {'import', 'label'}
+        An import of a labels file, or a labelling by a model.
+    status : {'running', 'finished', 'failed'}
+    started_at, finished_at : datetime
+        ``finished_at`` is None while the run is running.
+    n_scans, n_events : int
+        Scans with events in the run, and its events.
+    model_id : str or None
+        The model of a labelling run (see the ``models`` table).
+    params : dict
+        The run's parameters (a labelling run's model, classes, streams and decoding).
+    input_path : str or None
+        The labels file imported, or the manifest labelled.
+    """
 
     run_id: int
     name: str
@@ -37,11 +67,15 @@ class Run:
     finished_at: datetime | None
     n_scans: int
     n_events: int
+    model_id: str | None = None
+    params: dict = field(default_factory=dict)
+    input_path: str | None = None
 
 
 _RUNS_SQL = """
     SELECT r.run_id, r.name, r.source, r.kind, r.status, r.started_at, r.finished_at,
-           count(DISTINCT e.scan_id) AS n_scans, count(e.scan_id) AS n_events
+           count(DISTINCT e.scan_id) AS n_scans, count(e.scan_id) AS n_events,
+           r.model_id, r.params_json, r.input_path
     FROM runs r LEFT JOIN events e USING (run_id)
     WHERE (? IS NULL OR r.source = ?)
     GROUP BY ALL
@@ -53,25 +87,31 @@ def list_runs(store: Store, *, source: str | None = None) -> list[Run]:
     """All runs, oldest first, optionally only those of one `source` ('manual' or 'auto')."""
     _check_source(source)
     rows = store.con.execute(_RUNS_SQL, [source, source]).fetchall()
-    return [Run(*row) for row in rows]
+    return [Run(*row[:10], json.loads(row[10]) if row[10] else {}, row[11]) for row in rows]
 
 
-def resolve_run(store: Store, ref: str | int = "latest", *, source: str | None = None) -> Run:
-    """Find the run that `ref` names.
+def resolve_run(store: Store, ref: str | int = LAST, *, source: str | None = None) -> Run:
+    """Find the one run that `ref` names.
 
     Parameters
     ----------
     store : Store
     ref : str or int
-        ``"latest"`` (the newest finished run, of `source` if given), a run id, or a run name.
+        `LAST` (``"last"``: the newest finished run, of `source` if given), a run id, or a run
+        name. `LATEST` is refused: it names one run per scan, not one run.
     source : {'manual', 'auto'}, optional
         Restrict to runs of this source.
 
     Raises
     ------
     UnknownRunError
-        Nothing matches, or a name matches runs of both sources and `source` is not given.
+        Nothing matches, a name matches runs of both sources and `source` is not given, or
+        `ref` is `LATEST`.
     """
+    if str(ref) == LATEST:
+        raise UnknownRunError(
+            f"{LATEST!r} means each scan's newest run, not one run: give {LAST!r} for the "
+            f"newest finished run, or a run id or name")
     runs = list_runs(store, source=source)
     of_source = f" of source {source!r}" if source else ""
     if not runs:
@@ -79,7 +119,7 @@ def resolve_run(store: Store, ref: str | int = "latest", *, source: str | None =
             f"the database has no runs{of_source}: import labels with "
             f"`fetal-analytics ingest labels FILE --db {store.path}`"
         )
-    if str(ref) == "latest":
+    if str(ref) == LAST:
         finished = [r for r in runs if r.status == "finished"]
         if not finished:
             raise UnknownRunError(f"the database has no finished runs{of_source}")

@@ -1,4 +1,5 @@
-"""Reading users' tabular files (CSV, Parquet) with exact locations for error messages.
+"""Users' tabular files (CSV, Parquet): read with exact locations for error messages, written
+in the format their name says.
 
 Every value is read as text and each row keeps its location (the physical line of a CSV, counting
 the header as line 1, or the row of a Parquet file), so validation can say "labels.csv, line 7,
@@ -11,12 +12,20 @@ import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fetal_analytics.errors import UserError
 
-__all__ = ["InputError", "InputTable", "Problem", "read_table"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["TABLE_FORMATS", "InputError", "InputTable", "OutputFormatError", "Problem",
+           "read_table", "table_format", "write_table"]
 
 MAX_PROBLEMS_SHOWN = 20
+
+TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet"}
+"""File suffixes of the tables the package writes, and their formats."""
 
 
 @dataclass(frozen=True)
@@ -202,3 +211,52 @@ def _check_columns(table: InputTable, required: list, optional: list[str]) -> No
         ))])
     if not table.numbers:
         raise InputError([table.problem(None, None, "the file has a header but no data rows")])
+
+
+class OutputFormatError(UserError, ValueError):
+    """An output file name and format that do not go together."""
+
+
+def table_format(path: str | Path, fmt: str | None = None,
+                 formats: dict[str, str] = TABLE_FORMATS) -> str:
+    """The format to write `path` in: `fmt` if given, else the one its suffix names.
+
+    Raises
+    ------
+    OutputFormatError
+        The suffix names no format of `formats`, or contradicts `fmt`; the message lists the
+        valid suffixes.
+    """
+    suffix = Path(path).suffix.lower()
+    valid = ", ".join(formats)
+    named = formats.get(suffix)
+    if fmt is None:
+        if named is None:
+            raise OutputFormatError(f"{path}: cannot tell the format from the suffix "
+                                    f"{suffix or '(none)'!r}; use one of {valid}")
+        return named
+    if named is not None and named != fmt:
+        raise OutputFormatError(f"{path}: the suffix {suffix} contradicts the format {fmt!r}; "
+                                f"use one of {valid} to match it")
+    return fmt
+
+
+def write_table(frame: pd.DataFrame, path: str | Path, *, fmt: str | None = None) -> Path:
+    """Write a DataFrame to CSV or Parquet, the format from `fmt` or else the file's suffix.
+
+    The folder is created when missing. CSV floats keep all their digits (a file read back
+    gives the same values); Parquet holds the same table with its types.
+
+    Raises
+    ------
+    OutputFormatError
+        See `table_format`.
+    """
+    path = Path(path)
+    fmt = table_format(path, fmt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path

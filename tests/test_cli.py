@@ -1,4 +1,6 @@
+import csv
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -48,9 +50,14 @@ def test_sample_files_give_the_right_counts(run, filled_db):
 def test_info_table_lists_runs(run, filled_db):
     output = run("info", "--db", filled_db).output
     assert "model-v1" in output and "manual_labels.csv" in output
-    rows = run("info", "--db", filled_db, "--format", "csv").output.splitlines()
-    assert rows[0].startswith("db,schema_version,operators,scans,runs,events")
-    assert rows[1].endswith(",2,3,4,2,16,11,5")
+    rows = list(csv.DictReader(io.StringIO(
+        run("info", "--db", filled_db, "--format", "csv").output)))
+    assert len(rows) == 1
+    assert {k: rows[0][k] for k in ("schema_version", "operators", "scans", "runs", "events",
+                                    "manual_events", "auto_events")} == {
+        "schema_version": "2", "operators": "3", "scans": "4", "runs": "2", "events": "16",
+        "manual_events": "11", "auto_events": "5"}
+    assert (rows[0]["groups.expert"], rows[0]["groups.trainee"]) == ("1", "2")
 
 
 def test_init_db_reports_creation_then_the_existing_version(run, db_path):

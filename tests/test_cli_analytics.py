@@ -85,17 +85,18 @@ def test_stats_by_group_and_operator(db):
     report = json.loads(invoke("stats", "--db", db, "--source", "manual", "--by", "operator",
                                "--format", "json").stdout)
     assert report["by"] == "operator" and report["selection"].startswith("manual labels")
-    hed = next(r for r in report["rows"] if r["label"] == "HeD")
+    hed = next(r for r in report["table"] if r["label"] == "HeD")
     assert hed["n"] == 2 and hed["mean_min"] == pytest.approx(2.0)
     assert hed["sd_min"] == pytest.approx(np.std([1, 3], ddof=1), abs=1e-3)
     groups = json.loads(invoke("stats", "--db", db, "--format", "json").stdout)
     assert groups["selection"].startswith("auto labels")  # automatic by default
-    assert {r["group"] for r in groups["rows"]} == {"expert", "trainee"}
+    assert {r["group"] for r in groups["table"]} == {"expert", "trainee"}
+    assert (groups["ci"], groups["ci_method"]) == (0.95, "t")
 
 
 def test_stats_features(db, tmp_path):
-    out = tmp_path / "features.csv"
-    invoke("stats", "--db", db, "--by", "scan", "--features", "--format", "csv", "--out", out)
+    out = tmp_path / "new folder" / "features.csv"  # the format from the suffix, the folder made
+    invoke("stats", "--db", db, "--by", "scan", "--features", "--out", out)
     features = pd.read_csv(out).set_index("feature")
     assert features.loc["total_min", "n"] == 2
     assert features.loc["total_min", "mean"] == pytest.approx((4 + 5) / 2)
@@ -147,3 +148,85 @@ def test_a_single_group_cannot_be_compared(db):
         store.con.execute("UPDATE operators SET grp = 'expert'")
     result = invoke("compare", "--db", db, code=1)
     assert "expert" in result.output and "two" in result.output.lower()
+
+
+def test_a_running_automatic_run_leaves_the_manual_labels_as_default(db):
+    """Regression: stats/compare failed with "no events for auto labels" while the only
+    automatic run was still running, though manual labels existed."""
+    with Store(db) as store:
+        store.con.execute("UPDATE runs SET status = 'running', finished_at = NULL "
+                          "WHERE source = 'auto'")
+    report = json.loads(invoke("stats", "--db", db, "--format", "json").stdout)
+    assert report["selection"].startswith("manual labels")
+    # The manual labels are of experts only: compare reads them and says so.
+    assert "groups present: 'expert'" in invoke("compare", "--db", db, code=1).output
+    result = invoke("correlate", "--db", db, code=1)
+    assert "no finished auto run has events" in result.output
+    assert "(running)" in result.output
+
+
+def test_latest_and_last(db, tmp_path):
+    refused = invoke("export", "events", "--db", db, "--run", "latest", "--out",
+                     tmp_path / "x.csv", code=1)
+    assert "'latest' means each scan's newest run" in refused.output
+    assert "'last'" in refused.output
+    invoke("export", "events", "--db", db, "--out", tmp_path / "last.csv")
+    assert set(pd.read_csv(tmp_path / "last.csv")["scan_id"]) == {"S1", "S3"}  # run 2 (auto)
+    per_scan = json.loads(invoke("stats", "--db", db, "--run", "latest", "--format", "json",
+                                 "--source", "manual").stdout)
+    one_run = json.loads(invoke("stats", "--db", db, "--run", "1", "--format", "json").stdout)
+    assert per_scan["selection"] == "manual labels (newest run per scan)"
+    assert one_run["selection"] == "run 1 'manual.csv' (manual)"
+
+
+def test_export_features_for_r_and_excel(db, tmp_path):
+    from analytics.features import SCAN_FEATURE_COLUMNS
+
+    invoke("export", "features", "--db", db, "--source", "manual", "--out", tmp_path / "f.csv")
+    invoke("export", "features", "--db", db, "--source", "manual", "--out",
+           tmp_path / "sub" / "f.parquet")
+    csv = pd.read_csv(tmp_path / "f.csv")
+    parquet = pd.read_parquet(tmp_path / "sub" / "f.parquet")
+    assert list(csv.columns) == list(SCAN_FEATURE_COLUMNS)
+    assert list(csv.columns[:4]) == ["scan_id", "operator_id", "group", "acquired_at"]
+    assert list(csv["scan_id"]) == ["S1", "S2"] == list(parquet["scan_id"])
+    numeric = parquet.select_dtypes("number").columns
+    pd.testing.assert_frame_equal(csv[numeric], parquet[numeric], check_dtype=False)
+    assert csv.loc[0, "total_min"] == pytest.approx(3.0)
+    bad = invoke("export", "features", "--db", db, "--out", tmp_path / "f.xlsx", code=1)
+    assert ".csv, .parquet" in bad.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["stats", "--out", "x.txt"], "use one of .json, .csv, .parquet"),
+    (["stats", "--out", "x.csv", "--format", "json"], "contradicts"),
+    (["compare", "--format", "table", "--out", "x.json"], "a table is for the terminal"),
+])
+def test_output_format_follows_the_file_name(db, tmp_path, args, message):
+    args = [str(tmp_path / a) if a.startswith("x.") else a for a in args]
+    result = invoke(args[0], "--db", db, *args[1:], code=2)
+    assert message in result.output
+    assert not any(tmp_path.glob("x.*"))
+
+
+def test_parquet_output_holds_the_csv_table(db, tmp_path):
+    invoke("compare", "--db", db, "--out", tmp_path / "c.csv")
+    invoke("compare", "--db", db, "--out", tmp_path / "c.parquet")
+    csv, parquet = pd.read_csv(tmp_path / "c.csv"), pd.read_parquet(tmp_path / "c.parquet")
+    assert list(csv.columns) == list(parquet.columns)
+    assert list(csv["feature"]) == list(parquet["feature"])
+
+
+def test_the_cli_holds_no_sql_and_no_pandas():
+    """The faces only parse and render: every read and computation lives in the library."""
+    import re
+    from pathlib import Path
+
+    import fetal_analytics.cli as cli
+
+    text = Path(cli.__file__).read_text(encoding="utf-8")
+    forbidden = re.compile(r"\b(SELECT|INSERT|DELETE|UPDATE)\b|\.execute\(|\.sql\(|query_df|"
+                           r"\.scalar\(|\bimport pandas\b|\bpd\.|\.groupby\(|\.merge\(|"
+                           r"\.nunique\(|\.round\(")
+    offending = [line for line in text.splitlines() if forbidden.search(line)]
+    assert offending == []

@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fetal_analytics.events import run_events, write_events
+from fetal_analytics.events import run_events
 from fetal_analytics.ingest import ingest_labels, ingest_manifest, read_labels
 from fetal_analytics.runs import UnknownRunError, list_runs, resolve_run
 from fetal_analytics.store import Store
-from fetal_analytics.tabular import InputError
+from fetal_analytics.tabular import InputError, write_table
 
 
 @pytest.fixture
@@ -247,7 +247,7 @@ def test_export_round_trips_through_csv_and_parquet(store, data_dir, tmp_path):
     ingest_labels(store, data_dir / "auto_labels_frames.csv", source="auto")
     events = run_events(store, resolve_run(store, source="auto"))
     for suffix in ("csv", "parquet"):
-        out = write_events(events, tmp_path / f"events.{suffix}")
+        out = write_table(events, tmp_path / f"events.{suffix}")
         reimported = ingest_labels(store, out, source="auto", run_name=f"back-{suffix}")
         assert reimported.status == "created"
         pd.testing.assert_frame_equal(

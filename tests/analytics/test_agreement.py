@@ -197,7 +197,7 @@ def test_kappa_matches_statsmodels_and_a_hand_computation(paired):
     from statsmodels.stats.inter_rater import cohens_kappa as sm_kappa
 
     result = paired_agreement(paired, *selections(paired), categories=PAIRED_CATS,
-                              kappa_ci="asymptotic")
+                              kappa_ci_method="asymptotic")
     table = result.confusion.to_numpy()
     assert table.sum() == result.n_frames_both == result.kappa.n_frames
     n = table.sum()
@@ -224,7 +224,7 @@ def test_kappa_bootstrap_ci_is_reproducible_and_wider_than_asymptotic(paired):
 
 def test_cohens_kappa_of_one_table_and_degenerate_tables():
     table = np.array([[20, 5], [10, 15]])
-    result = cohens_kappa(table, ci="asymptotic")
+    result = cohens_kappa(table, ci_method="asymptotic")
     assert result.kappa == pytest.approx((35 / 50 - (25 * 30 + 25 * 20) / 50 ** 2)
                                          / (1 - (25 * 30 + 25 * 20) / 50 ** 2))
     with pytest.warns(DegenerateDataWarning, match="at least 2 scans"):
@@ -232,7 +232,7 @@ def test_cohens_kappa_of_one_table_and_degenerate_tables():
     with pytest.warns(DegenerateDataWarning, match="one category"):
         assert math.isnan(cohens_kappa(np.array([[[5, 0], [0, 0]]] * 3)).kappa)
     with pytest.raises(ValueError, match="did you mean 'bootstrap'"):
-        cohens_kappa(table, ci="bootstrp")
+        cohens_kappa(table, ci_method="bootstrp")
 
 
 def test_confusion_segments_and_gaps_on_a_hand_made_scan(cohort_store):
@@ -283,6 +283,6 @@ def test_paired_agreement_on_too_few_scans_warns_and_gives_nan(cohort_store):
 def test_bad_options_are_refused(paired):
     manual, auto = selections(paired)
     with pytest.raises(ValueError, match="did you mean 'asymptotic'"):
-        paired_agreement(paired, manual, auto, kappa_ci="asymptotc")
+        paired_agreement(paired, manual, auto, kappa_ci_method="asymptotc")
     with pytest.raises(ValueError, match="`step_s` must be a positive"):
         paired_agreement(paired, manual, auto, step_s=0)

@@ -173,7 +173,7 @@ def test_one_operator_in_a_group_gives_nan_and_a_warning(cohort_store):
 
 def test_mixed_model_matches_statsmodels(strong):
     store, sel = strong
-    table = mixed_model_durations(store, sel)
+    table = mixed_model_durations(store, sel).table
     assert list(table["label"].iloc[:2]) == ["HeD", "3Dm"]
     heart = table.set_index("label").loc["HeD"]
     assert heart["group"] == "trainee" and heart["reference"] == "expert"
@@ -202,7 +202,7 @@ def test_mixed_model_reports_categories_it_cannot_fit(cohort_store):
     events = events_frame({f"S{i}": [("HeD", 50 + 7 * i), ("Br", 20 + i)]
                            + ([("Fm", 10)] if i < 4 else []) for i in range(8)})
     store = cohort_store(manifest, {"manual": events})
-    table = mixed_model_durations(store, select(store, source="manual")).set_index("label")
+    table = mixed_model_durations(store, select(store, source="manual")).table.set_index("label")
     assert table.loc["Fm", "reason"] == "no scan of trainee has Fm"
     assert math.isnan(table.loc["Fm", "coef"])
     assert "no scan of the reference group" in table.loc["Sp", "reason"]

@@ -34,7 +34,7 @@ def test_by_scan_matches_scipy(cohort):
     ct, _ = cohort
     summary = summarise(ct, by="scan")
     assert isinstance(summary, Summary)
-    assert (summary.by, summary.unit, summary.method, summary.ci) == ("scan", "scan", "t", 0.95)
+    assert (summary.by, summary.unit, summary.ci_method, summary.ci) == ("scan", "scan", "t", 0.95)
     table = summary.table
     assert list(table.columns) == ["label", "n", "mean_min", "sd_min", "ci_low_min",
                                    "ci_high_min", "mean_share", "share_ci_low", "share_ci_high"]
@@ -76,10 +76,10 @@ def test_by_operator_and_group_aggregate_to_the_operator_first(cohort):
 
 def test_bootstrap_is_seeded_and_brackets_the_mean(cohort):
     ct, _ = cohort
-    a = summarise(ct, by="group", method="bootstrap", n_boot=500, seed=1)
-    b = summarise(ct, by="group", method="bootstrap", n_boot=500, seed=1)
-    c = summarise(ct, by="group", method="bootstrap", n_boot=500, seed=2)
-    assert (a.method, a.n_boot, a.seed) == ("bootstrap", 500, 1)
+    a = summarise(ct, by="group", ci_method="bootstrap", n_boot=500, seed=1)
+    b = summarise(ct, by="group", ci_method="bootstrap", n_boot=500, seed=1)
+    c = summarise(ct, by="group", ci_method="bootstrap", n_boot=500, seed=2)
+    assert (a.ci_method, a.n_boot, a.seed) == ("bootstrap", 500, 1)
     pd.testing.assert_frame_equal(a.table, b.table)
     assert not a.table["ci_low_min"].equals(c.table["ci_low_min"])
     t = a.table
@@ -101,8 +101,8 @@ def test_cluster_bootstrap_widens_when_operators_differ(cohort_store):
                                      operator_sd=0.8, scan_sd=0.05)
     store = cohort_store(manifest, {"manual": events})
     ct = category_times(store, select(store, source="manual"))
-    naive = summarise(ct, by="scan", method="t").table.set_index("label")
-    cluster = summarise(ct, by="scan", method="bootstrap", n_boot=1000).table.set_index("label")
+    naive = summarise(ct, by="scan", ci_method="t").table.set_index("label")
+    cluster = summarise(ct, by="scan", ci_method="bootstrap", n_boot=1000).table.set_index("label")
     structures = ["HeD", "Br", "Sp", "Ab"]
     naive_width = (naive["ci_high_min"] - naive["ci_low_min"])[structures]
     cluster_width = (cluster["ci_high_min"] - cluster["ci_low_min"])[structures]
@@ -139,7 +139,7 @@ def test_one_scan_gives_nan_and_a_warning(cohort_store):
     ct = category_times(store, select(store, source="manual"))
     for method in ("t", "bootstrap"):
         with pytest.warns(DegenerateDataWarning, match="fewer than 2"):
-            table = summarise(ct, by="scan", method=method).table
+            table = summarise(ct, by="scan", ci_method=method).table
         row = table.set_index("label").loc["HeD"]
         assert row["n"] == 1 and row["mean_min"] == 1.0
         assert math.isnan(row["sd_min"]) and math.isnan(row["ci_low_min"])
@@ -160,8 +160,8 @@ def test_invalid_options(cohort):
     ct, _ = cohort
     with pytest.raises(ValueError, match="did you mean 'operator'"):
         summarise(ct, by="operater")
-    with pytest.raises(ValueError, match="`method` must be one of"):
-        summarise(ct, method="jackknife")
+    with pytest.raises(ValueError, match="`ci_method` must be one of"):
+        summarise(ct, ci_method="jackknife")
     with pytest.raises(ValueError, match=r"`ci` must be a confidence level in \(0, 1\)"):
         summarise(ct, ci=95)
     with pytest.raises(ValueError, match="lacks the column"):
@@ -173,4 +173,4 @@ def test_invalid_options(cohort):
 def test_summary_is_frozen(cohort):
     summary = summarise(cohort[0])
     with pytest.raises(dataclasses.FrozenInstanceError):
-        summary.method = "bootstrap"  # type: ignore[misc]
+        summary.ci_method = "bootstrap"  # type: ignore[misc]
