@@ -1,0 +1,88 @@
+"""The read layer on a real DuckDB file built through the import users run."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from fetal_analytics import queries
+from fetal_analytics.ingest import ingest_labels
+from fetal_analytics.queries import UnknownScanError
+from fetal_analytics.runs import UnknownRunError
+
+
+@pytest.fixture
+def store(cohort_store, tmp_path):
+    video = tmp_path / "S2.mp4"
+    video.write_bytes(b"not decoded by the read layer")
+    manifest = pd.DataFrame({
+        "scan_id": ["S1", "S2", "S3"], "operator_id": ["A", "B", "B"],
+        "group": ["expert", "trainee", "trainee"],
+        "acquired_at": ["2024-01-05 10:00", "2024-02-01", ""],
+        "video_path": ["", str(video), str(tmp_path / "missing.mp4")]})
+    manual = pd.DataFrame({"scan_id": ["S1", "S1", "S2"], "start_s": [0.0, 30.0, 5.0],
+                           "end_s": [30.0, 50.0, 10.0], "label": ["HeD", "Br", "Sp"]})
+    auto = pd.DataFrame({"scan_id": ["S1", "S3"], "start_s": [0.0, 0.0],
+                         "end_s": [50.0, 20.0], "label": ["HeD", "Bk"]})
+    built = cohort_store(manifest, {"manual": manual, "auto": auto})
+    # A second manual import of S1 only: the newest manual run of S1 is now run 3.
+    again = tmp_path / "manual-v2.csv"
+    manual[manual.scan_id == "S1"].assign(label="Fm").to_csv(again, index=False)
+    ingest_labels(built, again, source="manual", run_name="v2")
+    return built
+
+
+def test_overview_counts_what_the_store_holds(store):
+    summary = queries.overview(store)
+    assert (summary.operators, summary.scans, summary.runs, summary.events) == (2, 3, 3, 7)
+    assert (summary.manual_events, summary.auto_events) == (5, 2)
+    assert summary.scans_with_video == 1  # S2's file exists, S3's does not
+    assert summary.groups == {"expert": 1, "trainee": 1}
+    assert summary.first_scan.isoformat() == "2024-01-05T10:00:00"
+    record = summary.to_dict()
+    assert json.loads(json.dumps(record)) == record
+    assert record["last_scan"] == "2024-02-01T00:00:00"
+
+
+def test_list_scans_with_runs_video_and_filters(store):
+    scans = queries.list_scans(store)
+    assert list(scans.columns) == list(queries.SCAN_COLUMNS)
+    assert list(scans["scan_id"]) == ["S1", "S2", "S3"]  # by date, undated last
+    by_id = scans.set_index("scan_id")
+    assert by_id.loc["S1", "manual_runs"] == ["manual1.csv", "v2"]
+    assert by_id.loc["S1", "auto_runs"] == ["auto1.csv"]
+    assert by_id.loc["S3", "manual_runs"] == []
+    assert list(scans["video_present"]) == [False, True, False]
+    assert by_id.loc["S2", "group"] == "trainee"
+    assert list(queries.list_scans(store, groups="trainee")["scan_id"]) == ["S2", "S3"]
+    assert list(queries.list_scans(store, operators=["A"])["scan_id"]) == ["S1"]
+    # Whole days: a scan at 10:00 on the 5th is in a range ending on the 5th.
+    dated = queries.list_scans(store, date_from="2024-01-05", date_to="2024-01-05")
+    assert list(dated["scan_id"]) == ["S1"]
+    assert queries.list_scans(store, groups=["fellow"]).empty
+
+
+def test_scan_events_default_to_the_newest_manual_and_automatic_run(store):
+    events = queries.scan_events(store, "S1")
+    assert list(events["run_name"].unique()) == ["v2", "auto1.csv"]
+    assert list(events["label"]) == ["Fm", "Fm", "HeD"]
+    assert list(events.columns) == ["run_id", "run_name", "source", "start_s", "end_s", "label",
+                                    "confidence"]
+    chosen = queries.scan_events(store, "S1", runs=["auto1.csv", 1])  # in the order asked
+    assert list(chosen["run_id"]) == [2, 1, 1]
+    assert queries.scan_events(store, "S3", runs=[1]).empty
+    assert [r.name for r in queries.newest_runs_of_scan(store, "S3")] == ["auto1.csv"]
+    with pytest.raises(UnknownScanError, match="no scan 'S9'"):
+        queries.scan_events(store, "S9")
+    with pytest.raises(UnknownRunError):
+        queries.scan_events(store, "S1", runs=["nope"])
+
+
+def test_freezes_models_and_window_probabilities_of_an_unlabelled_scan(store):
+    assert queries.scan_freezes(store, "S1").empty
+    assert queries.list_models(store).empty
+    probs = queries.window_probabilities(store, "S1", "auto1.csv")
+    assert probs.times_s.shape == (0,) and probs.probs == {}
+    assert probs.to_frame().empty
