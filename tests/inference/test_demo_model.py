@@ -39,5 +39,5 @@ def test_the_demo_model_is_the_default_and_labels_an_unseen_scan(tmp_path):
     true_frames = events_to_frames(truth, end_s=120.0)
     auto_frames = events_to_frames(auto, end_s=120.0)
     # 3Dm, Ab, Fm and Bk between them (a Le visit counts as Bk). Chance with 11 classes is far
-    # below this; the shipped model scores 86.7 %.
-    assert frame_accuracy(auto_frames, true_frames) >= 75
+    # below this; the shipped model scores 0.867.
+    assert frame_accuracy(auto_frames, true_frames) >= 0.75
