@@ -12,17 +12,28 @@ The unit of analysis is chosen with `by`:
 ``"group"``
     As ``"operator"``, with one block of rows per group (expert, trainee, ...).
 
-Confidence intervals of the mean are Student-t intervals (``ci_method="t"``) or percentile
-intervals from a cluster bootstrap (``ci_method="bootstrap"``) that resamples operators with all
-their scans (within each group when ``by="group"``): scans of one operator are not independent.
+Scans of one operator are not independent, so every interval is clustered by operator
+(`Summary.cluster` is ``"operator"``):
 
-A mean of one value has no SD and no interval: those cells are NaN and a `DegenerateDataWarning`
-names them.
+``ci_method="t"``
+    With ``by="scan"``, the mean over scans with a cluster-robust standard error (CR2, the
+    bias-reduced sandwich of Bell & McCaffrey, 2002) and a t quantile with G - 1 degrees of
+    freedom, G the number of operators (`cluster_mean_ci`). With ``by="operator"`` or
+    ``"group"``, operators are the unit: the Student-t interval of the operator means.
+``ci_method="bootstrap"``
+    A studentised (bootstrap-t) cluster bootstrap: operators are resampled with all their scans
+    (within each group when ``by="group"``). The percentile interval of a cluster bootstrap is
+    too narrow with few clusters; the bootstrap-t is not, but below `FEW_CLUSTERS` operators a
+    `DegenerateDataWarning` says the interval is approximate.
+
+No interval is given from fewer than `MIN_CLUSTERS` operators (the cells are NaN and a
+`DegenerateDataWarning` names them): two operator means cannot support a 95% interval.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,12 +44,14 @@ from fetal_analytics.checks import check_choice, check_columns
 from fetal_analytics.results import Result
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from analytics.selection import EventSelection
     from fetal_analytics.store import Store
 
-__all__ = ["BY", "CI_METHODS", "Summary", "describe", "summarise", "summarise_features"]
+__all__ = ["BY", "CI_METHODS", "FEW_CLUSTERS", "MIN_CLUSTERS", "MeanCI", "Summary",
+           "cluster_mean_ci", "describe", "summarise", "summarise_features"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +60,12 @@ BY = ("scan", "operator", "group")
 
 CI_METHODS = ("t", "bootstrap")
 """Confidence-interval methods of `summarise`."""
+
+MIN_CLUSTERS = 3
+"""Fewest operators from which an interval is given."""
+
+FEW_CLUSTERS = 10
+"""Below this many operators a bootstrap interval comes with a warning."""
 
 _ID_COLUMNS = ("scan_id", "operator_id", "group")
 
@@ -76,6 +95,8 @@ class Summary(Result):
         The events described (`EventSelection.description`), "" when not known.
     variables : {'categories', 'features'}
         Minutes per category (`summarise`) or workflow features (`summarise_features`).
+    cluster : str
+        The unit the intervals treat as independent: ``"operator"``.
     """
 
     table: pd.DataFrame
@@ -87,6 +108,7 @@ class Summary(Result):
     seed: int | None = None
     selection: str = ""
     variables: str = "categories"
+    cluster: str = "operator"
 
     frame_field: ClassVar[str] = "table"
 
@@ -137,7 +159,8 @@ def summarise(category_times_df: pd.DataFrame, *, by: str = "scan", ci: float = 
     -------
     Summary
         ``table`` has the columns ``[group,] label, n`` (scans, or operators unless ``by ==
-        "scan"``), ``mean_min, sd_min, ci_low_min, ci_high_min`` (duration per scan, minutes),
+        "scan"``), ``n_scans, n_operators`` (the scans and operators behind the row),
+        ``mean_min, sd_min, ci_low_min, ci_high_min`` (duration per scan, minutes),
         ``mean_share, share_ci_low, share_ci_high`` (share of the scan's labelled time, in
         [0, 1]). Categories keep their order in `category_times_df`; groups are sorted.
 
@@ -165,8 +188,8 @@ def summarise(category_times_df: pd.DataFrame, *, by: str = "scan", ci: float = 
         "ci_low_share": "share_ci_low", "ci_high_share": "share_ci_high",
     })
     keys = ["group"] if by == "group" else []
-    columns = [*keys, "label", "n_duration_min", "mean_min", "sd_min", "ci_low_min",
-               "ci_high_min", "mean_share", "share_ci_low", "share_ci_high"]
+    columns = [*keys, "label", "n_duration_min", "n_scans", "n_operators", "mean_min", "sd_min",
+               "ci_low_min", "ci_high_min", "mean_share", "share_ci_low", "share_ci_high"]
     table = table[columns].rename(columns={"n_duration_min": "n"})
     return _result(table, by, ci_method, ci, n_boot, seed, selection, "categories")
 
@@ -192,7 +215,8 @@ def summarise_features(scan_features_df: pd.DataFrame, *, by: str = "scan",
     Returns
     -------
     Summary
-        ``table`` has the columns ``[group,] feature, n, mean, sd, ci_low, ci_high``, in the
+        ``table`` has the columns ``[group,] feature, n, n_scans, n_operators, mean, sd,
+        ci_low, ci_high``, in the
         feature's own unit (the column name says it: ``*_min`` minutes, ``*_share`` a fraction,
         ``n_*`` counts). Missing values (NaN, e.g. ``time_to_full_coverage_min`` of a scan that
         never covered the protocol) are left out, so ``n`` may differ between features.
@@ -232,8 +256,64 @@ def summarise_features(scan_features_df: pd.DataFrame, *, by: str = "scan",
     keys = ["group"] if by == "group" else []
     table = table.rename(columns={"n_value": "n", "mean_value": "mean", "sd_value": "sd",
                                   "ci_low_value": "ci_low", "ci_high_value": "ci_high"})
-    table = table[[*keys, "feature", "n", "mean", "sd", "ci_low", "ci_high"]]
+    table = table[[*keys, "feature", "n", "n_scans", "n_operators", "mean", "sd", "ci_low",
+                   "ci_high"]]
     return _result(table, by, ci_method, ci, n_boot, seed, selection, "features")
+
+
+@dataclass(frozen=True)
+class MeanCI(Result):
+    """A mean with its cluster-robust confidence interval (see `cluster_mean_ci`)."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    se: float
+    n: int
+    n_clusters: int
+    ci: float
+
+
+def cluster_mean_ci(values: Sequence[float], clusters: Sequence[object], *,
+                    ci: float = 0.95) -> MeanCI:
+    """Mean of values nested in clusters, with a CR2 cluster-robust t interval.
+
+    The standard error is the bias-reduced sandwich (CR2) of the intercept-only regression:
+    ``V = sum_g S_g**2 / (1 - n_g / n) / n**2`` with ``S_g`` the sum of the residuals of
+    cluster g and ``n_g`` its size, and the interval uses Student's t with ``G - 1`` degrees of
+    freedom (G clusters), as Imbens & Kolesar (2016) advise for few clusters.
+
+    Parameters
+    ----------
+    values : (n,) sequence of float
+        One value per unit (e.g. minutes per scan); NaN values are left out.
+    clusters : (n,) sequence
+        The cluster of each value (e.g. the scan's operator).
+    ci : float, optional
+        Confidence level in (0, 1).
+
+    Returns
+    -------
+    MeanCI
+        ``ci_low``, ``ci_high`` and ``se`` are NaN with fewer than `MIN_CLUSTERS` clusters.
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    y = np.asarray(values, dtype=float)
+    keep = np.isfinite(y)
+    y = y[keep]
+    codes, _ = pd.factorize(pd.Series(list(clusters))[keep].to_numpy(), sort=False)
+    n, n_clusters = len(y), int(codes.max()) + 1 if len(y) else 0
+    mean = float(y.mean()) if n else math.nan
+    if n_clusters < MIN_CLUSTERS:
+        return MeanCI(mean, math.nan, math.nan, math.nan, n, n_clusters, ci)
+    sums = np.bincount(codes, weights=y - mean)
+    sizes = np.bincount(codes).astype(float)
+    se = math.sqrt(float(np.sum(sums ** 2 / (1 - sizes / n))) / n ** 2)
+    half = float(stats.t.ppf((1 + ci) / 2, n_clusters - 1)) * se
+    return MeanCI(mean, mean - half, mean + half, se, n, n_clusters, ci)
 
 
 def _check_options(by: str, ci: float, ci_method: str, n_boot: int) -> None:
@@ -259,84 +339,91 @@ def _describe(long: pd.DataFrame, *, var: str, values: tuple[str, ...], by: str,
     """n, mean, SD and CI of each value column, per variable (and group).
 
     `long` has one row per scan and variable: ``scan_id, operator_id, group, var, *values``.
-    Returns columns ``[group,] var`` and ``n_V, mean_V, sd_V, ci_low_V, ci_high_V`` per value V.
+    Returns columns ``[group,] var``, ``n_scans, n_operators`` (behind each row) and
+    ``n_V, mean_V, sd_V, ci_low_V, ci_high_V`` per value V (n counts the unit of `by`).
     """
     import numpy as np
     import pandas as pd
-    from scipy import stats
 
     order = pd.unique(long[var])
+    scans_per_operator = long.groupby(["operator_id", var], sort=False)["scan_id"].nunique()
     if by != "scan":
         # One value per operator and variable: the mean over the operator's scans.
         long = (long.groupby(["operator_id", "group", var], sort=False)[list(values)]
                 .mean().reset_index())
+        long["_scans"] = [scans_per_operator[(o, v)]
+                          for o, v in zip(long["operator_id"], long[var], strict=True)]
+    else:
+        long = long.assign(_scans=1)
     keys = ["group", var] if by == "group" else [var]
-    grouped = long.groupby(keys, sort=False)
-    table = grouped.size().rename("_rows").reset_index()[keys]
-    for v in values:
-        agg = grouped[v].agg(["count", "mean", "std"]).reset_index()
-        n = agg["count"].to_numpy(dtype=float)
-        sd = np.where(n >= 2, agg["std"].to_numpy(dtype=float), np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            half = stats.t.ppf((1 + ci) / 2, n - 1) * sd / np.sqrt(n)
-        table[f"n_{v}"] = agg["count"].to_numpy(dtype="int64")
-        table[f"mean_{v}"] = agg["mean"].to_numpy(dtype=float)
-        table[f"sd_{v}"] = sd
-        if ci_method == "t":
-            table[f"ci_low_{v}"] = table[f"mean_{v}"] - half
-            table[f"ci_high_{v}"] = table[f"mean_{v}"] + half
-    if ci_method == "bootstrap":
-        table = _bootstrap(long, table, keys=keys, var=var, values=values, ci=ci,
-                           n_boot=n_boot, seed=seed)
-    degenerate = table[f"ci_low_{values[0]}"].isna()
-    if degenerate.any():
-        where = ", ".join("/".join(map(str, row)) for row in
-                          table.loc[degenerate, keys].itertuples(index=False))
-        if ci_method == "bootstrap":
-            few = "fewer than 2 operators to resample"
-        else:
-            few = f"fewer than 2 {'scans' if by == 'scan' else 'operators'}"
-        warnings.warn(f"{few} for {where}: the confidence interval is NaN",
-                      DegenerateDataWarning, stacklevel=3)
+    rng = np.random.default_rng(seed)
+    rows: list[dict] = []
+    few: list[str] = []
+    approximate: dict[str, int] = {}
+    for key, part in long.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(keys, key, strict=True))
+        row["n_scans"] = int(part["_scans"].sum())
+        row["n_operators"] = int(part["operator_id"].nunique())
+        for v in values:
+            y = part[v].to_numpy(dtype=float)
+            known = np.isfinite(y)
+            clusters = part["operator_id"].to_numpy()[known]
+            y = y[known]
+            row[f"n_{v}"] = len(y)
+            row[f"mean_{v}"] = float(y.mean()) if len(y) else math.nan
+            row[f"sd_{v}"] = float(y.std(ddof=1)) if len(y) >= 2 else math.nan
+            if ci_method == "t":
+                interval = cluster_mean_ci(y, clusters, ci=ci)
+                low, high, n_clusters = interval.ci_low, interval.ci_high, interval.n_clusters
+            else:
+                low, high, n_clusters = _bootstrap_t(y, clusters, ci=ci, n_boot=n_boot, rng=rng)
+            row[f"ci_low_{v}"], row[f"ci_high_{v}"] = low, high
+            if v == values[0] and n_clusters < MIN_CLUSTERS:
+                few.append("/".join(map(str, key)))
+            elif v == values[0] and ci_method == "bootstrap" and n_clusters < FEW_CLUSTERS:
+                approximate[key[0] if by == "group" else "the cohort"] = n_clusters
+        rows.append(row)
+    if few:
+        warnings.warn(f"fewer than {MIN_CLUSTERS} operators for {', '.join(few)}: no "
+                      f"confidence interval", DegenerateDataWarning, stacklevel=3)
+    if approximate:
+        counts = ", ".join(f"{n} in {where}" for where, n in approximate.items())
+        warnings.warn(f"fewer than {FEW_CLUSTERS} operators ({counts}): the cluster bootstrap "
+                      f"intervals are approximate", DegenerateDataWarning, stacklevel=3)
+    table = pd.DataFrame(rows)
     table[var] = pd.Categorical(table[var], categories=order)
-    sort_keys = ["group", var] if by == "group" else [var]
-    table = table.sort_values(sort_keys, kind="stable")
+    table = table.sort_values(keys, kind="stable")
     table[var] = table[var].astype(object)
     return table.reset_index(drop=True)
 
 
-def _bootstrap(long: pd.DataFrame, table: pd.DataFrame, *, keys: list[str], var: str,
-               values: tuple[str, ...], ci: float, n_boot: int, seed: int) -> pd.DataFrame:
-    """Percentile CIs of the mean from resampling operators (clusters) with their units."""
+def _bootstrap_t(y: np.ndarray, clusters: np.ndarray, *, ci: float, n_boot: int,
+                 rng: np.random.Generator) -> tuple[float, float, int]:
+    """Studentised cluster-bootstrap interval of the mean: resample whole clusters, and read
+    the interval off the bootstrap distribution of ``(mean* - mean) / se*`` (CR2 SEs).
+
+    Returns the limits (NaN with fewer than `MIN_CLUSTERS` clusters or without variation) and
+    the number of clusters."""
     import numpy as np
     import pandas as pd
 
-    rng = np.random.default_rng(seed)
-    strata = sorted(long["group"].unique()) if "group" in keys else [None]
-    q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
-    pieces = []
-    for stratum in strata:
-        part = long if stratum is None else long[long["group"] == stratum]
-        clusters = part.groupby(["operator_id", var], sort=True)
-        n_clusters = part["operator_id"].nunique()
-        weights = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), size=n_boot)
-        out = pd.DataFrame({var: part[var].unique()})
-        if stratum is not None:
-            out.insert(0, "group", stratum)
-        for v in values:
-            sums = clusters[v].sum().unstack(var).reindex(columns=out[var]).fillna(0.0)
-            counts = clusters[v].count().unstack(var).reindex(columns=out[var]).fillna(0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = (weights @ sums.to_numpy()) / (weights @ counts.to_numpy())
-            enough = (counts.to_numpy() > 0).sum(axis=0) >= 2
-            low, high = np.full(len(out), np.nan), np.full(len(out), np.nan)
-            if enough.any():
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    bounds = np.nanpercentile(means[:, enough], q, axis=0)
-                low[enough], high[enough] = bounds[0], bounds[1]
-            out[f"ci_low_{v}"] = low
-            out[f"ci_high_{v}"] = high
-        pieces.append(out)
-    cis = pd.concat(pieces, ignore_index=True)
-    return table.merge(cis, on=keys, how="left")
+    codes, _ = pd.factorize(clusters, sort=False)
+    n_clusters = int(codes.max()) + 1 if len(y) else 0
+    point = cluster_mean_ci(y, codes)
+    if n_clusters < MIN_CLUSTERS or not point.se > 0:
+        return math.nan, math.nan, n_clusters
+    sums = np.bincount(codes, weights=y)
+    sizes = np.bincount(codes).astype(float)
+    weights = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), size=n_boot)
+    n_star = weights @ sizes
+    mean_star = (weights @ sums) / n_star
+    resid = sums[None, :] - sizes[None, :] * mean_star[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = (weights * resid ** 2 / (1 - sizes[None, :] / n_star[:, None])).sum(axis=1)
+        t_star = (mean_star - point.mean) / (np.sqrt(var) / n_star)
+    t_star = t_star[np.isfinite(t_star)]
+    if len(t_star) < 2:
+        return math.nan, math.nan, n_clusters
+    lo_q, hi_q = np.percentile(t_star, [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100])
+    return point.mean - hi_q * point.se, point.mean - lo_q * point.se, n_clusters
