@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CORRECTIONS",
+    "MIXED_OPTIMISERS",
     "GroupComparison",
     "GroupError",
     "MixedModelResult",
@@ -436,13 +437,15 @@ def mixed_model_durations(store: Store, selection: EventSelection, *,
     -------
     MixedModelResult
         Its ``table`` has one row per category and non-reference group: ``label, group,
-        reference``; ``coef``
-        (difference of mean log duration, group minus reference) with ``ci_low, ci_high``
-        (95% Wald) and ``p``; ``ratio, ratio_ci_low, ratio_ci_high`` (``exp`` of those: the
-        ratio of geometric mean durations); ``n_scans, n_operators`` (used in the fit);
-        ``converged`` (the optimiser converged); ``on_boundary`` (the operator variance was
-        estimated at about 0: the fit is then close to ordinary least squares); ``reason`` (why
-        a row is NaN, else None).
+        reference``; ``coef`` (difference of mean log duration, group minus reference) with
+        ``ci_low, ci_high`` (95%) and ``p``, from Student's t with ``df`` degrees of freedom:
+        the operators less the fixed effects, since the group is a property of the operator
+        and about a dozen operators make Wald's z too liberal; ``ratio, ratio_ci_low,
+        ratio_ci_high`` (``exp`` of those: the ratio of geometric mean durations); ``n_scans,
+        n_operators`` (used in the fit); ``converged`` (the fit's own convergence flag);
+        ``optimiser`` (the one that converged: lbfgs first, then bfgs, powell and nm);
+        ``on_boundary`` (the operator variance was estimated at about 0: the fit is then close
+        to ordinary least squares); ``reason`` (why a row is NaN, else None).
 
     Raises
     ------
@@ -475,20 +478,21 @@ def mixed_model_durations(store: Store, selection: EventSelection, *,
             fit, reason = _fit_mixed(data, reference, here)
         for g in others:
             row = {"label": label, "group": g, "reference": reference, "coef": math.nan,
-                   "ci_low": math.nan, "ci_high": math.nan, "p": math.nan,
+                   "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "df": math.nan,
                    "n_scans": len(data), "n_operators": n_ops, "converged": False,
-                   "on_boundary": False, "reason": reason}
+                   "optimiser": None, "on_boundary": False, "reason": reason}
             if fit is not None and g in here:
                 row.update(fit[g])
             elif reason is None:
                 row["reason"] = f"no scan of {g!r} has {label}"
             rows.append(row)
-    columns = ["label", "group", "reference", "coef", "ci_low", "ci_high", "p", "ratio",
+    columns = ["label", "group", "reference", "coef", "ci_low", "ci_high", "p", "df", "ratio",
                "ratio_ci_low", "ratio_ci_high", "n_scans", "n_operators", "converged",
-               "on_boundary", "reason"]
+               "optimiser", "on_boundary", "reason"]
     table = pd.DataFrame(rows, columns=columns)
-    table["reason"] = pd.Series([row["reason"] for row in rows], index=table.index,
-                                dtype=object)
+    for column in ("reason", "optimiser"):
+        table[column] = pd.Series([row[column] for row in rows], index=table.index,
+                                  dtype=object)
     for col, src in (("ratio", "coef"), ("ratio_ci_low", "ci_low"), ("ratio_ci_high", "ci_high")):
         table[col] = np.exp(table[src].astype(float))
     table["converged"] = table["converged"].astype(bool)
@@ -496,39 +500,49 @@ def mixed_model_durations(store: Store, selection: EventSelection, *,
     return MixedModelResult(table=table, groups=chosen, selection=selection.description)
 
 
+MIXED_OPTIMISERS = ("lbfgs", "bfgs", "powell", "nm")
+"""Optimisers `mixed_model_durations` tries in turn until a fit converges."""
+
+
 def _fit_mixed(data: pd.DataFrame, reference: str, others: list[str]
                ) -> tuple[dict | None, str | None]:
     """Fit one category's model; per group the result fields, or None and why."""
     import numpy as np
     import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    from scipy import stats
 
     y = np.log(data["duration_s"].to_numpy(dtype=float))
     exog = np.column_stack([np.ones(len(data))] +
                            [(data["group"] == g).to_numpy(dtype=float) for g in others])
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = sm.MixedLM(y, exog, groups=data["operator_id"].to_numpy())
-            result = model.fit(reml=True)
-        notes = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
-        # "The MLE may be on the boundary" (operator variance ~0) is a fit, not a failure.
-        on_boundary = any("boundary" in n for n in notes)
-        failed = any("boundary" not in n and "singular" not in n for n in notes)
-        converged = bool(getattr(result, "converged", True)) and not failed
-        params = np.asarray(result.fe_params)
-        bse = np.asarray(result.bse_fe)
-        pvalues = np.asarray(result.pvalues)[: len(params)]
-    except (np.linalg.LinAlgError, ValueError) as exc:
-        return None, f"the model could not be fitted: {exc}"
-    if not np.all(np.isfinite(bse[1:])):
-        return None, "the model's standard errors are undefined (singular fit)"
-    from scipy import stats
-
-    z = stats.norm.ppf(0.975)
-    fit = {}
+    model = sm.MixedLM(y, exog, groups=data["operator_id"].to_numpy())
+    result, optimiser, errors = None, None, []
+    for optimiser in MIXED_OPTIMISERS:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # convergence is read from the fit itself
+                fit = model.fit(reml=True, method=optimiser)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            errors.append(f"{optimiser}: {exc}")
+            continue
+        if fit.converged and np.all(np.isfinite(np.asarray(fit.bse_fe))):
+            result = fit
+            break
+        errors.append(f"{optimiser}: did not converge")
+    if result is None:
+        return None, "the model could not be fitted (" + "; ".join(errors) + ")"
+    params, bse = np.asarray(result.fe_params), np.asarray(result.bse_fe)
+    n_operators = data["operator_id"].nunique()
+    df = n_operators - len(params)
+    if df < 1:
+        return None, f"too few operators ({n_operators}) for {len(params)} fixed effects"
+    quantile = float(stats.t.ppf(0.975, df))
+    on_boundary = float(np.asarray(result.cov_re)[0, 0]) <= 1e-6 * float(result.scale)
+    fit_rows = {}
     for j, g in enumerate(others, start=1):
-        fit[g] = {"coef": float(params[j]), "ci_low": float(params[j] - z * bse[j]),
-                  "ci_high": float(params[j] + z * bse[j]), "p": float(pvalues[j]),
-                  "converged": converged, "on_boundary": on_boundary, "reason": None}
-    return fit, None
+        t_value = params[j] / bse[j]
+        fit_rows[g] = {"coef": float(params[j]), "ci_low": float(params[j] - quantile * bse[j]),
+                       "ci_high": float(params[j] + quantile * bse[j]),
+                       "p": float(2 * stats.t.sf(abs(t_value), df)), "df": df,
+                       "converged": True, "optimiser": optimiser, "on_boundary": on_boundary,
+                       "reason": None}
+    return fit_rows, None
