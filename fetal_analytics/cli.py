@@ -23,6 +23,8 @@ import click
 from fetal_analytics import __version__
 from fetal_analytics.errors import UserError
 from fetal_analytics.runs import SOURCES
+from inference.presets import CONFIRM_METHODS, INDICATOR_PRESETS, MODEL_PRESETS
+from inference.streams import INPUT_STREAMS, STREAM_2D, STREAMS, WINDOW_PROB_STREAMS
 
 FORMATS = ("table", "json", "csv")
 
@@ -688,9 +690,9 @@ def export_dfg(db_path: Path, out: Path, group: str | None, source: str | None) 
 
 @main.command()
 @click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--preset", type=click.Choice(("simulator", "simulator-alt")), default="simulator",
+@click.option("--preset", type=click.Choice(tuple(INDICATOR_PRESETS)), default="simulator",
               show_default=True, help="Screen layout: where the freeze indicator is.")
-@click.option("--confirm", type=click.Choice(("ocr", "appearance", "none")), default="ocr",
+@click.option("--confirm", type=click.Choice(CONFIRM_METHODS), default="ocr",
               show_default=True, help="How a still span is confirmed as a freeze.")
 @format_option(("table", "json"))
 def freeze(video: Path, preset: str, confirm: str, fmt: str) -> None:
@@ -703,7 +705,7 @@ def freeze(video: Path, preset: str, confirm: str, fmt: str) -> None:
     Example:
       fetal-analytics freeze /tmp/sim/videos/SIM0001.mp4 --format json
     """
-    from inference.freeze import INDICATOR_PRESETS, FreezeConfig, detect_freezes
+    from inference.freeze import FreezeConfig, detect_freezes
 
     result = detect_freezes(video, config=FreezeConfig(indicator=INDICATOR_PRESETS[preset],
                                                        confirm=confirm))
@@ -792,8 +794,9 @@ def dataset() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--size", type=click.IntRange(min=16), default=64, show_default=True,
               help="Side of the square frames, pixels.")
-@click.option("--streams", default="fr2,fr4,fr8,2d", show_default=True,
-              help="Comma-separated: fr2, fr4, fr8 (12-frame clips) and 2d (single frames).")
+@click.option("--streams", default=",".join(INPUT_STREAMS), show_default=True,
+              help=f"Comma-separated: {', '.join(STREAMS)} (12-frame clips) and/or "
+                   f"{STREAM_2D} (single frames).")
 @click.option("--clips-per-span", type=click.IntRange(min=1), default=10, show_default=True,
               help="Window centres (clips per stream) per labelled span.")
 @click.option("--others-as", default=None, metavar="CODE",
@@ -846,8 +849,8 @@ def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: s
               help="Automatic labelling run (id or name) whose window probabilities are decoded.")
 @click.option("--objective", type=click.Choice(("f1_10", "f1_25", "f1_50", "edit", "accuracy")),
               default="f1_25", show_default=True, help="The segment score to maximise.")
-@click.option("--stream", default="fused", show_default=True,
-              help="Stream of stored window probabilities: fused, fr2, fr4, fr8 or 2d.")
+@click.option("--stream", type=click.Choice(WINDOW_PROB_STREAMS), default=WINDOW_PROB_STREAMS[0],
+              show_default=True, help="Stream of stored window probabilities.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="Rows of the ranking to print.")
 @format_option()
@@ -905,7 +908,8 @@ def import_sononet_command(npz: Path, out: Path) -> None:
     Example:
       fetal-analytics import-sononet ../shared/data/sononet/SonoNet16.npz --out sononet16.keras
     """
-    from inference.models import import_sononet, sidecar_path
+    from inference.model_file import sidecar_path
+    from inference.sononet import import_sononet
 
     path = import_sononet(npz, out)
     side = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
@@ -929,7 +933,7 @@ def classify(model: Path, images: tuple[Path, ...], fmt: str) -> None:
     Example:
       fetal-analytics classify sononet16.keras ../shared/data/sononet/example_images/*.png
     """
-    from inference.models import classify_images
+    from inference.sononet import classify_images
 
     emit(classify_images(model, images), fmt, title=f"{model}: {len(images)} images")
 
@@ -949,10 +953,11 @@ def combine_models(models: tuple[Path, ...], out: Path) -> None:
     Example:
       fetal-analytics combine-models runs/fr2/model.keras runs/fr4/model.keras --out multi.keras
     """
-    from inference.models import combine_streams, load_model
+    from inference.model_file import read_model_info
+    from inference.models import combine_streams
 
     path = combine_streams(list(models), out)
-    streams = ", ".join(s["name"] for s in load_model(path).streams)
+    streams = ", ".join(s["name"] for s in read_model_info(path).streams)
     click.echo(f"wrote {path} (streams {streams}) and its sidecar {path.with_suffix('.json')}")
 
 
@@ -962,8 +967,10 @@ def combine_models(models: tuple[Path, ...], out: Path) -> None:
 @click.option("--arch", required=True,
               help="Architecture: sononet, vgg16, vgg19 (stream 2d) or a temporal one, e.g. "
                    "sono_2dtcnn (clip streams).")
-@click.option("--stream", default="fr4", show_default=True, help="fr2, fr4, fr8 or 2d.")
-@click.option("--preset", type=click.Choice(("cpu", "paper")), default="cpu", show_default=True,
+@click.option("--stream", type=click.Choice(INPUT_STREAMS), default="fr4", show_default=True,
+              help="The dataset's stream to train on: clips, or single frames (2d).")
+@click.option("--preset", type=click.Choice(tuple(MODEL_PRESETS)), default="cpu",
+              show_default=True,
               help="Build parameters (width); input size and frames come from the dataset.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
@@ -1009,7 +1016,8 @@ def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs
               required=True)
 @click.option("--split", type=click.Choice(("train", "val", "test")), default="test",
               show_default=True)
-@click.option("--stream", default=None, help="Default: the stream the model was trained on.")
+@click.option("--stream", type=click.Choice(INPUT_STREAMS), default=None,
+              help="Default: the stream the model was trained on.")
 @format_option(("table", "json"))
 @click.option("--confusion", "confusion_png", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also draw the confusion matrix into this PNG file.")
@@ -1065,7 +1073,7 @@ def _parse_max_clips(_ctx: click.Context, _param: click.Parameter,
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder: models, confusion PNGs, results.json. Running again resumes "
                    "(finished models are not retrained).")
-@click.option("--preset", type=click.Choice(("cpu", "paper")), default="cpu", show_default=True,
+@click.option("--preset", type=click.Choice(tuple(MODEL_PRESETS)), default="cpu", show_default=True,
               help="cpu: width 8, 64 px, up to 8 epochs on capped clips (within an hour on 2 "
                    "cores); paper: width 64, 224 px, up to 100 epochs on every clip (a GPU).")
 @click.option("--arch", "archs", multiple=True,
@@ -1077,7 +1085,7 @@ def _parse_max_clips(_ctx: click.Context, _param: click.Parameter,
               help="Training clips per model, a fixed random subset [default: the preset's, "
                    "per architecture].")
 @click.option("--width", type=click.IntRange(min=1), help="Base width [default: the preset's].")
-@click.option("--streams", default="fr2,fr4,fr8", show_default=True,
+@click.option("--streams", default=",".join(STREAMS), show_default=True,
               help="Clip streams of table 3, comma-separated ('none': no table 3).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -1115,6 +1123,7 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from fetal_analytics.markdown import write_section
     from inference.benchmark import (
         ARCH_ORDER,
         BenchmarkConfig,
@@ -1122,7 +1131,6 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
         markdown,
         run_benchmark,
         table_records,
-        write_markdown_section,
     )
 
     if (dataset_dir is None) == (cohort_dir is None):
@@ -1150,8 +1158,7 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
             progress=lambda what, done, total: progress.update(task, description=what,
                                                                completed=done, total=total))
     if markdown_path is not None:
-        write_markdown_section(markdown_path,
-                               markdown(result, relative_to=markdown_path.resolve().parent))
+        write_section(markdown_path, markdown(result, relative_to=markdown_path.resolve().parent))
     if fmt == "json":
         emit(result.to_dict(), fmt)
     else:
@@ -1189,7 +1196,7 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
 @click.option("--force", is_flag=True, help="Label again the scans already finished in the run.")
 @click.option("--freezes/--no-freezes", default=True, show_default=True,
               help="Detect freeze frames on the same decoded frames.")
-@click.option("--freeze-preset", type=click.Choice(("simulator", "simulator-alt")),
+@click.option("--freeze-preset", type=click.Choice(tuple(INDICATOR_PRESETS)),
               default="simulator", show_default=True,
               help="Screen layout: where the freeze indicator is.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
@@ -1222,7 +1229,7 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
         TimeRemainingColumn,
     )
 
-    from inference.freeze import INDICATOR_PRESETS, FreezeConfig
+    from inference.freeze import FreezeConfig
     from inference.labelling import ScanVideo, label_scans
 
     if manifest is not None and (videos or scan_ids):

@@ -3,10 +3,10 @@
 For every labelled span (the paper's freeze-centred 5 s clips) up to ten window centres are
 spread over the span, and every stream gets the clip centred on each: 12 frames at the stream's
 spacing (the 2D stream: the frame nearest the centre), cut from one decode of the scan, cropped to
-the automatically detected image area and resized to a square. The streams therefore hold the
-same instances (aligned on scan and centre time, as the labeller's dense windows are), which late
-fusion needs. Scans are split subject-wise: whole operators go to train, validation or test, so no
-scan and no operator is in two splits.
+the automatically detected image area and resized to a square (`inference.crop`). The streams
+therefore hold the same instances (aligned on scan and centre time, as the labeller's dense windows
+are), which late fusion needs. Scans are split subject-wise: whole operators go to train,
+validation or test, so no scan and no operator is in two splits.
 
 Layout of a dataset folder::
 
@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,11 +32,13 @@ import numpy as np
 from fetal_analytics import taxonomy
 from fetal_analytics.errors import UserError
 from fetal_analytics.hashing import file_sha256
-from inference.clips import FRAMES_PER_CLIP, STREAMS, ClipRequest, sample_clips, window_times
-from inference.decode import Frame, iter_frames, sample_frames
+from inference.clips import FRAMES_PER_CLIP, ClipRequest, sample_clips, window_times
+from inference.crop import cropped_frames, video_image_area
+from inference.decode import iter_frames
+from inference.streams import INPUT_STREAMS, STREAM_2D, STREAMS
 
 __all__ = ["SPLITS", "DatasetError", "DatasetSpec", "DatasetSummary", "build_dataset",
-           "cropped_frame", "cropped_frames", "span_centres", "split_operators", "video_image_area"]
+           "span_centres", "split_operators"]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,8 @@ SPLITS = ("train", "val", "test")
 
 class DatasetError(UserError, ValueError):
     """The labelled scans cannot make a dataset (too few operators, no readable video)."""
-STREAM_2D = "2d"
-ROI_SAMPLE_S = 10.0  # seconds of video from which the image area is detected
+
+
 MIN_CENTRE_GAP_S = 0.2  # window centres of one span closer than this would repeat frames
 CENTRE_MARGIN_S = 0.5 * (FRAMES_PER_CLIP - 1) * STREAMS["fr4"]  # keeps FR/4 clips in their span
 
@@ -78,7 +80,7 @@ class DatasetSpec:
     """
 
     size: int = 64
-    streams: tuple[str, ...] = ("fr2", "fr4", "fr8", STREAM_2D)
+    streams: tuple[str, ...] = INPUT_STREAMS
     classes: tuple[str, ...] = field(default_factory=taxonomy.default_model_codes)
     split_fractions: tuple[float, float, float] = (0.76, 0.12, 0.12)
     max_subclips: int = 10
@@ -88,9 +90,9 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         for stream in self.streams:
-            if stream != STREAM_2D and stream not in STREAMS:
+            if stream not in INPUT_STREAMS:
                 raise ValueError(f"unknown stream {stream!r}; valid streams: "
-                                 f"{', '.join([*STREAMS, STREAM_2D])}")
+                                 f"{', '.join(INPUT_STREAMS)}")
         for code in self.classes:
             taxonomy.validate_code(code)
         if self.others_as is not None and self.others_as not in self.classes:
@@ -211,27 +213,6 @@ def _scan_requests(spans: list[tuple[float, float, int]], spec: DatasetSpec) -> 
                          else window_times(centre, stream))
                 requests.append(ClipRequest((stream, label, float(centre)), times))
     return requests
-
-
-def video_image_area(video: str | Path):
-    """The image area of a video, detected from its first `ROI_SAMPLE_S` seconds."""
-    from inference.roi import detect_image_area_from_frames
-
-    return detect_image_area_from_frames(sample_frames(video, seconds=ROI_SAMPLE_S))
-
-
-def cropped_frame(image: np.ndarray, area, size: int) -> np.ndarray:
-    """One frame's image cropped to `area` and resized to `size` x `size` (area interpolation,
-    also when enlarging, unlike `inference.roi.crop_and_resize`): the datasets' preprocessing."""
-    import cv2
-
-    return cv2.resize(area.crop(image), (size, size), interpolation=cv2.INTER_AREA)
-
-
-def cropped_frames(frames: Iterator[Frame], area, size: int) -> Iterator[Frame]:
-    """Frames cropped to `area` and resized to `size` x `size` (`cropped_frame`)."""
-    for frame in frames:
-        yield Frame(frame.index, frame.t_s, cropped_frame(frame.image, area, size))
 
 
 def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,

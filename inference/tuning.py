@@ -61,6 +61,7 @@ from inference.decoding import (
     decode_path,
     path_to_segments,
 )
+from inference.model_file import sidecar_path
 
 if TYPE_CHECKING:
     from fetal_analytics.runs import Run
@@ -426,11 +427,10 @@ def write_sidecar_decoding(model_path: str | Path, params: DecodingParams, *,
                            classes: Sequence[str] | None = None) -> Path:
     """Write `params` into a model's JSON sidecar under ``"decoding"``, keeping all else.
 
-    The sidecar is ``MODEL.json`` beside ``MODEL.keras`` (as `inference.models.sidecar_path`
-    says; computed here so that Keras is not imported). The file is replaced atomically; its
-    other entries (classes, preprocessing, the model file's sha256, ...) are unchanged. When
-    `classes` (the tuned run's) differ from the sidecar's ``"codes"``, a warning is logged: the
-    parameters were tuned on another model's output.
+    The sidecar is ``MODEL.json`` beside ``MODEL.keras`` (`inference.model_file.sidecar_path`).
+    The file is replaced atomically; its other entries (classes, preprocessing, the model file's
+    sha256, ...) are unchanged. When `classes` (the tuned run's) differ from the sidecar's
+    ``"codes"``, a warning is logged: the parameters were tuned on another model's output.
 
     Returns
     -------
@@ -442,7 +442,7 @@ def write_sidecar_decoding(model_path: str | Path, params: DecodingParams, *,
     TuningError
         No sidecar beside the model, or one that is not a JSON object.
     """
-    path = Path(model_path).with_suffix(".json")
+    path = sidecar_path(model_path)
     if not path.is_file():
         raise TuningError(f"no sidecar {path} beside the model {model_path}: pass the .keras "
                           f"file of a trained model")
