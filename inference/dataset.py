@@ -6,7 +6,9 @@ spacing (the 2D stream: the frame nearest the centre), cut from one decode of th
 the automatically detected image area and resized to a square (`inference.crop`). The streams
 therefore hold the same instances (aligned on scan and centre time, as the labeller's dense windows
 are), which late fusion needs. Scans are split subject-wise: whole operators go to train,
-validation or test, so no scan and no operator is in two splits.
+validation or test, so no scan and no operator is in two splits. A scan's clips enter the shards
+and the counts only once its video was read to the end: a scan that fails part way (a truncated or
+corrupt video) is reported in ``skipped_scans`` and leaves nothing behind.
 
 Layout of a dataset folder::
 
@@ -170,10 +172,18 @@ def split_operators(operators: dict[str, str], fractions: Sequence[float], *,
 
 
 class _ShardWriter:
+    """Clips into numbered shard files, with a rollback to the last `mark`.
+
+    Memory holds at most one shard of clips: full shards are written as clips come. To undo
+    a scan, `mark` remembers the shard count and the (fewer than `shard_size`) clips not yet
+    written before it; `rollback` deletes the shards written since and restores those clips.
+    """
+
     def __init__(self, folder: Path, shard_size: int) -> None:
         self.folder, self.shard_size = folder, shard_size
         self.buffer: list[tuple[np.ndarray, int, str, float]] = []
         self.n_shards = 0
+        self._mark: tuple[int, list[tuple[np.ndarray, int, str, float]]] = (0, [])
 
     def add(self, x: np.ndarray, y: int, scan_id: str, t_s: float) -> None:
         self.buffer.append((x, y, scan_id, t_s))
@@ -185,10 +195,22 @@ class _ShardWriter:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         x, y, scan, t = zip(*self.buffer, strict=True)
-        np.savez_compressed(self.folder / f"shard-{self.n_shards:05d}.npz", x=np.stack(x),
+        np.savez_compressed(self._shard(self.n_shards), x=np.stack(x),
                             y=np.array(y, np.int16), scan_id=np.array(scan), t_s=np.array(t))
         self.n_shards += 1
         self.buffer = []
+
+    def mark(self) -> None:
+        self._mark = (self.n_shards, list(self.buffer))
+
+    def rollback(self) -> None:
+        n_shards, buffer = self._mark
+        for k in range(n_shards, self.n_shards):
+            self._shard(k).unlink()
+        self.n_shards, self.buffer = n_shards, list(buffer)
+
+    def _shard(self, k: int) -> Path:
+        return self.folder / f"shard-{k:05d}.npz"
 
 
 def span_centres(start_s: float, end_s: float, max_centres: int) -> np.ndarray:
@@ -279,6 +301,10 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
             continue
         split = assignment[scans.loc[scan_id, "operator_id"]]
         spans = [(r.start_s, r.end_s, class_index[r.label]) for r in scan_events.itertuples()]
+        scan_writers = [writers[split, stream] for stream in spec.streams]
+        for writer in scan_writers:
+            writer.mark()
+        scan_counts = {stream: Counter() for stream in spec.streams}
         try:
             area = video_image_area(video)
             for clip in sample_clips(cropped_frames(iter_frames(video), area, spec.size),
@@ -286,11 +312,15 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
                 stream, label, centre = clip.key
                 x = clip.images[0] if stream == STREAM_2D else clip.images
                 writers[split, stream].add(x, label, scan_id, centre)
-                counts[split][stream][spec.classes[label]] += 1
+                scan_counts[stream][spec.classes[label]] += 1
         except (DecodeError, ValueError) as exc:
+            for writer in scan_writers:  # the clips of a scan that failed part way go too
+                writer.rollback()
             skipped[scan_id] = str(exc)
             log.warning("skipping scan %s: %s", scan_id, exc)
             continue
+        for stream, scan_count in scan_counts.items():
+            counts[split][stream].update(scan_count)
         members[split]["scans"].append(scan_id)
     for writer in writers.values():
         writer.flush()
