@@ -201,29 +201,54 @@ def ingest_manifest(file: Path, db_path: Path, replace: bool, fmt: str) -> None:
 @click.option("--source", type=click.Choice(SOURCES), default="manual", show_default=True,
               help="Who made the labels: a person (manual) or a program (auto).")
 @click.option("--run-name", help="Name of the run; an existing run of this name is replaced.")
+@click.option("--others-as", metavar="CODE",
+              help="Import every label outside the classes of --classes-of as this code (e.g. "
+                   "Bk: background to that model).")
+@click.option("--classes-of", metavar="MODEL",
+              help="The model whose classes (output taxonomy codes) are kept: a .keras file "
+                   "with its sidecar, or a built-in name (demo). Goes with --others-as.")
 @format_option(("table", "json"))
-def ingest_labels(file: Path, db_path: Path, source: str, run_name: str | None, fmt: str) -> None:
+def ingest_labels(file: Path, db_path: Path, source: str, run_name: str | None,
+                  others_as: str | None, classes_of: str | None, fmt: str) -> None:
     """Import a file of labelled events (CSV or Parquet) as one run.
 
     Columns: scan_id, label (a taxonomy code), and start_s, end_s in seconds or start_frame,
     end_frame (end exclusive, needs the scan's fps); optional confidence. Importing the same
-    file again changes nothing.
+    file again changes nothing. With --others-as and --classes-of, labels the model has no
+    class for are imported as that code, as the model sees them (e.g. a reference timeline
+    to compare a model's output with).
 
     \b
     Example:
       fetal-analytics ingest labels manual_labels.csv --db cohort.duckdb
       fetal-analytics ingest labels auto.csv --db cohort.duckdb --source auto --run-name v1
+      fetal-analytics ingest labels truth.csv --db c.duckdb --others-as Bk --classes-of demo
     """
     from fetal_analytics.ingest import ingest_labels as run_import
 
+    if (others_as is None) != (classes_of is None):
+        raise click.UsageError("--others-as and --classes-of go together: give both (e.g. "
+                               "--others-as Bk --classes-of demo) or neither")
+    classes = None
+    if classes_of is not None:
+        from inference.model_file import read_model_info
+
+        classes = read_model_info(classes_of).output_codes
     with open_store(db_path, read_only=False) as store:
-        result = run_import(store, file, source=source, run_name=run_name)
+        result = run_import(store, file, source=source, run_name=run_name, others_as=others_as,
+                            classes=classes)
     if fmt == "json":
         emit(dataclasses.asdict(result), fmt)
         return
+    relabelled = ""
+    if result.others_as is not None:
+        labels = ", ".join(f"{label} {n}" for label, n in result.relabelled.items())
+        relabelled = (f"; {result.n_relabelled} events of labels outside the "
+                      f"classes of {classes_of} imported as {result.others_as}"
+                      + (f" ({labels})" if labels else ""))
     click.echo(
         f"{file}: run {result.run_id} {result.run_name!r} ({result.source}) {result.status}: "
-        f"{result.n_events} events of {result.n_scans} scans"
+        f"{result.n_events} events of {result.n_scans} scans{relabelled}"
     )
 
 
@@ -837,6 +862,9 @@ def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: s
     print_table(rows, title=f"{out}: clips per class")
     for scan_id, reason in summary.skipped_scans.items():
         click.echo(f"skipped {scan_id}: {reason}", err=True)
+    if summary.relabelled_labels:
+        labels = ", ".join(f"{label} {n}" for label, n in summary.relabelled_labels.items())
+        click.echo(f"labelled spans of other classes given {others_as}: {labels}", err=True)
 
 
 # --- models ---------------------------------------------------------------------------------

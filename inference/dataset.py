@@ -116,9 +116,12 @@ class DatasetSummary:
     splits : dict
         ``splits[split]``: the operators and scans in it.
     dropped_labels : dict
-        Labelled spans of classes outside the spec, per code.
+        Labelled spans of classes outside the spec, per code (without `DatasetSpec.others_as`).
     skipped_scans : dict
         Scans left out and why (no video, unreadable video, no labels).
+    relabelled_labels : dict
+        Labelled spans of classes outside the spec given the code `DatasetSpec.others_as`,
+        per original code (`fetal_analytics.events.relabel_others`); empty without it.
     """
 
     out: Path
@@ -126,6 +129,7 @@ class DatasetSummary:
     splits: dict
     dropped_labels: dict
     skipped_scans: dict
+    relabelled_labels: dict
 
 
 def split_operators(operators: dict[str, str], fractions: Sequence[float], *,
@@ -265,6 +269,7 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     """
     import pandas as pd
 
+    from fetal_analytics.events import relabel_others
     from fetal_analytics.ingest import read_labels, read_manifest
     from inference.decode import DecodeError
 
@@ -273,13 +278,14 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     parsed = read_manifest(manifest)
     scans = parsed.scans.set_index("scan_id")
     events = read_labels(labels, scan_fps={s: None for s in scans.index})
-    unlisted = ~events.label.isin(spec.classes)
-    dropped = events.loc[unlisted, "label"].value_counts().to_dict()
+    relabelled: dict[str, int] = {}
     if spec.others_as is None:
+        unlisted = ~events.label.isin(spec.classes)
+        dropped = events.loc[unlisted, "label"].value_counts().to_dict()
         events = events[~unlisted]
     else:
-        events = events.assign(label=events.label.where(~unlisted, spec.others_as))
-        dropped = {}
+        mapped = relabel_others(events, spec.classes, code=spec.others_as)
+        events, relabelled, dropped = mapped.events, mapped.relabelled, {}
     groups = dict(zip(parsed.operators.operator_id, parsed.operators.grp, strict=True))
     labelled_ops = {scans.loc[s, "operator_id"] for s in events.scan_id.unique()}
     assignment = split_operators({op: groups[op] for op in labelled_ops}, spec.split_fractions,
@@ -338,13 +344,14 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
         "splits": members,
         "counts": counts_out,
         "dropped_labels": dropped,
+        "relabelled_labels": relabelled,
         "skipped_scans": skipped,
         "sources": {"manifest": file_sha256(manifest), "labels": file_sha256(labels)},
         "dataset_sha256": _tree_hash(out),
     }
     (out / "dataset.json").write_text(json.dumps(metadata, indent=2))
     log.info("dataset %s: %s", out, counts_out)
-    return DatasetSummary(out, counts_out, members, dropped, skipped)
+    return DatasetSummary(out, counts_out, members, dropped, skipped, relabelled)
 
 
 def _tree_hash(folder: Path) -> str:

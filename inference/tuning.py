@@ -19,8 +19,9 @@ Timeline
 Reference labels
     A reference label that is not one of the model's classes (e.g. one of the rarer taxonomy
     classes, Um or Fe, for a model of the 11) counts as ``Bk``: the model cannot output it, and
-    to the model it is background between the structures it knows. Time the reference leaves
-    unlabelled is left out of the accuracy and splits reference segments (see
+    to the model it is background between the structures it knows
+    (`fetal_analytics.events.relabel_others`, as ``ingest labels --others-as`` does). Time the
+    reference leaves unlabelled is left out of the accuracy and splits reference segments (see
     `fetal_analytics.segments`). Bk forms segments of its own (``background=()``).
 Posteriors
     Each stored row is renormalised to sum to 1. Class priors come from the automatic run's
@@ -222,13 +223,11 @@ def _load_windows(store: Store, run: Run, stream: str) -> dict[str, tuple[np.nda
     return out
 
 
-def _reference_frames(events: Any, classes: Sequence[str], centres: np.ndarray) -> np.ndarray:
+def _reference_frames(events: Any, centres: np.ndarray) -> np.ndarray:
     from fetal_analytics.segments import sample_index
 
     events = events.sort_values("start_s", kind="stable")
-    known = set(classes)
-    labels = np.array([lab if lab in known else BACKGROUND for lab in events["label"]],
-                      dtype=object)
+    labels = events["label"].to_numpy(dtype=object)
     index = sample_index(events["start_s"].to_numpy(dtype=float),
                          events["end_s"].to_numpy(dtype=float), centres)
     out = np.full(len(centres), None, dtype=object)
@@ -238,10 +237,10 @@ def _reference_frames(events: Any, classes: Sequence[str], centres: np.ndarray) 
 
 def _prepare_scans(store: Store, manual: Run, auto: Run, windows: dict, classes: list[str],
                    hop_s: float) -> list[_Scan]:
-    from fetal_analytics.events import run_events
+    from fetal_analytics.events import relabel_others, run_events
     from fetal_analytics.segments import frame_centres
 
-    reference = run_events(store, manual)
+    reference = relabel_others(run_events(store, manual), classes, code=BACKGROUND).events
     by_scan = dict(tuple(reference.groupby("scan_id", sort=True)))
     shared = sorted(set(windows) & set(by_scan))
     if not shared:
@@ -279,7 +278,7 @@ def _prepare_scans(store: Store, manual: Run, auto: Run, windows: dict, classes:
             duration = end
         centres = frame_centres(0.0, float(duration), FRAME_STEP_S)
         scans.append(_Scan(scan_id, times, probs / sums, float(duration), centres,
-                           _reference_frames(by_scan[scan_id], classes, centres)))
+                           _reference_frames(by_scan[scan_id], centres)))
     return scans
 
 

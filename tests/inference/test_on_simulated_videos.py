@@ -235,3 +235,27 @@ def test_a_scan_whose_video_fails_part_way_leaves_no_clips_behind(cohort, datase
             assert counts == (dataset.counts[split][stream] if summary.splits[split]["scans"]
                               else {})
     assert load_metadata(tmp_path / "ds")["counts"] == summary.counts
+
+
+def test_others_as_gives_labels_outside_the_classes_the_code(cohort, tmp_path):
+    labels = pd.read_csv(cohort / "manual_labels.csv")
+    classes = ("HeD", "Br", "Bk")
+    other = labels[~labels.label.isin(classes)]
+    assert len(other) and (labels.label == "Bk").any()
+    spec = DatasetSpec(size=24, streams=("2d",), classes=classes, others_as="Bk",
+                       split_fractions=(0.34, 0.33, 0.33))
+    summary = build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv",
+                            tmp_path / "ds", spec=spec)
+    assert summary.relabelled_labels == other.label.value_counts().sort_index().to_dict()
+    assert summary.dropped_labels == {}
+    # Each span gives the frames it gives when its class is kept, now all under Bk.
+    every_class = DatasetSpec(size=24, streams=("2d",), classes=tuple(sorted(set(labels.label))),
+                              split_fractions=(0.34, 0.33, 0.33))
+    kept = build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv",
+                         tmp_path / "all", spec=every_class)
+    for split, by_stream in summary.counts.items():
+        own = kept.counts[split]["2d"]
+        assert by_stream["2d"] == {
+            **{code: own[code] for code in ("HeD", "Br") if code in own},
+            "Bk": sum(n for code, n in own.items() if code not in ("HeD", "Br"))}
+    assert load_metadata(tmp_path / "ds")["relabelled_labels"] == summary.relabelled_labels
