@@ -538,7 +538,7 @@ def label_video(video: str | Path, model: LoadedModel, *, hop_s: float | None = 
     ----------
     video : str or Path
     model : LoadedModel
-        From `load_labelling_model` or `inference.models.load_model`.
+        From `load_labelling_model` or `inference.model_file.load_model`.
     hop_s : float, optional
         Seconds between window centres (default: the model's ``decoding.hop_s``, else 1 s).
     batch_size : int
