@@ -2,8 +2,9 @@
 
 Simulates natural-length scans (640x480, 30 fps) with a seed and operators the demo model never
 saw (its training cohort is seed 2019; cached in --out), imports their true timelines as the
-manual run ``truth`` (labels outside the model's classes become Bk: the model has no class for
-them), labels the videos with the real command, and prints:
+manual run ``truth`` (``ingest labels --others-as Bk --classes-of MODEL``: labels outside the
+model's classes become Bk, since the model has no class for them), labels the videos with the
+real command, and prints:
 
 ``f1_10``, ``f1_25``, ``f1_50``, ``edit``, ``accuracy``
     segment metrics (MS-TCN semantics, `fetal_analytics.segments`) of the automatic against the
@@ -31,12 +32,10 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 from _report import report
 
 from analytics.agreement import paired_agreement, paper_correlation
 from analytics.selection import select
-from fetal_analytics import taxonomy
 from fetal_analytics.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,17 +59,12 @@ def main() -> None:
     if not (cohort / "manifest.csv").is_file():
         run("simulate", "--out", str(cohort), "--scans", str(options.scans), "--operators",
             str(options.scans), "--seed", str(options.seed))
-    classes = set(taxonomy.default_model_codes())
-    truth = pd.read_csv(cohort / "truth" / "events.csv")
-    truth["label"] = truth.label.where(truth.label.isin(classes), "Bk")
-    truth_csv = out / "truth_model_classes.csv"
-    truth.to_csv(truth_csv, index=False)
     db = out / "quality.duckdb"
     db.unlink(missing_ok=True)
     shutil.rmtree(out / "quality.duckdb.wal", ignore_errors=True)
     run("ingest", "manifest", str(cohort / "manifest.csv"), "--db", str(db))
-    run("ingest", "labels", str(truth_csv), "--db", str(db), "--source", "manual",
-        "--run-name", "truth")
+    run("ingest", "labels", str(cohort / "truth" / "events.csv"), "--db", str(db), "--source",
+        "manual", "--run-name", "truth", "--others-as", "Bk", "--classes-of", options.model)
     start = time.perf_counter()
     run("label", "--manifest", str(cohort / "manifest.csv"), "--db", str(db), "--model",
         options.model, "--run-name", "quality")

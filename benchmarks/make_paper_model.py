@@ -26,7 +26,7 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="model file to write (.keras)")
-    parser.add_argument("--preset", default="paper", help="inference.models.PRESETS key")
+    parser.add_argument("--preset", default="paper", help="inference.presets.MODEL_PRESETS key")
     parser.add_argument("--streams", default="fr2,fr4,fr8", help="clip streams, comma-separated")
     parser.add_argument("--arch", default="sono_2dtcnn", help="a temporal architecture")
     parser.add_argument("--seed", type=int, default=0)
@@ -35,17 +35,19 @@ def main() -> None:
     import keras
 
     from fetal_analytics import taxonomy
-    from inference.clips import STREAMS
-    from inference.models import PRESETS, build, combine_streams, count_params, save_model
+    from inference.model_file import save_model
+    from inference.models import build, combine_streams, count_params
+    from inference.presets import MODEL_PRESETS
+    from inference.streams import STREAMS
     from inference.training import DECODING_DEFAULTS, PREPROCESSING_DATASET
 
     streams = [s.strip() for s in options.streams.split(",") if s.strip()]
     unknown = [s for s in streams if s not in STREAMS]
     if unknown or not streams:
         raise SystemExit(f"unknown stream(s) {unknown}; valid: {', '.join(STREAMS)}")
-    if options.preset not in PRESETS:
-        raise SystemExit(f"unknown preset {options.preset!r}; valid: {', '.join(PRESETS)}")
-    preset = PRESETS[options.preset]
+    if options.preset not in MODEL_PRESETS:
+        raise SystemExit(f"unknown preset {options.preset!r}; valid: {', '.join(MODEL_PRESETS)}")
+    preset = MODEL_PRESETS[options.preset]
     size = int(preset["input_shape"][0])
     frames = int(preset["frames"])
     classes = list(taxonomy.default_model_codes())

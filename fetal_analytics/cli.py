@@ -25,6 +25,8 @@ from analytics.summary import BY
 from fetal_analytics import __version__
 from fetal_analytics.errors import UserError
 from fetal_analytics.runs import LAST, LATEST, SOURCES
+from inference.presets import CONFIRM_METHODS, INDICATOR_PRESETS, MODEL_PRESETS
+from inference.streams import INPUT_STREAMS, STREAM_2D, STREAMS, WINDOW_PROB_STREAMS
 
 FORMATS = ("table", "json", "csv")
 
@@ -225,29 +227,54 @@ def ingest_manifest(file: Path, db_path: Path, replace: bool, fmt: str) -> None:
 @click.option("--source", type=click.Choice(SOURCES), default="manual", show_default=True,
               help="Who made the labels: a person (manual) or a program (auto).")
 @click.option("--run-name", help="Name of the run; an existing run of this name is replaced.")
+@click.option("--others-as", metavar="CODE",
+              help="Import every label outside the classes of --classes-of as this code (e.g. "
+                   "Bk: background to that model).")
+@click.option("--classes-of", metavar="MODEL",
+              help="The model whose classes (output taxonomy codes) are kept: a .keras file "
+                   "with its sidecar, or a built-in name (demo). Goes with --others-as.")
 @format_option(("table", "json"))
-def ingest_labels(file: Path, db_path: Path, source: str, run_name: str | None, fmt: str) -> None:
+def ingest_labels(file: Path, db_path: Path, source: str, run_name: str | None,
+                  others_as: str | None, classes_of: str | None, fmt: str) -> None:
     """Import a file of labelled events (CSV or Parquet) as one run.
 
     Columns: scan_id, label (a taxonomy code), and start_s, end_s in seconds or start_frame,
     end_frame (end exclusive, needs the scan's fps); optional confidence. Importing the same
-    file again changes nothing.
+    file again changes nothing. With --others-as and --classes-of, labels the model has no
+    class for are imported as that code, as the model sees them (e.g. a reference timeline
+    to compare a model's output with).
 
     \b
     Example:
       fetal-analytics ingest labels manual_labels.csv --db cohort.duckdb
       fetal-analytics ingest labels auto.csv --db cohort.duckdb --source auto --run-name v1
+      fetal-analytics ingest labels truth.csv --db c.duckdb --others-as Bk --classes-of demo
     """
     from fetal_analytics.ingest import ingest_labels as run_import
 
+    if (others_as is None) != (classes_of is None):
+        raise click.UsageError("--others-as and --classes-of go together: give both (e.g. "
+                               "--others-as Bk --classes-of demo) or neither")
+    classes = None
+    if classes_of is not None:
+        from inference.model_file import read_model_info
+
+        classes = read_model_info(classes_of).output_codes
     with open_store(db_path, read_only=False) as store:
-        result = run_import(store, file, source=source, run_name=run_name)
+        result = run_import(store, file, source=source, run_name=run_name, others_as=others_as,
+                            classes=classes)
     if fmt == "json":
         emit(dataclasses.asdict(result), fmt)
         return
+    relabelled = ""
+    if result.others_as is not None:
+        labels = ", ".join(f"{label} {n}" for label, n in result.relabelled.items())
+        relabelled = (f"; {result.n_relabelled} events of labels outside the "
+                      f"classes of {classes_of} imported as {result.others_as}"
+                      + (f" ({labels})" if labels else ""))
     click.echo(
         f"{file}: run {result.run_id} {result.run_name!r} ({result.source}) {result.status}: "
-        f"{result.n_events} events of {result.n_scans} scans"
+        f"{result.n_events} events of {result.n_scans} scans{relabelled}"
     )
 
 
@@ -719,9 +746,9 @@ def export_dfg(db_path: Path, out: Path, group: str | None, source: str | None,
 
 @main.command()
 @click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--preset", type=click.Choice(("simulator", "simulator-alt")), default="simulator",
+@click.option("--preset", type=click.Choice(tuple(INDICATOR_PRESETS)), default="simulator",
               show_default=True, help="Screen layout: where the freeze indicator is.")
-@click.option("--confirm", type=click.Choice(("ocr", "appearance", "none")), default="ocr",
+@click.option("--confirm", type=click.Choice(CONFIRM_METHODS), default="ocr",
               show_default=True, help="How a still span is confirmed as a freeze.")
 @format_option(("table", "json"))
 def freeze(video: Path, preset: str, confirm: str, fmt: str) -> None:
@@ -734,7 +761,7 @@ def freeze(video: Path, preset: str, confirm: str, fmt: str) -> None:
     Example:
       fetal-analytics freeze /tmp/sim/videos/SIM0001.mp4 --format json
     """
-    from inference.freeze import INDICATOR_PRESETS, FreezeConfig, detect_freezes
+    from inference.freeze import FreezeConfig, detect_freezes
 
     result = detect_freezes(video, config=FreezeConfig(indicator=INDICATOR_PRESETS[preset],
                                                        confirm=confirm))
@@ -823,8 +850,9 @@ def dataset() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--size", type=click.IntRange(min=16), default=64, show_default=True,
               help="Side of the square frames, pixels.")
-@click.option("--streams", default="fr2,fr4,fr8,2d", show_default=True,
-              help="Comma-separated: fr2, fr4, fr8 (12-frame clips) and 2d (single frames).")
+@click.option("--streams", default=",".join(INPUT_STREAMS), show_default=True,
+              help=f"Comma-separated: {', '.join(STREAMS)} (12-frame clips) and/or "
+                   f"{STREAM_2D} (single frames).")
 @click.option("--clips-per-span", type=click.IntRange(min=1), default=10, show_default=True,
               help="Window centres (clips per stream) per labelled span.")
 @click.option("--others-as", default=None, metavar="CODE",
@@ -865,6 +893,9 @@ def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: s
     print_table(rows, title=f"{out}: clips per class")
     for scan_id, reason in summary.skipped_scans.items():
         click.echo(f"skipped {scan_id}: {reason}", err=True)
+    if summary.relabelled_labels:
+        labels = ", ".join(f"{label} {n}" for label, n in summary.relabelled_labels.items())
+        click.echo(f"labelled spans of other classes given {others_as}: {labels}", err=True)
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -877,8 +908,8 @@ def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: s
               help="Automatic labelling run (id or name) whose window probabilities are decoded.")
 @click.option("--objective", type=click.Choice(("f1_10", "f1_25", "f1_50", "edit", "accuracy")),
               default="f1_25", show_default=True, help="The segment score to maximise.")
-@click.option("--stream", default="fused", show_default=True,
-              help="Stream of stored window probabilities: fused, fr2, fr4, fr8 or 2d.")
+@click.option("--stream", type=click.Choice(WINDOW_PROB_STREAMS), default=WINDOW_PROB_STREAMS[0],
+              show_default=True, help="Stream of stored window probabilities.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="Rows of the ranking to print.")
 @format_option()
@@ -936,7 +967,8 @@ def import_sononet_command(npz: Path, out: Path) -> None:
     Example:
       fetal-analytics import-sononet ../shared/data/sononet/SonoNet16.npz --out sononet16.keras
     """
-    from inference.models import import_sononet, sidecar_path
+    from inference.model_file import sidecar_path
+    from inference.sononet import import_sononet
 
     path = import_sononet(npz, out)
     side = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
@@ -960,7 +992,7 @@ def classify(model: Path, images: tuple[Path, ...], fmt: str) -> None:
     Example:
       fetal-analytics classify sononet16.keras ../shared/data/sononet/example_images/*.png
     """
-    from inference.models import classify_images
+    from inference.sononet import classify_images
 
     emit(classify_images(model, images), fmt, title=f"{model}: {len(images)} images")
 
@@ -980,10 +1012,11 @@ def combine_models(models: tuple[Path, ...], out: Path) -> None:
     Example:
       fetal-analytics combine-models runs/fr2/model.keras runs/fr4/model.keras --out multi.keras
     """
-    from inference.models import combine_streams, load_model
+    from inference.model_file import read_model_info
+    from inference.models import combine_streams
 
     path = combine_streams(list(models), out)
-    streams = ", ".join(s["name"] for s in load_model(path).streams)
+    streams = ", ".join(s["name"] for s in read_model_info(path).streams)
     click.echo(f"wrote {path} (streams {streams}) and its sidecar {path.with_suffix('.json')}")
 
 
@@ -993,8 +1026,10 @@ def combine_models(models: tuple[Path, ...], out: Path) -> None:
 @click.option("--arch", required=True,
               help="Architecture: sononet, vgg16, vgg19 (stream 2d) or a temporal one, e.g. "
                    "sono_2dtcnn (clip streams).")
-@click.option("--stream", default="fr4", show_default=True, help="fr2, fr4, fr8 or 2d.")
-@click.option("--preset", type=click.Choice(("cpu", "paper")), default="cpu", show_default=True,
+@click.option("--stream", type=click.Choice(INPUT_STREAMS), default="fr4", show_default=True,
+              help="The dataset's stream to train on: clips, or single frames (2d).")
+@click.option("--preset", type=click.Choice(tuple(MODEL_PRESETS)), default="cpu",
+              show_default=True,
               help="Build parameters (width); input size and frames come from the dataset.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
@@ -1040,7 +1075,8 @@ def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs
               required=True)
 @click.option("--split", type=click.Choice(("train", "val", "test")), default="test",
               show_default=True)
-@click.option("--stream", default=None, help="Default: the stream the model was trained on.")
+@click.option("--stream", type=click.Choice(INPUT_STREAMS), default=None,
+              help="Default: the stream the model was trained on.")
 @format_option(("table", "json"))
 @click.option("--confusion", "confusion_png", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also draw the confusion matrix into this PNG file.")
@@ -1096,7 +1132,7 @@ def _parse_max_clips(_ctx: click.Context, _param: click.Parameter,
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder: models, confusion PNGs, results.json. Running again resumes "
                    "(finished models are not retrained).")
-@click.option("--preset", type=click.Choice(("cpu", "paper")), default="cpu", show_default=True,
+@click.option("--preset", type=click.Choice(tuple(MODEL_PRESETS)), default="cpu", show_default=True,
               help="cpu: width 8, 64 px, up to 8 epochs on capped clips (within an hour on 2 "
                    "cores); paper: width 64, 224 px, up to 100 epochs on every clip (a GPU).")
 @click.option("--arch", "archs", multiple=True,
@@ -1108,7 +1144,7 @@ def _parse_max_clips(_ctx: click.Context, _param: click.Parameter,
               help="Training clips per model, a fixed random subset [default: the preset's, "
                    "per architecture].")
 @click.option("--width", type=click.IntRange(min=1), help="Base width [default: the preset's].")
-@click.option("--streams", default="fr2,fr4,fr8", show_default=True,
+@click.option("--streams", default=",".join(STREAMS), show_default=True,
               help="Clip streams of table 3, comma-separated ('none': no table 3).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -1146,6 +1182,7 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from fetal_analytics.markdown import write_section
     from inference.benchmark import (
         ARCH_ORDER,
         BenchmarkConfig,
@@ -1153,7 +1190,6 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
         markdown,
         run_benchmark,
         table_records,
-        write_markdown_section,
     )
 
     if (dataset_dir is None) == (cohort_dir is None):
@@ -1181,8 +1217,7 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
             progress=lambda what, done, total: progress.update(task, description=what,
                                                                completed=done, total=total))
     if markdown_path is not None:
-        write_markdown_section(markdown_path,
-                               markdown(result, relative_to=markdown_path.resolve().parent))
+        write_section(markdown_path, markdown(result, relative_to=markdown_path.resolve().parent))
     if fmt == "json":
         emit(result.to_dict(), fmt)
     else:
@@ -1220,7 +1255,7 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
 @click.option("--force", is_flag=True, help="Label again the scans already finished in the run.")
 @click.option("--freezes/--no-freezes", default=True, show_default=True,
               help="Detect freeze frames on the same decoded frames.")
-@click.option("--freeze-preset", type=click.Choice(("simulator", "simulator-alt")),
+@click.option("--freeze-preset", type=click.Choice(tuple(INDICATOR_PRESETS)),
               default="simulator", show_default=True,
               help="Screen layout: where the freeze indicator is.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
@@ -1253,7 +1288,7 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
         TimeRemainingColumn,
     )
 
-    from inference.freeze import INDICATOR_PRESETS, FreezeConfig
+    from inference.freeze import FreezeConfig
     from inference.labelling import ScanVideo, label_scans
 
     if manifest is not None and (videos or scan_ids):

@@ -15,19 +15,28 @@ Label columns
     from the manifest); optional ``confidence`` in [0, 1]. Events are half-open intervals
     ``[start, end)``: one event may end where the next begins, but events of one scan must not
     overlap.
+
+Labels for a model
+    ``ingest_labels(..., others_as="Bk", classes=model_codes)`` imports every label outside a
+    model's classes as ``Bk`` (`fetal_analytics.events.relabel_others`), as the model sees them;
+    the run's ``params_json`` records the mapping, and the same file imported with another
+    mapping (or none) is another import.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetal_analytics import taxonomy
+from fetal_analytics.events import relabel_others
 from fetal_analytics.hashing import file_sha256
 from fetal_analytics.runs import SOURCES
 from fetal_analytics.tabular import InputError, InputTable, Problem, read_table
@@ -91,6 +100,11 @@ class LabelsImport:
         ``unchanged``: the same file had been imported before; nothing was written.
     n_scans, n_events : int
         Scans and events in the file.
+    others_as : str or None
+        The code given to labels outside the model's classes; None: labels imported as they are.
+    relabelled : dict
+        Original label -> events imported as `others_as` (empty without it, or when every label
+        was one of the classes).
     """
 
     run_id: int
@@ -99,6 +113,13 @@ class LabelsImport:
     status: str
     n_scans: int
     n_events: int
+    others_as: str | None
+    relabelled: dict[str, int]
+
+    @property
+    def n_relabelled(self) -> int:
+        """Events imported as `others_as` rather than their own label."""
+        return sum(self.relabelled.values())
 
 
 # --- parsing helpers: each returns (value, problem message or None) -------------------------
@@ -451,6 +472,7 @@ def _overlaps(events: pd.DataFrame, table: InputTable, start_col: str) -> list[P
 
 def ingest_labels(
     store: Store, path: str | Path, *, source: str = "manual", run_name: str | None = None,
+    others_as: str | None = None, classes: Sequence[str] | None = None,
 ) -> LabelsImport:
     """Validate a label file and store its events as one run, in one transaction.
 
@@ -464,8 +486,14 @@ def ingest_labels(
         Whether a person or a program made the labels.
     run_name : str, optional
         Name of the run. An existing run of this source and name has its events replaced by the
-        file's. Without a name, a file whose contents were imported before (same source) is not
-        imported again, and a new file becomes a new run named after the file.
+        file's. Without a name, a file whose contents were imported before (same source, same
+        mapping of labels) is not imported again, and a new file becomes a new run named after
+        the file.
+    others_as : str, optional
+        Import every label outside `classes` as this taxonomy code (e.g. ``"Bk"``), as a model
+        of those classes sees it (`fetal_analytics.events.relabel_others`). Needs `classes`.
+    classes : sequence of str, optional
+        The model's classes (taxonomy codes, e.g. its output codes); `others_as` must be one.
 
     Returns
     -------
@@ -474,61 +502,87 @@ def ingest_labels(
     Raises
     ------
     InputError
-        The file is malformed or refers to unknown scans; nothing is written.
+        The file is malformed or refers to unknown scans, or `others_as` is not one of
+        `classes`; nothing is written.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if (others_as is None) != (classes is None):
+        raise ValueError("`others_as` and `classes` go together: give both or neither")
     path = Path(path)
+    params_json = None
+    if others_as is not None:
+        classes = tuple(classes)
+        if others_as not in classes:
+            raise InputError([Problem(path, None, None, (
+                f"--others-as {others_as} is not one of the model's classes "
+                f"({', '.join(classes)}): pick one of them, or check --classes-of"))])
+        params_json = json.dumps({"others_as": others_as, "classes": list(classes)})
     scan_fps = {scan: (None if fps is None or math.isnan(fps) else fps)
                 for scan, fps in store.con.execute("SELECT scan_id, fps FROM scans").fetchall()}
     events = read_labels(path, scan_fps=scan_fps)
+    relabelled: dict[str, int] = {}
+    if others_as is not None:
+        mapped = relabel_others(events, classes, code=others_as)
+        events, relabelled = mapped.events, mapped.relabelled
+        log.info("%s: %d events of labels outside the classes imported as %s: %s", path,
+                 mapped.n_events, others_as, relabelled)
     sha = file_sha256(path)
     n_scans, n_events = events["scan_id"].nunique(), len(events)
-    existing = _existing_import(store, source, run_name, sha, path)
-    if existing is not None and existing[2] == sha:
-        run_id, name, _ = existing
+    existing = _existing_import(store, source, run_name, sha, params_json, path)
+
+    def outcome(run_id: int, name: str, status: str) -> LabelsImport:
+        return LabelsImport(run_id, name, source, status, n_scans, n_events, others_as,
+                            relabelled)
+
+    if existing is not None and existing[2:] == (sha, params_json):
+        run_id, name = existing[:2]
         log.info("%s was imported before as run %d (%s); nothing to do", path, run_id, name)
-        return LabelsImport(run_id, name, source, "unchanged", n_scans, n_events)
+        return outcome(run_id, name, "unchanged")
     with store.transaction():
         if existing is None:
             name = run_name or _free_run_name(store, source, path.name)
             run_id = store.scalar(
-                "INSERT INTO runs (name, source, kind, input_path, input_sha256, status, "
-                "finished_at) VALUES (?, ?, 'import', ?, ?, 'finished', current_timestamp) "
-                "RETURNING run_id",
-                [name, source, str(path.resolve()), sha],
+                "INSERT INTO runs (name, source, kind, params_json, input_path, input_sha256, "
+                "status, finished_at) VALUES (?, ?, 'import', ?, ?, ?, 'finished', "
+                "current_timestamp) RETURNING run_id",
+                [name, source, params_json, str(path.resolve()), sha],
             )
             status = "created"
         else:
-            run_id, name, _ = existing
+            run_id, name = existing[:2]
             store.con.execute("DELETE FROM events WHERE run_id = ?", [run_id])
             store.con.execute(
-                "UPDATE runs SET input_path = ?, input_sha256 = ?, finished_at = current_timestamp "
-                "WHERE run_id = ?", [str(path.resolve()), sha, run_id])
+                "UPDATE runs SET params_json = ?, input_path = ?, input_sha256 = ?, "
+                "finished_at = current_timestamp WHERE run_id = ?",
+                [params_json, str(path.resolve()), sha, run_id])
             status = "replaced"
         store.insert_frame("events", events.assign(run_id=run_id))
     log.info("imported %d events of %d scans from %s as run %d (%s)", n_events, n_scans, path,
              run_id, status)
-    return LabelsImport(run_id, name, source, status, n_scans, n_events)
+    return outcome(run_id, name, status)
 
 
 def _existing_import(store: Store, source: str, run_name: str | None, sha: str,
-                     path: Path) -> tuple[int, str, str] | None:
-    """The run this import updates: the named run, or else an import of identical contents."""
+                     params_json: str | None,
+                     path: Path) -> tuple[int, str, str, str | None] | None:
+    """The run this import updates: the named run, or else an import of identical contents and
+    mapping. Returns (run_id, name, input_sha256, params_json)."""
     if run_name is None:
         return store.con.execute(
-            "SELECT run_id, name, input_sha256 FROM runs WHERE source = ? AND kind = 'import' "
-            "AND input_sha256 = ? ORDER BY run_id LIMIT 1", [source, sha]).fetchone()
+            "SELECT run_id, name, input_sha256, params_json FROM runs WHERE source = ? "
+            "AND kind = 'import' AND input_sha256 = ? AND params_json IS NOT DISTINCT FROM ? "
+            "ORDER BY run_id LIMIT 1", [source, sha, params_json]).fetchone()
     row = store.con.execute(
-        "SELECT run_id, name, input_sha256, kind FROM runs WHERE source = ? AND name = ?",
-        [source, run_name]).fetchone()
+        "SELECT run_id, name, input_sha256, params_json, kind FROM runs "
+        "WHERE source = ? AND name = ?", [source, run_name]).fetchone()
     if row is None:
         return None
-    if row[3] != "import":
+    if row[4] != "import":
         raise InputError([Problem(path, None, None, (
             f"run name {run_name!r} belongs to an automatic labelling run ({row[0]}); "
             f"choose another --run-name"))])
-    return row[:3]
+    return row[:4]
 
 
 def _free_run_name(store: Store, source: str, base: str) -> str:

@@ -14,8 +14,8 @@ Table 2
     FR/4 clips. The feature-based models (frozen per-frame trunk) and the end-to-end Temp-Sono
     models start from the trained 2D SonoNet's weights (`inference.models.transfer_weights`),
     Sono-2DtCNN is inflated from it (`inference.models.inflate_from_2d`). "SonoNet-64 (PT)" is
-    the published SonoNet (`inference.models.import_sononet`) on the 2D test frames, restricted
-    to the classes it can name (`inference.models.SONONET_TO_TAXONOMY`).
+    the published SonoNet (`inference.sononet.import_sononet`) on the 2D test frames, restricted
+    to the classes it can name (`inference.sononet.SONONET_TO_TAXONOMY`).
 Table 3
     Sono-2DtCNN trained on FR/2, FR/4 and FR/8 separately, the 2D SonoNet, and late fusion (the
     mean of the softmax probabilities, `inference.evaluation.fuse`) of stream combinations, all
@@ -47,8 +47,9 @@ manifest (``sources.manifest``, its SHA-256) or either records none: simulated c
 different seeds reuse ids such as ``SIM0001`` for different scans, so datasets of different
 manifests are taken to hold different scans.
 
-`markdown` renders a result as a section of ``BENCHMARKS.md`` and `write_markdown_section` puts it
-between the markers `MARKER_START` and `MARKER_END`, leaving the rest of the file as it is.
+`markdown` renders a result as a section of ``BENCHMARKS.md``, between the markers `MARKER_START`
+and `MARKER_END`; `fetal_analytics.markdown.write_section` puts it into the file, leaving the rest
+of the file as it is.
 
 Time: at the ``cpu`` preset (width 8, 64 x 64 frames) the defaults of `PRESET_DEFAULTS` (3 epochs
 at most, 6 for the 2D SonoNet and 1 for Sono-2DtCNN, patience 3, a fixed random subset of the
@@ -78,8 +79,10 @@ from typing import Any
 import numpy as np
 
 from fetal_analytics.errors import UserError
-from inference.dataset import STREAM_2D
+from fetal_analytics.markdown import markdown_table
 from inference.pipeline import shard_paths
+from inference.presets import MODEL_PRESETS
+from inference.streams import STREAM_2D, STREAMS
 
 __all__ = [
     "ARCH_ORDER",
@@ -101,7 +104,6 @@ __all__ = [
     "markdown",
     "run_benchmark",
     "table_records",
-    "write_markdown_section",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,7 @@ log = logging.getLogger(__name__)
 MARKER_START = "<!-- benchmark-models:start -->"
 MARKER_END = "<!-- benchmark-models:end -->"
 
-CLIP_STREAMS = ("fr2", "fr4", "fr8")
+CLIP_STREAMS = tuple(STREAMS)
 #: The stream each architecture is trained and tested on in table 2 (the paper's FR/4).
 TABLE2_CLIP_STREAM = "fr4"
 #: Architectures in the order of the paper's table 2 (the keys of `inference.models.ARCHITECTURES`).
@@ -223,7 +225,7 @@ class BenchmarkConfig:
     Attributes
     ----------
     preset : {"cpu", "paper"}
-        Build parameters (`inference.models.PRESETS`) and training defaults
+        Build parameters (`inference.presets.MODEL_PRESETS`) and training defaults
         (`PRESET_DEFAULTS`).
     archs : sequence of str
         Architectures of table 2 (default all, in the paper's order). The 2D SonoNet is trained
@@ -723,14 +725,14 @@ def evaluate_pretrained(model_path: str | Path, dataset: str | Path, *,
     Each square frame is resized to SonoNet's 224 x 288 and normalised as SonoNet expects
     (`inference.roi.preprocess` over the whole frame: greyscale, bilinear enlargement,
     ``255 * (x - mean) / std``). SonoNet's 14 probabilities are summed per taxonomy code
-    (`inference.models.SONONET_TO_TAXONOMY`: e.g. 3VV, 4CH, LVOT and RVOT -> HeD), keeping the
+    (`inference.sononet.SONONET_TO_TAXONOMY`: e.g. 3VV, 4CH, LVOT and RVOT -> HeD), keeping the
     dataset's classes that some SonoNet class maps to; test frames of other classes (3Dm, MaD)
     are left out.
 
     Parameters
     ----------
     model_path : path
-        The ``.keras`` file written by `inference.models.import_sononet`.
+        The ``.keras`` file written by `inference.sononet.import_sononet`.
     dataset : path
         A dataset with a ``2d`` stream.
     split : {'train', 'val', 'test'} or sequence of them
@@ -746,7 +748,7 @@ def evaluate_pretrained(model_path: str | Path, dataset: str | Path, *,
     excluded : int
         Frames left out (their class has no SonoNet class).
     """
-    from inference.models import load_model
+    from inference.model_file import load_model
     from inference.pipeline import load_metadata
     from inference.roi import ImageArea, preprocess
 
@@ -818,12 +820,11 @@ def dataset_from_cohort(cohort: str | Path, out: str | Path, *, preset: str = "c
         The cohort lacks its manifest or labels, or `out` holds a dataset that does not fit.
     """
     from inference.dataset import DatasetSpec, build_dataset
-    from inference.models import PRESETS
     from inference.pipeline import load_metadata
 
-    _choose("preset", preset, PRESETS)
+    _choose("preset", preset, MODEL_PRESETS)
     cohort, out = Path(cohort), Path(out)
-    size = int(PRESETS[preset]["input_shape"][0])
+    size = int(MODEL_PRESETS[preset]["input_shape"][0])
     streams = (*CLIP_STREAMS, STREAM_2D)
     if (out / "dataset.json").is_file():
         meta = load_metadata(out)
@@ -1007,7 +1008,7 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
     import keras
 
     from inference.evaluation import fuse, save_confusion_png
-    from inference.models import PRESETS, sidecar_path
+    from inference.model_file import sidecar_path
     from inference.training import LEARNING_RATE, train
 
     config = config or BenchmarkConfig()
@@ -1037,11 +1038,11 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
         test = _check_test_dataset(Path(test_dataset), dataset, meta, needed)
     classes = list(meta["classes"])
     size = int(meta["spec"]["size"])
-    preset_size = PRESETS[config.preset]["input_shape"][0]
+    preset_size = MODEL_PRESETS[config.preset]["input_shape"][0]
     if size != preset_size:
         log.warning("%s has %d-pixel frames; the %s preset's models take %d (the dataset's size "
                     "is used)", dataset, size, config.preset, preset_size)
-    width = config.width or int(PRESETS[config.preset]["width"])
+    width = config.width or int(MODEL_PRESETS[config.preset]["width"])
     total = len(plan) + (sononet_npz is not None)
     done = 0
 
@@ -1151,7 +1152,8 @@ def _json(value: Any) -> Any:
 
 def _pretrained_row(sononet_npz: str | Path | None, test: _TestData, out: Path,
                     step: Callable[[str], None]) -> BenchmarkRow:
-    from inference.models import import_sononet, sidecar_path
+    from inference.model_file import sidecar_path
+    from inference.sononet import import_sononet
 
     paper = PAPER_TABLE2[PRETRAINED]
     if sononet_npz is None:
@@ -1401,23 +1403,15 @@ def table_records(rows: Sequence[BenchmarkRow], *, params: bool = True) -> list[
     return records
 
 
-def _markdown_table(records: list[dict[str, Any]]) -> list[str]:
-    def cell(key: str, value: Any) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, float):
-            return f"{value:.2f}" if key.endswith("(paper)") else f"{value:.3f}"
-        return str(value)
-
-    head = list(records[0]) if records else []
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(cell(k, v) for k, v in rec.items()) + " |" for rec in records]
-    return lines
+def _table_lines(records: list[dict[str, Any]]) -> list[str]:
+    """A benchmark table in markdown: our figures to 3 decimals, the paper's to its 2."""
+    paper = {key: 2 for key in (records[0] if records else ()) if key.endswith("(paper)")}
+    return markdown_table(records, column_digits=paper)
 
 
 def _confusion_table(confusion: Any) -> list[str]:
     """A confusion matrix of counts as a markdown table: true classes down, predicted across."""
-    return _markdown_table([
+    return markdown_table([
         {"true / predicted": true, **{str(c): int(n) for c, n in counts.items()}}
         for true, counts in confusion.iterrows()])
 
@@ -1478,7 +1472,7 @@ def markdown(result: BenchmarkResult, *, relative_to: str | Path | None = None) 
         "",
         f"### Table 2: models on {label}",
         "",
-        *_markdown_table(table_records(result.table2)),
+        *_table_lines(table_records(result.table2)),
         "",
         "Params: trainable parameters (the feature-based models' frozen SonoNet trunk is not "
         "counted, as in the paper). The feature-based and Temp-Sono models start from the "
@@ -1491,7 +1485,7 @@ def markdown(result: BenchmarkResult, *, relative_to: str | Path | None = None) 
             f"### Table 3: streams and late fusion on {label} ({result.n_common} instances "
             "common to every stream)",
             "",
-            *_markdown_table(table_records(result.table3, params=False)),
+            *_table_lines(table_records(result.table3, params=False)),
             "",
             "Late fusion: the mean of the streams' softmax probabilities "
             "(`inference.evaluation.fuse`); the paper's multi-stream row is FR/2 + FR/4 + FR/8.",
@@ -1523,46 +1517,3 @@ def _others_text(dataset_summary: Mapping[str, Any]) -> str:
         return " (events of other classes left out, as in the paper)"
     return (f" (events of other classes labelled {code} by `--others-as`, unlike the paper, "
             "which leaves them out)")
-
-
-def write_markdown_section(path: str | Path, section: str) -> Path:
-    """Put `section` between the benchmark markers of a markdown file.
-
-    The text from `MARKER_START` to `MARKER_END` (both included) is replaced; without the
-    markers the section is appended after a blank line. Nothing else in the file changes, so
-    writing twice leaves one section.
-
-    Parameters
-    ----------
-    path : path
-        The markdown file (created when missing).
-    section : str
-        Text that starts with `MARKER_START` and ends with `MARKER_END` (and a newline), as
-        `markdown` returns.
-
-    Returns
-    -------
-    Path
-        `path`.
-
-    Raises
-    ------
-    BenchmarkError
-        `section` lacks the markers, or the file has one marker without the other.
-    """
-    path = Path(path)
-    body = section.strip("\n")
-    if not (body.startswith(MARKER_START) and body.endswith(MARKER_END)):
-        raise BenchmarkError(f"`section` must start with {MARKER_START} and end with "
-                             f"{MARKER_END}")
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    start, end = text.find(MARKER_START), text.find(MARKER_END)
-    if start >= 0 and end > start:
-        text = text[:start] + body + text[end + len(MARKER_END):]
-    elif start >= 0 or end >= 0:
-        raise BenchmarkError(f"{path} has only one of the markers {MARKER_START} and "
-                             f"{MARKER_END}: fix the file by hand")
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + body + "\n"
-    path.write_text(text, encoding="utf-8")
-    return path

@@ -1,9 +1,9 @@
 """Clips as the paper sampled them, defined in time so any frame rate samples alike.
 
 The paper's streams took 12 frames at strides 2, 4 and 8 of its 30 fps videos (FR/2, FR/4,
-FR/8). Here a stream is its spacing in seconds (1/15, 2/15, 4/15 s), and each sampled time takes
-the decoded frame nearest to it by timestamp, so a 25 or 60 fps recording gives clips of the same
-duration and motion as a 30 fps one.
+FR/8). Here a stream is its spacing in seconds (1/15, 2/15, 4/15 s: `inference.streams.STREAMS`),
+and each sampled time takes the decoded frame nearest to it by timestamp, so a 25 or 60 fps
+recording gives clips of the same duration and motion as a 30 fps one.
 
 Labelled clips are freeze-centred 5 s spans (2/3 before the freeze, 1/3 after); a labelled span
 longer than one 12-frame sub-clip yields up to ten unique sub-clips spread evenly over it. For
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.decode import Frame, FrameRing
+from inference.streams import STREAMS
 
 __all__ = [
     "FRAMES_PER_CLIP",
-    "STREAMS",
     "ClipRequest",
     "SampledClip",
     "clip_span_s",
@@ -35,8 +35,6 @@ __all__ = [
 ]
 
 FRAMES_PER_CLIP = 12
-STREAMS: dict[str, float] = {"fr2": 1 / 15, "fr4": 2 / 15, "fr8": 4 / 15}
-"""Seconds between the sampled frames of each stream (the paper's strides at 30 fps)."""
 
 
 def _spacing(stream: str) -> float:

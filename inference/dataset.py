@@ -3,10 +3,12 @@
 For every labelled span (the paper's freeze-centred 5 s clips) up to ten window centres are
 spread over the span, and every stream gets the clip centred on each: 12 frames at the stream's
 spacing (the 2D stream: the frame nearest the centre), cut from one decode of the scan, cropped to
-the automatically detected image area and resized to a square. The streams therefore hold the
-same instances (aligned on scan and centre time, as the labeller's dense windows are), which late
-fusion needs. Scans are split subject-wise: whole operators go to train, validation or test, so no
-scan and no operator is in two splits.
+the automatically detected image area and resized to a square (`inference.crop`). The streams
+therefore hold the same instances (aligned on scan and centre time, as the labeller's dense windows
+are), which late fusion needs. Scans are split subject-wise: whole operators go to train,
+validation or test, so no scan and no operator is in two splits. A scan's clips enter the shards
+and the counts only once its video was read to the end: a scan that fails part way (a truncated or
+corrupt video) is reported in ``skipped_scans`` and leaves nothing behind.
 
 Layout of a dataset folder::
 
@@ -23,7 +25,7 @@ import hashlib
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,11 +34,13 @@ import numpy as np
 from fetal_analytics import taxonomy
 from fetal_analytics.errors import UserError
 from fetal_analytics.hashing import file_sha256
-from inference.clips import FRAMES_PER_CLIP, STREAMS, ClipRequest, sample_clips, window_times
-from inference.decode import Frame, iter_frames, sample_frames
+from inference.clips import FRAMES_PER_CLIP, ClipRequest, sample_clips, window_times
+from inference.crop import cropped_frames, video_image_area
+from inference.decode import iter_frames
+from inference.streams import INPUT_STREAMS, STREAM_2D, STREAMS
 
 __all__ = ["SPLITS", "DatasetError", "DatasetSpec", "DatasetSummary", "build_dataset",
-           "cropped_frame", "cropped_frames", "span_centres", "split_operators", "video_image_area"]
+           "span_centres", "split_operators"]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +49,8 @@ SPLITS = ("train", "val", "test")
 
 class DatasetError(UserError, ValueError):
     """The labelled scans cannot make a dataset (too few operators, no readable video)."""
-STREAM_2D = "2d"
-ROI_SAMPLE_S = 10.0  # seconds of video from which the image area is detected
+
+
 MIN_CENTRE_GAP_S = 0.2  # window centres of one span closer than this would repeat frames
 CENTRE_MARGIN_S = 0.5 * (FRAMES_PER_CLIP - 1) * STREAMS["fr4"]  # keeps FR/4 clips in their span
 
@@ -78,7 +82,7 @@ class DatasetSpec:
     """
 
     size: int = 64
-    streams: tuple[str, ...] = ("fr2", "fr4", "fr8", STREAM_2D)
+    streams: tuple[str, ...] = INPUT_STREAMS
     classes: tuple[str, ...] = field(default_factory=taxonomy.default_model_codes)
     split_fractions: tuple[float, float, float] = (0.76, 0.12, 0.12)
     max_subclips: int = 10
@@ -88,9 +92,9 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         for stream in self.streams:
-            if stream != STREAM_2D and stream not in STREAMS:
+            if stream not in INPUT_STREAMS:
                 raise ValueError(f"unknown stream {stream!r}; valid streams: "
-                                 f"{', '.join([*STREAMS, STREAM_2D])}")
+                                 f"{', '.join(INPUT_STREAMS)}")
         for code in self.classes:
             taxonomy.validate_code(code)
         if self.others_as is not None and self.others_as not in self.classes:
@@ -112,9 +116,12 @@ class DatasetSummary:
     splits : dict
         ``splits[split]``: the operators and scans in it.
     dropped_labels : dict
-        Labelled spans of classes outside the spec, per code.
+        Labelled spans of classes outside the spec, per code (without `DatasetSpec.others_as`).
     skipped_scans : dict
         Scans left out and why (no video, unreadable video, no labels).
+    relabelled_labels : dict
+        Labelled spans of classes outside the spec given the code `DatasetSpec.others_as`,
+        per original code (`fetal_analytics.events.relabel_others`); empty without it.
     """
 
     out: Path
@@ -122,6 +129,7 @@ class DatasetSummary:
     splits: dict
     dropped_labels: dict
     skipped_scans: dict
+    relabelled_labels: dict
 
 
 def split_operators(operators: dict[str, str], fractions: Sequence[float], *,
@@ -168,10 +176,18 @@ def split_operators(operators: dict[str, str], fractions: Sequence[float], *,
 
 
 class _ShardWriter:
+    """Clips into numbered shard files, with a rollback to the last `mark`.
+
+    Memory holds at most one shard of clips: full shards are written as clips come. To undo
+    a scan, `mark` remembers the shard count and the (fewer than `shard_size`) clips not yet
+    written before it; `rollback` deletes the shards written since and restores those clips.
+    """
+
     def __init__(self, folder: Path, shard_size: int) -> None:
         self.folder, self.shard_size = folder, shard_size
         self.buffer: list[tuple[np.ndarray, int, str, float]] = []
         self.n_shards = 0
+        self._mark: tuple[int, list[tuple[np.ndarray, int, str, float]]] = (0, [])
 
     def add(self, x: np.ndarray, y: int, scan_id: str, t_s: float) -> None:
         self.buffer.append((x, y, scan_id, t_s))
@@ -183,10 +199,22 @@ class _ShardWriter:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         x, y, scan, t = zip(*self.buffer, strict=True)
-        np.savez_compressed(self.folder / f"shard-{self.n_shards:05d}.npz", x=np.stack(x),
+        np.savez_compressed(self._shard(self.n_shards), x=np.stack(x),
                             y=np.array(y, np.int16), scan_id=np.array(scan), t_s=np.array(t))
         self.n_shards += 1
         self.buffer = []
+
+    def mark(self) -> None:
+        self._mark = (self.n_shards, list(self.buffer))
+
+    def rollback(self) -> None:
+        n_shards, buffer = self._mark
+        for k in range(n_shards, self.n_shards):
+            self._shard(k).unlink()
+        self.n_shards, self.buffer = n_shards, list(buffer)
+
+    def _shard(self, k: int) -> Path:
+        return self.folder / f"shard-{k:05d}.npz"
 
 
 def span_centres(start_s: float, end_s: float, max_centres: int) -> np.ndarray:
@@ -211,27 +239,6 @@ def _scan_requests(spans: list[tuple[float, float, int]], spec: DatasetSpec) -> 
                          else window_times(centre, stream))
                 requests.append(ClipRequest((stream, label, float(centre)), times))
     return requests
-
-
-def video_image_area(video: str | Path):
-    """The image area of a video, detected from its first `ROI_SAMPLE_S` seconds."""
-    from inference.roi import detect_image_area_from_frames
-
-    return detect_image_area_from_frames(sample_frames(video, seconds=ROI_SAMPLE_S))
-
-
-def cropped_frame(image: np.ndarray, area, size: int) -> np.ndarray:
-    """One frame's image cropped to `area` and resized to `size` x `size` (area interpolation,
-    also when enlarging, unlike `inference.roi.crop_and_resize`): the datasets' preprocessing."""
-    import cv2
-
-    return cv2.resize(area.crop(image), (size, size), interpolation=cv2.INTER_AREA)
-
-
-def cropped_frames(frames: Iterator[Frame], area, size: int) -> Iterator[Frame]:
-    """Frames cropped to `area` and resized to `size` x `size` (`cropped_frame`)."""
-    for frame in frames:
-        yield Frame(frame.index, frame.t_s, cropped_frame(frame.image, area, size))
 
 
 def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
@@ -262,6 +269,7 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     """
     import pandas as pd
 
+    from fetal_analytics.events import relabel_others
     from fetal_analytics.ingest import read_labels, read_manifest
     from inference.decode import DecodeError
 
@@ -270,13 +278,14 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     parsed = read_manifest(manifest)
     scans = parsed.scans.set_index("scan_id")
     events = read_labels(labels, scan_fps={s: None for s in scans.index})
-    unlisted = ~events.label.isin(spec.classes)
-    dropped = events.loc[unlisted, "label"].value_counts().to_dict()
+    relabelled: dict[str, int] = {}
     if spec.others_as is None:
+        unlisted = ~events.label.isin(spec.classes)
+        dropped = events.loc[unlisted, "label"].value_counts().to_dict()
         events = events[~unlisted]
     else:
-        events = events.assign(label=events.label.where(~unlisted, spec.others_as))
-        dropped = {}
+        mapped = relabel_others(events, spec.classes, code=spec.others_as)
+        events, relabelled, dropped = mapped.events, mapped.relabelled, {}
     groups = dict(zip(parsed.operators.operator_id, parsed.operators.grp, strict=True))
     labelled_ops = {scans.loc[s, "operator_id"] for s in events.scan_id.unique()}
     assignment = split_operators({op: groups[op] for op in labelled_ops}, spec.split_fractions,
@@ -298,6 +307,10 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
             continue
         split = assignment[scans.loc[scan_id, "operator_id"]]
         spans = [(r.start_s, r.end_s, class_index[r.label]) for r in scan_events.itertuples()]
+        scan_writers = [writers[split, stream] for stream in spec.streams]
+        for writer in scan_writers:
+            writer.mark()
+        scan_counts = {stream: Counter() for stream in spec.streams}
         try:
             area = video_image_area(video)
             for clip in sample_clips(cropped_frames(iter_frames(video), area, spec.size),
@@ -305,11 +318,15 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
                 stream, label, centre = clip.key
                 x = clip.images[0] if stream == STREAM_2D else clip.images
                 writers[split, stream].add(x, label, scan_id, centre)
-                counts[split][stream][spec.classes[label]] += 1
+                scan_counts[stream][spec.classes[label]] += 1
         except (DecodeError, ValueError) as exc:
+            for writer in scan_writers:  # the clips of a scan that failed part way go too
+                writer.rollback()
             skipped[scan_id] = str(exc)
             log.warning("skipping scan %s: %s", scan_id, exc)
             continue
+        for stream, scan_count in scan_counts.items():
+            counts[split][stream].update(scan_count)
         members[split]["scans"].append(scan_id)
     for writer in writers.values():
         writer.flush()
@@ -327,13 +344,14 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
         "splits": members,
         "counts": counts_out,
         "dropped_labels": dropped,
+        "relabelled_labels": relabelled,
         "skipped_scans": skipped,
         "sources": {"manifest": file_sha256(manifest), "labels": file_sha256(labels)},
         "dataset_sha256": _tree_hash(out),
     }
     (out / "dataset.json").write_text(json.dumps(metadata, indent=2))
     log.info("dataset %s: %s", out, counts_out)
-    return DatasetSummary(out, counts_out, members, dropped, skipped)
+    return DatasetSummary(out, counts_out, members, dropped, skipped, relabelled)
 
 
 def _tree_hash(folder: Path) -> str:

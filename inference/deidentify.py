@@ -1,8 +1,9 @@
-"""De-identified copies of screen recordings and stills: everything outside the image area black.
+"""De-identified frames, stills and screen recordings: everything outside the image area black.
 
 Burned-in screen text (names, ids, dates of birth on real scanners) can identify patients; the
 image area detected by `inference.roi` is all that analysis needs. Use this before frames leave
-the site or are shown to anyone.
+the site or are shown to anyone: `deidentify_frame` for one frame (e.g. a preview), and
+`deidentify_file` for a whole still or video. Nothing here imports TensorFlow or Keras.
 """
 
 from __future__ import annotations
@@ -11,17 +12,36 @@ import logging
 from fractions import Fraction
 from pathlib import Path
 
-from inference.decode import STILL_SUFFIXES, iter_frames, load_still, probe, sample_frames
-from inference.roi import (
-    ImageArea,
-    deidentify,
-    detect_image_area,
-    detect_image_area_from_frames,
-)
+import numpy as np
 
-__all__ = ["deidentify_file"]
+from inference.decode import STILL_SUFFIXES, iter_frames, load_still, probe, sample_frames
+from inference.roi import ImageArea, detect_image_area, detect_image_area_from_frames
+
+__all__ = ["deidentify_file", "deidentify_frame"]
 
 log = logging.getLogger(__name__)
+
+
+def deidentify_frame(frame: np.ndarray, area: ImageArea) -> np.ndarray:
+    """Black out everything outside the image area (burned-in text can identify patients).
+
+    Parameters
+    ----------
+    frame : (H, W[, C]) ndarray
+        A screen frame.
+    area : ImageArea
+        The box to keep.
+
+    Returns
+    -------
+    ndarray
+        A new array of `frame`'s shape and dtype: `area` unchanged, zeros elsewhere.
+    """
+    frame = np.asarray(frame)
+    out = np.zeros_like(frame)
+    inside = area.crop(frame)
+    out[area.y0 : area.y1, area.x0 : area.x1] = inside
+    return out
 
 
 def deidentify_file(source: str | Path, out: str | Path) -> ImageArea:
@@ -56,7 +76,8 @@ def deidentify_file(source: str | Path, out: str | Path) -> ImageArea:
     if source.suffix.lower() in STILL_SUFFIXES:
         still = load_still(source)
         area = detect_image_area(still)
-        if not cv2.imwrite(str(out), cv2.cvtColor(deidentify(still, area), cv2.COLOR_RGB2BGR)):
+        bgr = cv2.cvtColor(deidentify_frame(still, area), cv2.COLOR_RGB2BGR)
+        if not cv2.imwrite(str(out), bgr):
             raise ValueError(f"{out}: cannot write an image with this suffix")
         return area
     area = detect_image_area_from_frames(sample_frames(source, colour=True))
@@ -72,7 +93,8 @@ def deidentify_file(source: str | Path, out: str | Path) -> ImageArea:
             for index, frame in enumerate(iter_frames(source, colour=True)):
                 if index == 0:
                     stream.height, stream.width = frame.image.shape[:2]
-                video = av.VideoFrame.from_ndarray(deidentify(frame.image, area), format="rgb24")
+                video = av.VideoFrame.from_ndarray(deidentify_frame(frame.image, area),
+                                                   format="rgb24")
                 video.pts, video.time_base = round(frame.t_s * 1000), Fraction(1, 1000)
                 container.mux(stream.encode(video))
             container.mux(stream.encode(None))

@@ -2,7 +2,7 @@
 
 `classification_metrics` computes, in NumPy only, per-class precision, recall and F1, their macro
 averages, top-1 and top-3 accuracy and the confusion matrix; `evaluate` runs a model file (with
-its sidecar, `inference.models.load_model`) over one split and stream of a dataset and returns
+its sidecar, `inference.model_file.load_model`) over one split and stream of a dataset and returns
 them with the probabilities. `fuse` and `fuse_log` combine the probabilities of several streams
 (late fusion), and `save_confusion_png` draws a confusion matrix with OpenCV.
 """
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fetal_analytics.errors import UserError
+from inference.streams import STREAM_2D
 
 __all__ = ["ClassificationMetrics", "Evaluation", "EvaluationError", "classification_metrics",
            "evaluate", "fuse", "fuse_log", "save_confusion_png"]
@@ -249,12 +250,12 @@ def evaluate(model_path: str | Path, dataset: str | Path, *, split: str = "test"
 
     Raises
     ------
-    inference.models.ModelFileError
+    inference.model_file.ModelFileError
         The model file or its sidecar is missing or does not match.
     EvaluationError
         The dataset's classes, frame size or streams do not fit the model.
     """
-    from inference.models import load_model
+    from inference.model_file import load_model
     from inference.pipeline import clip_batches, load_metadata
 
     loaded = load_model(model_path)
@@ -266,10 +267,10 @@ def evaluate(model_path: str | Path, dataset: str | Path, *, split: str = "test"
     if stream not in metadata["streams"]:
         raise EvaluationError(f"stream {stream!r} is not in {dataset} (it has "
                               f"{', '.join(metadata['streams'])})")
-    if (stream == "2d") != (loaded.frames is None):
+    if (stream == STREAM_2D) != (loaded.frames is None):
         raise EvaluationError(f"{model_path} takes {'frames' if loaded.frames is None else 'clips'}"
                               f" but stream {stream!r} holds "
-                              f"{'frames' if stream == '2d' else 'clips'}")
+                              f"{'frames' if stream == STREAM_2D else 'clips'}")
     if list(metadata["classes"]) != list(loaded.classes):
         raise EvaluationError(f"{dataset} has classes {metadata['classes']} but {model_path} "
                               f"outputs {list(loaded.classes)}")

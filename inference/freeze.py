@@ -10,8 +10,8 @@ it: OCR (Tesseract, in a thread beside the decode) of a configured region until 
 read, then template matching against that region, with OCR again where the template fails; or,
 for layouts without readable text, the region's appearance differing from its live look.
 
-Vendor layouts are presets (`INDICATOR_PRESETS`): the indicator's region as fractions of the
-frame and the text pattern it shows.
+Vendor layouts are presets (`inference.presets.INDICATOR_PRESETS`): the indicator's region as
+fractions of the frame and the text pattern it shows.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from inference.decode import Frame, iter_frames
+from inference.presets import CONFIRM_METHODS, INDICATOR_PRESETS, IndicatorConfig
 
 __all__ = [
-    "INDICATOR_PRESETS",
     "FreezeConfig",
     "FreezeDetection",
     "FreezeSpan",
-    "IndicatorConfig",
     "detect_freezes",
     "detect_freezes_in_frames",
 ]
@@ -42,31 +41,6 @@ log = logging.getLogger(__name__)
 BLOCK = 8  # analysis block size in pixels of the decimated frame
 OCR_AHEAD_RUN = 12  # static frames after which a run is read ahead (shorter ones seldom last)
 OCR_REGION_HEIGHT = 180  # pixels: the indicator region is scaled to this height for OCR
-
-
-@dataclass(frozen=True)
-class IndicatorConfig:
-    """Where a scanner shows that the image is frozen, and how it reads.
-
-    Attributes
-    ----------
-    box : (x0, y0, x1, y1)
-        The indicator region as fractions of the frame's width and height.
-    pattern : str
-        Regular expression (case-insensitive) that OCR of the region must match; empty: confirm
-        by appearance only.
-    """
-
-    box: tuple[float, float, float, float]
-    pattern: str = "FREEZE|FRZ|FROZEN"
-
-
-INDICATOR_PRESETS: dict[str, IndicatorConfig] = {
-    # The simulator's default screen: "FREEZE" above the preset panel at the top right.
-    "simulator": IndicatorConfig((0.80, 0.0, 1.0, 0.12), "FREEZE"),
-    # The simulator's second layout: "FRZ" at the bottom left.
-    "simulator-alt": IndicatorConfig((0.0, 0.88, 0.25, 1.0), "FRZ"),
-}
 
 
 @dataclass(frozen=True)
@@ -87,8 +61,8 @@ class FreezeConfig:
         Image-area change (mean absolute difference, grey levels) below which a frame is
         static; None: a quarter of the video's median change, at least `noise_level`.
     confirm : {'ocr', 'appearance', 'none'}
-        How candidates are confirmed with the indicator.
-    indicator : IndicatorConfig
+        How candidates are confirmed with the indicator (`inference.presets.CONFIRM_METHODS`).
+    indicator : inference.presets.IndicatorConfig
     """
 
     min_static_s: float = 0.5
@@ -100,8 +74,8 @@ class FreezeConfig:
     indicator: IndicatorConfig = field(default_factory=lambda: INDICATOR_PRESETS["simulator"])
 
     def __post_init__(self) -> None:
-        if self.confirm not in ("ocr", "appearance", "none"):
-            raise ValueError(f"confirm must be 'ocr', 'appearance' or 'none', got "
+        if self.confirm not in CONFIRM_METHODS:
+            raise ValueError(f"confirm must be one of {', '.join(CONFIRM_METHODS)}, got "
                              f"{self.confirm!r}")
 
 

@@ -3,8 +3,8 @@
 Each video is decoded once, in order (`inference.decode.iter_frames`, luma fast path). The frames
 go into one ring buffer (`_LazyRing`, an `inference.decode.FrameRing`) from which every stream of
 the model takes its clips; a frame is cropped to the scan's image area and resized to the model's
-S x S exactly as dataset clips are (`inference.dataset.video_image_area` from the first
-`ROI_SAMPLE_S` seconds, then `inference.dataset.cropped_frame`) once, when a window first
+S x S exactly as dataset clips are (`inference.crop.video_image_area` from the first
+`ROI_SAMPLE_S` seconds, then `inference.crop.cropped_frame`) once, when a window first
 samples it, and frames no window samples are never shrunk (about 60% of them with fr4 clips
 every second; shrinking was the producer's largest cost after the decoder). Windows are
 centred every ``hop_s`` seconds (`inference.clips.window_centres`), each clip stream samples the
@@ -44,20 +44,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fetal_analytics.errors import UserError
-from inference.clips import STREAMS, clip_span_s, window_centres, window_times
-from inference.dataset import STREAM_2D, cropped_frame, video_image_area
+from inference.clips import clip_span_s, window_centres, window_times
+from inference.crop import cropped_frame, video_image_area
 from inference.decode import Frame, FrameRing, iter_frames, probe
 from inference.freeze import FreezeConfig, FreezeSpan, detect_freezes_in_frames
+from inference.model_file import DEMO_MODEL, DEMO_MODEL_COMMAND
 from inference.pipeline import standardise
+from inference.streams import FUSED, STREAM_2D, STREAMS
 
 if TYPE_CHECKING:
     from fetal_analytics.store import Store
-    from inference.models import LoadedModel
+    from inference.model_file import LoadedModel
     from inference.roi import ImageArea
 
 __all__ = [
     "DEFAULT_FREEZES",
-    "DEMO_MODEL",
     "FREEZE_METHOD",
     "DecodedScan",
     "LabelResult",
@@ -77,15 +78,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The shipped demo model (trained on simulated scans, sized for 2 CPU cores).
-DEMO_MODEL = Path(__file__).resolve().parents[1] / "data" / "demo_model.keras"
-#: The command that makes `DEMO_MODEL`, named when it is missing.
-DEMO_MODEL_COMMAND = "make demo-model"
 #: ``freeze_frames.method`` of the freezes found while labelling.
 FREEZE_METHOD = "detected"
 #: Freeze detection as labelling runs it by default (the simulator's screen layout, OCR).
 DEFAULT_FREEZES = FreezeConfig()
-FUSED = "fused"
 DEFAULT_HOP_S = 1.0
 DEFAULT_BATCH = 32
 QUEUE_BATCHES = 4  # batches of windows decoded ahead of the network
@@ -163,7 +159,7 @@ class ModelSpec:
                 "model": {"path": str(self.path.resolve()), "sha256": self.sha256,
                           "arch": self.arch},
                 "hop_s": self.hop_s, "size": self.size,
-                "preprocessing": "inference.dataset.video_image_area + cropped_frames, "
+                "preprocessing": "inference.crop.video_image_area + cropped_frames, "
                                  "inference.pipeline.standardise"}
 
 
@@ -175,7 +171,7 @@ def load_labelling_model(path: str | Path | None = None) -> LoadedModel:
     ModelFileError
         The model is missing (for the demo model, with the command that makes it) or damaged.
     """
-    from inference.models import ModelFileError, load_model
+    from inference.model_file import ModelFileError, load_model
 
     if path is None:
         if not DEMO_MODEL.is_file():
@@ -302,7 +298,7 @@ class _LazyRing(FrameRing):
     """A `FrameRing` of small frames that are cut from the full frames only when sampled.
 
     Windows sample about 12 of every 30 frames (fr4 clips every second), so cropping and
-    resizing every decoded frame (`inference.dataset.cropped_frame`) would spend most of that
+    resizing every decoded frame (`inference.crop.cropped_frame`) would spend most of that
     work (the producer's largest cost after the decoder itself) on frames no window uses. Here
     each pushed frame keeps its full image (a view of the decoded frame) until a window samples
     it, when it is shrunk once and cached, or until no later window can sample it
@@ -542,7 +538,7 @@ def label_video(video: str | Path, model: LoadedModel, *, hop_s: float | None = 
     ----------
     video : str or Path
     model : LoadedModel
-        From `load_labelling_model` or `inference.models.load_model`.
+        From `load_labelling_model` or `inference.model_file.load_model`.
     hop_s : float, optional
         Seconds between window centres (default: the model's ``decoding.hop_s``, else 1 s).
     batch_size : int

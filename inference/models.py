@@ -55,20 +55,15 @@ Architectures (paper: Sharma et al., ISBI 2019, Fig. 2; SonoNet: Baumgartner et 
     (2D per frame). Adaptation 1x1x1; global average pooling over time and space.
     `inflate_from_2d` initialises it from a trained SonoNet (I3D-style).
 
-Published weights: `import_sononet` converts the trained SonoNet-16 of Baumgartner et al.
-(theano/lasagne ``.npz``) to a ``.keras`` file with a JSON sidecar (classes, taxonomy codes, input
-shape, preprocessing, sha256); `load_model` checks the hash and `classify_images` classifies
-screen captures with the project's preprocessing (`inference.roi.preprocess` in the automatically
-detected image area).
+Model files (the ``.keras`` file and its JSON sidecar, saved and loaded with a sha256 check) are
+`inference.model_file`'s; the published SonoNet weights are imported by `inference.sononet`;
+build presets (``cpu``, ``paper``) are `inference.presets.MODEL_PRESETS`.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
-import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,29 +71,23 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from fetal_analytics.errors import UserError
-from fetal_analytics.hashing import file_sha256
+from inference.model_file import LoadedModel, ModelFileError, load_model, save_model
+from inference.presets import MODEL_PRESETS
 
 __all__ = [
     "ARCHITECTURES",
     "BN_EPSILON",
-    "PRESETS",
-    "SONONET_CLASSES",
-    "SONONET_TO_TAXONOMY",
+    "DEFAULT_INPUT_SHAPE",
+    "SONONET_LAYERS",
+    "TEMPORAL",
     "ClipPadding",
-    "LoadedModel",
-    "ModelFileError",
     "build",
-    "classify_images",
     "combine_streams",
     "count_params",
     "feat1d_lstm_rnn",
     "feat2d_2dtcnn",
     "feat2d_clstm_rnn",
-    "import_sononet",
     "inflate_from_2d",
-    "load_model",
-    "sidecar_path",
     "sono_2dtcnn",
     "sononet",
     "temp_sono_2dtcnn",
@@ -109,8 +98,6 @@ __all__ = [
     "vgg19",
 ]
 
-log = logging.getLogger(__name__)
-
 #: Batch-norm epsilon of SonoNet (lasagne's default is 1e-4; Keras's is 1e-3).
 BN_EPSILON = 1e-4
 
@@ -119,49 +106,17 @@ DEFAULT_INPUT_SHAPE: tuple[int, int, int] = (224, 288, 1)
 DEFAULT_CLASSES = 11
 DEFAULT_FRAMES = 12
 
-#: Build parameters of the CPU preset (trains on 2 cores) and of the paper (GPU).
-PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"width": 8, "input_shape": (64, 64, 1), "frames": 12},
-    "paper": {"width": 64, "input_shape": (224, 224, 1), "frames": 12},
-}
-
-#: The 14 output classes of the published SonoNet, in output order.
-SONONET_CLASSES: tuple[str, ...] = (
-    "3VV", "4CH", "Abdominal", "Background", "Brain (Cb.)", "Brain (Tv.)", "Femur", "Kidneys",
-    "Lips", "LVOT", "Profile", "RVOT", "Spine (cor.)", "Spine (sag.)",
-)
-
-#: SonoNet's classes mapped onto the project's taxonomy codes (3Dm and MaD have no SonoNet class).
-SONONET_TO_TAXONOMY: dict[str, str] = {
-    "3VV": "HeD", "4CH": "HeD", "LVOT": "HeD", "RVOT": "HeD",
-    "Brain (Cb.)": "Br", "Brain (Tv.)": "Br", "Abdominal": "Ab", "Kidneys": "Ki", "Femur": "Fm",
-    "Spine (cor.)": "Sp", "Spine (sag.)": "Sp", "Lips": "NL", "Profile": "Fa", "Background": "Bk",
-}
-
 # SonoNet / VGG-16 trunk: convolutions per block and width multiple of each block.
 _SONONET_CONVS = (2, 2, 3, 3, 3)
 _VGG19_CONVS = (2, 2, 4, 4, 4)
 _BLOCK_WIDTHS = (1, 2, 4, 8, 8)
-# The 15 (conv, bn) layer pairs of SonoNet in network order: the order of the published weights.
-_SONONET_LAYERS: tuple[tuple[str, str], ...] = (
+#: The 15 (conv, bn) layer pairs of SonoNet in network order: the order of the published weights.
+SONONET_LAYERS: tuple[tuple[str, str], ...] = (
     *((f"block{b}_conv{i}", f"block{b}_bn{i}")
       for b, n in enumerate(_SONONET_CONVS, 1) for i in range(1, n + 1)),
     ("adapt_conv1", "adapt_bn1"),
     ("adapt_conv2", "adapt_bn2"),
 )
-
-SIDECAR_FORMAT = "fetal-analytics model sidecar"
-PREPROCESSING_SONONET: dict[str, Any] = {
-    "image_area": "automatic: inference.roi.detect_image_area (region free of screen furniture)",
-    "grey": "mean of the RGB channels",
-    "resize": "to height x width of input_shape (area interpolation when shrinking)",
-    "normalisation": "per image: 255 * (x - mean) / std",
-    "function": "inference.roi.preprocess",
-}
-
-
-class ModelFileError(UserError, ValueError):
-    """A model file or its sidecar is missing, damaged or does not match."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -547,7 +502,7 @@ def build(arch: str, *, preset: str | None = None, **overrides: Any) -> keras.Mo
     arch : str
         A key of `ARCHITECTURES`.
     preset : {"cpu", "paper"} or None
-        Starting keywords from `PRESETS`; `overrides` win.
+        Starting keywords from `inference.presets.MODEL_PRESETS`; `overrides` win.
     **overrides
         Shared keywords (``classes``, ``width``, ...).
 
@@ -556,12 +511,12 @@ def build(arch: str, *, preset: str | None = None, **overrides: Any) -> keras.Mo
     ValueError
         Unknown `arch` or `preset`, naming the valid ones (and the closest).
     """
-    for what, value, valid in (("arch", arch, ARCHITECTURES), ("preset", preset, PRESETS)):
+    for what, value, valid in (("arch", arch, ARCHITECTURES), ("preset", preset, MODEL_PRESETS)):
         if value is not None and value not in valid:
             close = difflib.get_close_matches(str(value), list(valid), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown `{what}` {value!r}{hint}; valid: {', '.join(valid)}")
-    kwargs = {**(PRESETS[preset] if preset else {}), **overrides}
+    kwargs = {**(MODEL_PRESETS[preset] if preset else {}), **overrides}
     return ARCHITECTURES[arch](**kwargs)
 
 
@@ -674,144 +629,7 @@ def inflate_from_2d(model3d: keras.Model, model2d: keras.Model) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Model files: the .keras file and its sidecar
-
-
-def sidecar_path(model_path: str | Path) -> Path:
-    """The JSON sidecar of a model file: ``MODEL.keras`` -> ``MODEL.json``."""
-    return Path(model_path).with_suffix(".json")
-
-
-def save_model(model: keras.Model, out_path: str | Path, sidecar: dict[str, Any]) -> Path:
-    """Save `model` to a ``.keras`` file and write its sidecar with the file's sha256.
-
-    Parameters
-    ----------
-    model : keras.Model
-    out_path : path ending in ``.keras``
-    sidecar : dict
-        What labelling needs besides the weights (classes, codes, input shape, preprocessing);
-        ``sha256``, ``format`` and ``keras_version`` are added.
-
-    Returns
-    -------
-    Path
-        `out_path`.
-    """
-    out_path = Path(out_path)
-    if out_path.suffix != ".keras":
-        raise ModelFileError(f"the model file must end in .keras, got {out_path}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out_path)
-    record = {"format": SIDECAR_FORMAT, "version": 1, **sidecar,
-              "keras_version": keras.__version__, "sha256": file_sha256(out_path)}
-    sidecar_path(out_path).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    log.info("saved %s (sha256 %s)", out_path, record["sha256"])
-    return out_path
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model loaded with its sidecar.
-
-    Attributes
-    ----------
-    model : keras.Model
-    path : Path
-    classes : tuple of str
-        Output classes, in output order.
-    codes : tuple of (str or None)
-        Taxonomy code of each class (None where the class has none).
-    input_shape : tuple of int
-        One frame's (height, width, channels).
-    frames : int or None
-        Frames per clip for temporal models, None for 2D models.
-    sidecar : dict
-        The whole sidecar.
-    """
-
-    model: Any
-    path: Path
-    classes: tuple[str, ...]
-    codes: tuple[str | None, ...]
-    input_shape: tuple[int, int, int]
-    frames: int | None
-    sidecar: dict[str, Any] = field(repr=False)
-
-    @property
-    def streams(self) -> tuple[dict[str, Any], ...]:
-        """The model's input streams, in input order: dicts with ``name`` (``fr2``, ``fr4``,
-        ``fr8`` or ``2d``), ``spacing_s`` (seconds between a clip's frames; None for 2d) and
-        ``frames`` (frames per clip; 1 for 2d). A multi-stream model (`combine_streams`) has
-        several; a model without stream information (an imported SonoNet) takes 2D frames."""
-        if "streams" in self.sidecar:
-            return tuple(self.sidecar["streams"])
-        if "stream" in self.sidecar:
-            return (self.sidecar["stream"],)
-        return ({"name": "2d", "spacing_s": None, "frames": 1},)
-
-    def predict_streams(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Softmax of each stream for a batch.
-
-        Parameters
-        ----------
-        inputs : sequence of ndarray
-            One per stream, in `streams` order, standardised float32: clips
-            ``(n, frames, S, S, 1)``, 2D frames ``(n, S, S, 1)``.
-
-        Returns
-        -------
-        list of ndarray
-            One ``(n, classes)`` array per stream.
-        """
-        if len(inputs) != len(self.streams):
-            raise ValueError(f"{self.path}: {len(self.streams)} input streams, got "
-                             f"{len(inputs)} inputs")
-        if len(inputs) == 1:
-            return [np.asarray(self.model.predict_on_batch(inputs[0]))]
-        return [np.asarray(out) for out in self.model.predict_on_batch(list(inputs))]
-
-
-def load_model(model_path: str | Path) -> LoadedModel:
-    """Load a ``.keras`` model after checking it against its sidecar's sha256.
-
-    Raises
-    ------
-    ModelFileError
-        The file or its sidecar is missing or unreadable, or the file's sha256 differs from the
-        sidecar's (the file was changed or replaced after it was written).
-    """
-    model_path = Path(model_path)
-    side = sidecar_path(model_path)
-    if not model_path.is_file():
-        raise ModelFileError(f"{model_path}: no such model file")
-    if not side.is_file():
-        raise ModelFileError(f"{model_path}: its sidecar {side} is missing (it holds the classes, "
-                             "preprocessing and hash); re-create the model with the command "
-                             "that wrote it, e.g. `fetal-analytics import-sononet`")
-    try:
-        sidecar = json.loads(side.read_text(encoding="utf-8"))
-        expected = sidecar["sha256"]
-        classes = tuple(sidecar["classes"])
-        codes = tuple(sidecar["codes"])
-        input_shape = tuple(int(v) for v in sidecar["input_shape"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"{side}: not a model sidecar ({exc})") from exc
-    actual = file_sha256(model_path)
-    if actual != expected:
-        raise ModelFileError(
-            f"{model_path}: sha256 {actual[:16]}... does not match {expected[:16]}... in {side}; "
-            "the model file was changed after it was written: re-create it")
-    try:
-        model = keras.saving.load_model(model_path, compile=False)
-    except Exception as exc:  # a damaged zip, an unknown layer
-        raise ModelFileError(f"{model_path}: cannot load the model ({exc})") from exc
-    shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
-    if any(shape[-1] != len(classes) for shape in shapes):
-        raise ModelFileError(f"{model_path}: outputs {shapes} do not match the "
-                             f"{len(classes)} classes in {side}")
-    return LoadedModel(model=model, path=model_path, classes=classes, codes=codes,
-                       input_shape=input_shape, frames=sidecar.get("frames"), sidecar=sidecar)
+# Multi-stream models
 
 
 def combine_streams(members: Sequence[str | Path | LoadedModel], out_path: str | Path, *,
@@ -870,144 +688,3 @@ def combine_streams(members: Sequence[str | Path | LoadedModel], out_path: str |
                  for s, m in zip(names, loaded, strict=True)],
         params=count_params(combined))
     return save_model(combined, out_path, sidecar)
-
-
-# ---------------------------------------------------------------------------------------------
-# The published SonoNet-16
-
-
-def import_sononet(npz_path: str | Path, out_path: str | Path) -> Path:
-    """Convert the published SonoNet weights (theano/lasagne ``.npz``) to a ``.keras`` model.
-
-    Parameters
-    ----------
-    npz_path : path
-        ``SonoNet16.npz``: 75 arrays ``arr_0`` ... ``arr_74``, five per convolution in network
-        order: W (out, in, kh, kw) applied as cross-correlation, beta, gamma, running mean and
-        inv_std = 1 / sqrt(running_var + 1e-4). The width (16, 32, 64) and the number of classes
-        are read from the shapes.
-    out_path : path ending in ``.keras``
-        The model: input (224, 288, 1) (height, width, channels), 14 softmax outputs in
-        `SONONET_CLASSES` order. The sidecar ``out_path.with_suffix(".json")`` gets the classes,
-        their taxonomy codes (`SONONET_TO_TAXONOMY`), the input shape, the preprocessing and the
-        model file's sha256.
-
-    Returns
-    -------
-    Path
-        `out_path`.
-
-    Raises
-    ------
-    ModelFileError
-        The file is missing or not SonoNet weights (count or shapes of the arrays).
-    """
-    npz_path = Path(npz_path)
-    if not npz_path.is_file():
-        raise ModelFileError(f"{npz_path}: no such file")
-    try:
-        with np.load(npz_path) as npz:
-            arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelFileError(f"{npz_path}: not a SonoNet weights file ({exc})") from exc
-    if len(arrays) != 5 * len(_SONONET_LAYERS):
-        raise ModelFileError(f"{npz_path}: expected {5 * len(_SONONET_LAYERS)} arrays "
-                             f"(5 per convolution), got {len(arrays)}")
-    width, classes = int(arrays[0].shape[0]), int(arrays[-5].shape[0])
-    if classes != len(SONONET_CLASSES):
-        raise ModelFileError(f"{npz_path}: {classes} output classes, expected "
-                             f"{len(SONONET_CLASSES)} (SonoNet's)")
-    model = sononet(input_shape=DEFAULT_INPUT_SHAPE, classes=classes, width=width,
-                    name=f"sononet{width}")
-    for k, (conv_name, bn_name) in enumerate(_SONONET_LAYERS):
-        w, beta, gamma, mean, inv_std = arrays[5 * k: 5 * k + 5]
-        conv, bn = model.get_layer(conv_name), model.get_layer(bn_name)
-        kernel = np.transpose(w, (2, 3, 1, 0))  # (out, in, kh, kw) -> (kh, kw, in, out)
-        if kernel.shape != tuple(conv.kernel.shape):
-            raise ModelFileError(f"{npz_path}: array arr_{5 * k} of shape {w.shape} does not fit "
-                                 f"{conv_name} {tuple(conv.kernel.shape)}")
-        variance = np.maximum(1.0 / np.square(inv_std.astype(np.float64)) - BN_EPSILON, 0.0)
-        conv.set_weights([kernel.astype(np.float32)])
-        bn.set_weights([gamma.astype(np.float32), beta.astype(np.float32),
-                        mean.astype(np.float32), variance.astype(np.float32)])
-    sidecar = {
-        "arch": "sononet",
-        "name": f"SonoNet-{width} (published weights, Baumgartner et al. 2017)",
-        "width": width,
-        "input_shape": list(DEFAULT_INPUT_SHAPE),
-        "frames": None,
-        "classes": list(SONONET_CLASSES),
-        "codes": [SONONET_TO_TAXONOMY.get(c) for c in SONONET_CLASSES],
-        "codes_without_class": ["3Dm", "MaD"],
-        "preprocessing": PREPROCESSING_SONONET,
-        "params": count_params(model),
-        "source": {"file": npz_path.name, "sha256": file_sha256(npz_path)},
-    }
-    return save_model(model, out_path, sidecar)
-
-
-# ---------------------------------------------------------------------------------------------
-# Classification of still frames
-
-
-def classify_images(model_path: str | Path | LoadedModel,
-                    images: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Classify screen captures with a 2D model and the project's preprocessing.
-
-    Per image: RGB decode (`inference.decode.load_still`), the automatic image area
-    (`inference.roi.detect_image_area`, no fixed crop), then `inference.roi.preprocess`:
-    greyscale as the mean of RGB, crop, resize to the model's height x width, per-image z-score
-    x 255.
-
-    Parameters
-    ----------
-    model_path : path or LoadedModel
-        A ``.keras`` file with its sidecar (checked by `load_model`), or a loaded model.
-    images : sequence of paths
-        PNG, JPEG, TIFF or BMP screen captures.
-
-    Returns
-    -------
-    list of dict
-        One per image, in order: ``image`` (the path as given, str), ``class`` (the model's
-        class with the highest probability), ``code`` (its taxonomy code, None if it has none),
-        ``probability`` (float in [0, 1]).
-
-    Raises
-    ------
-    ModelFileError
-        From `load_model`, or the model takes clips rather than frames.
-    inference.decode.DecodeError
-        An image is missing or unreadable.
-    UserError
-        No image area is found in an image (the message names it).
-    """
-    from inference.decode import load_still
-    from inference.roi import detect_image_area, preprocess
-
-    loaded = model_path if isinstance(model_path, LoadedModel) else load_model(model_path)
-    if loaded.frames is not None or len(loaded.model.input_shape) != 4:
-        raise ModelFileError(f"{loaded.path}: takes clips of frames; classify takes 2D models")
-    height, width, channels = loaded.input_shape
-    if channels != 1:
-        raise ModelFileError(f"{loaded.path}: expects {channels} channels; classify feeds "
-                             "greyscale (1 channel)")
-    batch = []
-    for image in images:
-        frame = load_still(image)
-        try:
-            area = detect_image_area(frame)
-        except ValueError as exc:
-            raise UserError(f"{image}: {exc}") from exc
-        log.debug("%s: image area %s", image, area)
-        batch.append(preprocess(frame, area, (height, width)))
-    if not batch:
-        return []
-    probs = np.concatenate([np.asarray(loaded.model.predict_on_batch(np.stack(batch[i:i + 32])))
-                            for i in range(0, len(batch), 32)])
-    results = []
-    for image, p in zip(images, probs, strict=True):
-        k = int(np.argmax(p))
-        results.append({"image": str(image), "class": loaded.classes[k], "code": loaded.codes[k],
-                        "probability": float(p[k])})
-    return results

@@ -47,7 +47,6 @@ __all__ = [
     "SONONET_INPUT_SIZE",
     "ImageArea",
     "crop_and_resize",
-    "deidentify",
     "detect_image_area",
     "detect_image_area_from_frames",
     "detect_image_mask",
@@ -419,28 +418,6 @@ def preprocess(
         log.warning("preprocess: the crop is uniform; returning zeros")
         return np.zeros((*x.shape, 1), np.float32)
     return (255.0 * (x - x.mean()) / std).astype(np.float32)[..., np.newaxis]
-
-
-def deidentify(frame: np.ndarray, area: ImageArea) -> np.ndarray:
-    """Black out everything outside the image area (burned-in text can identify patients).
-
-    Parameters
-    ----------
-    frame : (H, W[, C]) ndarray
-        A screen frame.
-    area : ImageArea
-        The box to keep.
-
-    Returns
-    -------
-    ndarray
-        A new array of `frame`'s shape and dtype: `area` unchanged, zeros elsewhere.
-    """
-    frame = np.asarray(frame)
-    out = np.zeros_like(frame)
-    inside = area.crop(frame)
-    out[area.y0 : area.y1, area.x0 : area.x1] = inside
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

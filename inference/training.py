@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from fetal_analytics.errors import UserError
-from inference.dataset import STREAM_2D
 from inference.decoding import DecodingParams
+from inference.presets import MODEL_PRESETS
+from inference.streams import STREAM_2D
 
 __all__ = ["DECODING_DEFAULTS", "PREPROCESSING_DATASET", "TrainResult", "TrainingError", "train"]
 
@@ -99,9 +100,9 @@ def _read_metrics(path: Path) -> list[dict[str, float]]:
 
 
 def _check_args(metadata: dict, arch: str, stream: str, preset: str) -> None:
-    from inference.models import ARCHITECTURES, PRESETS, TEMPORAL
+    from inference.models import ARCHITECTURES, TEMPORAL
 
-    for what, value, valid in (("arch", arch, ARCHITECTURES), ("preset", preset, PRESETS),
+    for what, value, valid in (("arch", arch, ARCHITECTURES), ("preset", preset, MODEL_PRESETS),
                                ("stream", stream, metadata["streams"])):
         if value not in valid:
             close = difflib.get_close_matches(str(value), list(valid), n=1)
@@ -109,13 +110,14 @@ def _check_args(metadata: dict, arch: str, stream: str, preset: str) -> None:
             raise TrainingError(f"unknown `{what}` {value!r}{hint}; valid: {', '.join(valid)}")
     if stream == STREAM_2D and arch in TEMPORAL:
         raise TrainingError(
-            f"`arch` {arch!r} takes clips but stream '2d' holds single frames; train a 2D "
-            f"architecture ({', '.join(sorted(set(ARCHITECTURES) - TEMPORAL))}) on '2d', or "
-            f"{arch!r} on a clip stream ({', '.join(s for s in metadata['streams'] if s != '2d')})")
+            f"`arch` {arch!r} takes clips but stream {STREAM_2D!r} holds single frames; train a "
+            f"2D architecture ({', '.join(sorted(set(ARCHITECTURES) - TEMPORAL))}) on "
+            f"{STREAM_2D!r}, or {arch!r} on a clip stream "
+            f"({', '.join(s for s in metadata['streams'] if s != STREAM_2D)})")
     if stream != STREAM_2D and arch not in TEMPORAL:
         raise TrainingError(
             f"`arch` {arch!r} takes single frames but stream {stream!r} holds clips; train it on "
-            f"stream '2d', or a temporal architecture ({', '.join(sorted(TEMPORAL))}) on "
+            f"stream {STREAM_2D!r}, or a temporal architecture ({', '.join(sorted(TEMPORAL))}) on "
             f"{stream!r}")
 
 
@@ -137,7 +139,7 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
         ``fr2``, ``fr4``, ``fr8`` (12-frame clips) or ``2d`` (single frames); must be in the
         dataset.
     preset : {"cpu", "paper"}
-        Build parameters (`inference.models.PRESETS`); the input size and the frames per clip
+        Build parameters (`inference.presets.MODEL_PRESETS`); the input size and the frames per clip
         always come from the dataset (``spec.size``, ``frames_per_clip``), the classes from its
         ``classes``.
     epochs : int
@@ -186,7 +188,8 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
     """
     import keras
 
-    from inference.models import build, count_params, save_model
+    from inference.model_file import save_model
+    from inference.models import build, count_params
     from inference.pipeline import class_weights, keras_sequence, load_metadata
 
     dataset, out = Path(dataset), Path(out)
@@ -285,7 +288,8 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
 
 def _initialise(model: Any, arch: str, source: Path) -> None:
     """Start `model` from the 2D model at `source` (inflated or transferred by layer name)."""
-    from inference.models import inflate_from_2d, load_model, transfer_weights
+    from inference.model_file import load_model
+    from inference.models import inflate_from_2d, transfer_weights
 
     donor = load_model(source).model  # checks the sidecar's sha256
     try:
@@ -300,9 +304,7 @@ def _initialise(model: Any, arch: str, source: Path) -> None:
 
 
 def _preset_width(preset: str) -> int:
-    from inference.models import PRESETS
-
-    return int(PRESETS[preset]["width"])
+    return int(MODEL_PRESETS[preset]["width"])
 
 
 def _deterministic_ops() -> None:

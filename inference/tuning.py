@@ -20,8 +20,9 @@ Timeline
 Reference labels
     A reference label that is not one of the model's classes (e.g. one of the rarer taxonomy
     classes, Um or Fe, for a model of the 11) counts as ``Bk``: the model cannot output it, and
-    to the model it is background between the structures it knows. Time the reference leaves
-    unlabelled is left out of the accuracy and splits reference segments (see
+    to the model it is background between the structures it knows
+    (`fetal_analytics.events.relabel_others`, as ``ingest labels --others-as`` does). Time the
+    reference leaves unlabelled is left out of the accuracy and splits reference segments (see
     `fetal_analytics.segments`). Bk forms segments of its own (``background=()``).
 Posteriors
     Each stored row is renormalised to sum to 1. Class priors come from the automatic run's
@@ -62,6 +63,7 @@ from inference.decoding import (
     decode_path,
     path_to_segments,
 )
+from inference.model_file import sidecar_path
 
 if TYPE_CHECKING:
     from fetal_analytics.runs import Run
@@ -219,13 +221,11 @@ def _load_windows(store: Store, run: Run, stream: str) -> dict[str, tuple[np.nda
     return out
 
 
-def _reference_frames(events: Any, classes: Sequence[str], centres: np.ndarray) -> np.ndarray:
+def _reference_frames(events: Any, centres: np.ndarray) -> np.ndarray:
     from fetal_analytics.segments import sample_index
 
     events = events.sort_values("start_s", kind="stable")
-    known = set(classes)
-    labels = np.array([lab if lab in known else BACKGROUND for lab in events["label"]],
-                      dtype=object)
+    labels = events["label"].to_numpy(dtype=object)
     index = sample_index(events["start_s"].to_numpy(dtype=float),
                          events["end_s"].to_numpy(dtype=float), centres)
     out = np.full(len(centres), None, dtype=object)
@@ -235,10 +235,10 @@ def _reference_frames(events: Any, classes: Sequence[str], centres: np.ndarray) 
 
 def _prepare_scans(store: Store, manual: Run, auto: Run, windows: dict, classes: list[str],
                    hop_s: float) -> list[_Scan]:
-    from fetal_analytics.events import run_events
+    from fetal_analytics.events import relabel_others, run_events
     from fetal_analytics.segments import DEFAULT_FRAME_STEP_S, frame_centres
 
-    reference = run_events(store, manual)
+    reference = relabel_others(run_events(store, manual), classes, code=BACKGROUND).events
     by_scan = dict(tuple(reference.groupby("scan_id", sort=True)))
     shared = sorted(set(windows) & set(by_scan))
     if not shared:
@@ -276,7 +276,7 @@ def _prepare_scans(store: Store, manual: Run, auto: Run, windows: dict, classes:
             duration = end
         centres = frame_centres(0.0, float(duration), DEFAULT_FRAME_STEP_S)
         scans.append(_Scan(scan_id, times, probs / sums, float(duration), centres,
-                           _reference_frames(by_scan[scan_id], classes, centres)))
+                           _reference_frames(by_scan[scan_id], centres)))
     return scans
 
 
@@ -424,11 +424,10 @@ def write_sidecar_decoding(model_path: str | Path, params: DecodingParams, *,
                            classes: Sequence[str] | None = None) -> Path:
     """Write `params` into a model's JSON sidecar under ``"decoding"``, keeping all else.
 
-    The sidecar is ``MODEL.json`` beside ``MODEL.keras`` (as `inference.models.sidecar_path`
-    says; computed here so that Keras is not imported). The file is replaced atomically; its
-    other entries (classes, preprocessing, the model file's sha256, ...) are unchanged. When
-    `classes` (the tuned run's) differ from the sidecar's ``"codes"``, a warning is logged: the
-    parameters were tuned on another model's output.
+    The sidecar is ``MODEL.json`` beside ``MODEL.keras`` (`inference.model_file.sidecar_path`).
+    The file is replaced atomically; its other entries (classes, preprocessing, the model file's
+    sha256, ...) are unchanged. When `classes` (the tuned run's) differ from the sidecar's
+    ``"codes"``, a warning is logged: the parameters were tuned on another model's output.
 
     Returns
     -------
@@ -440,7 +439,7 @@ def write_sidecar_decoding(model_path: str | Path, params: DecodingParams, *,
     TuningError
         No sidecar beside the model, or one that is not a JSON object.
     """
-    path = Path(model_path).with_suffix(".json")
+    path = sidecar_path(model_path)
     if not path.is_file():
         raise TuningError(f"no sidecar {path} beside the model {model_path}: pass the .keras "
                           f"file of a trained model")

@@ -39,17 +39,8 @@ $cli init-db --db "$ldb"
 $cli ingest manifest "$videos/manifest.csv" --db "$ldb"
 # The true timelines become the manual run "truth"; labels the model has no class for (the rarer
 # taxonomy classes) become Bk, background, as they are to the model.
-"$bin/python" - "$model" "$videos/truth/events.csv" "$videos/truth_model_classes.csv" <<'EOF'
-import json, sys
-from pathlib import Path
-import pandas as pd
-model, src, dst = (Path(a) for a in sys.argv[1:])
-codes = {c for c in json.loads(model.with_suffix(".json").read_text())["codes"] if c}
-truth = pd.read_csv(src)
-truth["label"] = truth.label.where(truth.label.isin(codes), "Bk")
-truth.to_csv(dst, index=False)
-EOF
-$cli ingest labels "$videos/truth_model_classes.csv" --db "$ldb" --source manual --run-name truth
+$cli ingest labels "$videos/truth/events.csv" --db "$ldb" --source manual --run-name truth \
+  --others-as Bk --classes-of "$model"
 $cli label --manifest "$videos/manifest.csv" --db "$ldb" --run-name demo-model "${model_args[@]}"
 section "Part 1: $ldb - run 'demo-model' (auto) is the model's output, run 'truth' (manual) the simulator's exact timelines"
 $cli info --db "$ldb"

@@ -53,8 +53,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from fetal_analytics import taxonomy
-
 work = Path(sys.argv[1])
 splits = json.loads((work / "dataset" / "dataset.json").read_text())["splits"]
 val = splits["val"]["scans"] + splits["test"]["scans"]
@@ -64,13 +62,13 @@ manifest = manifest.assign(video_path=[str((work / "cohort" / v).resolve())
                                        for v in manifest.video_path])
 manifest.to_csv(work / "tune" / "manifest.csv", index=False)
 truth = pd.read_csv(work / "cohort" / "truth" / "events.csv")
-truth = truth[truth.scan_id.isin(val)]
-truth = truth.assign(label=truth.label.where(truth.label.isin(taxonomy.default_model_codes()), "Bk"))
-truth.to_csv(work / "tune" / "truth.csv", index=False)
+truth[truth.scan_id.isin(val)].to_csv(work / "tune" / "truth.csv", index=False)
 PY
 rm -f "$TUNE/tune.duckdb"
 "$FA" ingest manifest "$TUNE/manifest.csv" --db "$TUNE/tune.duckdb"
-"$FA" ingest labels "$TUNE/truth.csv" --db "$TUNE/tune.duckdb" --source manual --run-name truth
+# Labels outside the model's classes are Bk to the model (tune-decoding counts them so anyway).
+"$FA" ingest labels "$TUNE/truth.csv" --db "$TUNE/tune.duckdb" --source manual --run-name truth \
+  --others-as Bk --classes-of data/demo_model.keras
 "$FA" label --manifest "$TUNE/manifest.csv" --db "$TUNE/tune.duckdb" --run-name tune \
   --model data/demo_model.keras
 "$FA" tune-decoding --db "$TUNE/tune.duckdb" --manual truth --auto tune \

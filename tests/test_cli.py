@@ -72,7 +72,8 @@ def test_ingest_reports_what_it_did(run, filled_db, data_dir):
     labels = json.loads(run("ingest", "labels", data_dir / "manual_labels.csv", "--db", filled_db,
                             "--format", "json").output)
     assert labels == {"run_id": 1, "run_name": "manual_labels.csv", "source": "manual",
-                      "status": "unchanged", "n_scans": 4, "n_events": 11}
+                      "status": "unchanged", "n_scans": 4, "n_events": 11, "others_as": None,
+                      "relabelled": {}}
 
 
 def test_a_broken_labels_file_is_refused_and_the_database_unchanged(run, filled_db, data_dir):

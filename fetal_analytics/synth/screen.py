@@ -152,7 +152,7 @@ class ScreenConfig:
             ``"voluson"`` (the default screen: header across the top, preset panel on the
             right, ``FREEZE`` at the top right above the date and clock) or ``"compact"``
             (panel on the left, ``FRZ`` at the bottom left, 12-hour clock, ISO date). The
-            indicator positions match `inference.freeze.INDICATOR_PRESETS` ``simulator`` and
+            indicator positions match `inference.presets.INDICATOR_PRESETS` ``simulator`` and
             ``simulator-alt``.
         **changes
             Fields to override, e.g. ``indicator_text="Frozen"``.

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from inference.clips import (
-    STREAMS,
     ClipRequest,
     clip_span_s,
     freeze_clip_bounds,
@@ -17,6 +16,7 @@ from inference.clips import (
     window_times,
 )
 from inference.decode import DecodeError, FrameRing, iter_frames, probe
+from inference.streams import STREAMS
 
 BITS = 12
 SIZE = (192, 64)  # width, height: 12 blocks of 16 px carry the frame index

@@ -16,7 +16,7 @@ from fetal_analytics.cli import main
 from fetal_analytics.segments import events_to_frames, frame_accuracy
 from fetal_analytics.store import Store
 from fetal_analytics.synth import simulate_cohort, write_cohort
-from inference.labelling import DEMO_MODEL
+from inference.model_file import DEMO_MODEL
 
 pytestmark = pytest.mark.filterwarnings(  # raised inside Keras by TensorFlow 2.21
     "ignore:__array__ implementation:DeprecationWarning")

@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from inference.freeze import FreezeConfig, IndicatorConfig, detect_freezes
+from inference.freeze import FreezeConfig, detect_freezes
+from inference.presets import IndicatorConfig
 
 FPS = 30
 W, H = 320, 240

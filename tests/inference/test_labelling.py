@@ -28,10 +28,11 @@ from fetal_analytics.store import Store
 from fetal_analytics.synth import simulate_cohort, write_cohort
 from inference import labelling
 from inference.clips import ClipRequest, sample_clips, window_centres, window_times
-from inference.dataset import cropped_frame, cropped_frames, video_image_area
+from inference.crop import cropped_frame, cropped_frames, video_image_area
 from inference.decode import iter_frames
 from inference.labelling import ModelStream, decode_windows
-from inference.models import build, combine_streams, save_model
+from inference.model_file import save_model
+from inference.models import build, combine_streams
 from inference.pipeline import standardise
 from inference.training import DECODING_DEFAULTS, PREPROCESSING_DATASET
 

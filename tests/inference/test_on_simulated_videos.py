@@ -194,3 +194,68 @@ def test_a_deidentified_copy_keeps_only_the_image_area(cohort, tmp_path):
         inside = (slice(box["y0"] + 4, box["y1"] - 4), slice(box["x0"] + 4, box["x1"] - 4))
         # re-encoding speckle loses a little: a few grey levels on average
         assert abs(after.image[inside].astype(int) - before.image[inside]).mean() < 5
+
+
+def _shard_clips(folder):
+    """(scan_id, class index) of every clip in a dataset's shards, per (split, stream)."""
+    found = {}
+    for shard in sorted(folder.rglob("shard-*.npz")):
+        split, stream = shard.parent.parent.name, shard.parent.name
+        with np.load(shard) as data:
+            found.setdefault((split, stream), []).extend(
+                zip(data["scan_id"].tolist(), data["y"].tolist(), strict=True))
+    return found
+
+
+def test_a_scan_whose_video_fails_part_way_leaves_no_clips_behind(cohort, dataset, tmp_path):
+    # Regression: `dataset build` kept the clips it had cut from a scan before its video failed,
+    # in the shards and in the counts, and then reported the scan as skipped.
+    manifest = pd.read_csv(cohort / "manifest.csv")
+    manifest["video_path"] = [str(cohort / v) for v in manifest.video_path]
+    broken = manifest.scan_id.iloc[1]
+    whole = cohort / "videos" / f"{broken}.mp4"
+    cut = tmp_path / f"{broken}-cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    manifest.loc[manifest.scan_id == broken, "video_path"] = str(cut)
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    spec = DatasetSpec(size=32, streams=("fr4", "2d"), split_fractions=(0.34, 0.33, 0.33),
+                       shard_size=4)  # small shards: some are written while the scan is read
+    summary = build_dataset(tmp_path / "manifest.csv", cohort / "manual_labels.csv",
+                            tmp_path / "ds", spec=spec)
+    assert "the file is truncated" in summary.skipped_scans[broken]
+    assert all(broken not in members["scans"] for members in summary.splits.values())
+    clips = _shard_clips(tmp_path / "ds")
+    assert broken not in {scan for found in clips.values() for scan, _ in found}
+    classes = load_metadata(tmp_path / "ds")["classes"]
+    for split, by_stream in summary.counts.items():
+        for stream, counts in by_stream.items():
+            in_shards = pd.Series([classes[y] for _, y in clips.get((split, stream), [])])
+            assert counts == in_shards.value_counts().to_dict()
+            # The other scans give the clips they give when every video is whole.
+            assert counts == (dataset.counts[split][stream] if summary.splits[split]["scans"]
+                              else {})
+    assert load_metadata(tmp_path / "ds")["counts"] == summary.counts
+
+
+def test_others_as_gives_labels_outside_the_classes_the_code(cohort, tmp_path):
+    labels = pd.read_csv(cohort / "manual_labels.csv")
+    classes = ("HeD", "Br", "Bk")
+    other = labels[~labels.label.isin(classes)]
+    assert len(other) and (labels.label == "Bk").any()
+    spec = DatasetSpec(size=24, streams=("2d",), classes=classes, others_as="Bk",
+                       split_fractions=(0.34, 0.33, 0.33))
+    summary = build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv",
+                            tmp_path / "ds", spec=spec)
+    assert summary.relabelled_labels == other.label.value_counts().sort_index().to_dict()
+    assert summary.dropped_labels == {}
+    # Each span gives the frames it gives when its class is kept, now all under Bk.
+    every_class = DatasetSpec(size=24, streams=("2d",), classes=tuple(sorted(set(labels.label))),
+                              split_fractions=(0.34, 0.33, 0.33))
+    kept = build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv",
+                         tmp_path / "all", spec=every_class)
+    for split, by_stream in summary.counts.items():
+        own = kept.counts[split]["2d"]
+        assert by_stream["2d"] == {
+            **{code: own[code] for code in ("HeD", "Br") if code in own},
+            "Bk": sum(n for code, n in own.items() if code not in ("HeD", "Br"))}
+    assert load_metadata(tmp_path / "ds")["relabelled_labels"] == summary.relabelled_labels

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from inference.deidentify import deidentify_frame
 from inference.roi import (
     ImageArea,
     crop_and_resize,
-    deidentify,
     detect_image_area,
     detect_image_area_from_frames,
     detect_image_mask,
@@ -86,7 +86,7 @@ def test_real_capture_grey_input_gives_a_similar_box(captures):
 def test_deidentify_keeps_the_area_and_zeroes_the_rest(captures):
     frame = captures["FEMUR"]
     area = detect_image_area(frame)
-    out = deidentify(frame, area)
+    out = deidentify_frame(frame, area)
     assert out.shape == frame.shape and out.dtype == frame.dtype
     np.testing.assert_array_equal(area.crop(out), area.crop(frame))
     outside = np.ones(frame.shape[:2], bool)

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from fetal_analytics.cli import main
 from fetal_analytics.errors import UserError
+from fetal_analytics.events import relabel_others
 from fetal_analytics.ingest import ingest_labels, ingest_manifest
 from fetal_analytics.runs import UnknownRunError
 from fetal_analytics.store import Store
@@ -196,7 +197,8 @@ def test_reference_labels_outside_the_model_classes_count_as_bk(store):
     assert result.table[0]["accuracy"] > 0.9
     events = pd.DataFrame({"start_s": [0.0, 2.0, 4.0], "end_s": [2.0, 3.0, 5.0],
                            "label": ["Br", "Um", "Fe"]})
-    frames = _reference_frames(events, CLASSES, np.arange(0.25, 5.0, 0.5))
+    as_model_sees = relabel_others(events, CLASSES, code="Bk").events
+    frames = _reference_frames(as_model_sees, np.arange(0.25, 5.0, 0.5))
     assert frames.tolist() == ["Br"] * 4 + ["Bk"] * 2 + [None] * 2 + ["Bk"] * 2
 
 

@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from fetal_analytics.cli import main
+from fetal_analytics.markdown import MarkdownError, write_section
 from inference.benchmark import (
     ARCH_ORDER,
     MARKER_END,
@@ -38,10 +39,10 @@ from inference.benchmark import (
     dynamic_confusion,
     markdown,
     run_benchmark,
-    write_markdown_section,
 )
 from inference.evaluation import classification_metrics, evaluate, fuse
-from inference.models import ARCHITECTURES, build, count_params, load_model
+from inference.model_file import load_model
+from inference.models import ARCHITECTURES, build, count_params
 
 pytestmark = pytest.mark.filterwarnings(  # raised inside Keras fit by TensorFlow 2.21
     "ignore:__array__ implementation:DeprecationWarning")
@@ -231,16 +232,16 @@ def test_the_markdown_section_is_replaced_between_its_markers(bench, tmp_path):
     before, after = "# Benchmarks\n\nOther figures.\n", "\n## Later section\n\nKept as is.\n"
     path.write_text(before)
     section = markdown(bench, relative_to=tmp_path)
-    write_markdown_section(path, section)
+    write_section(path, section)
     first = path.read_text()
     assert first.startswith(before) and first.count(MARKER_START) == 1
     path.write_text(first + after)
-    write_markdown_section(path, section.replace("Table 2", "Table two"))
+    write_section(path, section.replace("Table 2", "Table two"))
     text = path.read_text()
     assert text.count(MARKER_START) == 1 and text.count(MARKER_END) == 1
     assert text.startswith(before) and text.endswith(after)
     assert "Table two" in text and "Table 2:" not in text
-    write_markdown_section(path, section.replace("Table 2", "Table two"))
+    write_section(path, section.replace("Table 2", "Table two"))
     assert path.read_text() == text
     assert "| Sono-2DtCNN | FR/4 |" in text and "| 0.73 |" in text  # ours beside the paper's
     assert bench.dataset_summary["others_as"] is None
@@ -251,8 +252,8 @@ def test_the_markdown_section_is_replaced_between_its_markers(bench, tmp_path):
     for png in bench.confusion_pngs.values():  # linked relative to the markdown file
         assert f"]({os.path.relpath(png, tmp_path)})" in text
     path.write_text(f"x\n{MARKER_START}\nno end\n")
-    with pytest.raises(BenchmarkError, match="only one of the markers"):
-        write_markdown_section(path, section)
+    with pytest.raises(MarkdownError, match="has only one of the markers"):
+        write_section(path, section)
 
 
 # --- errors and the CLI -----------------------------------------------------------------------

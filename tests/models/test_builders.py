@@ -15,7 +15,6 @@ import pytest
 from inference import models
 from inference.models import (
     ARCHITECTURES,
-    PRESETS,
     build,
     count_params,
     inflate_from_2d,
@@ -23,6 +22,7 @@ from inference.models import (
     sononet,
     transfer_weights,
 )
+from inference.presets import MODEL_PRESETS
 
 pytestmark = pytest.mark.filterwarnings(
     # Keras's own model.save() on TensorFlow 2.21 with numpy 2.
@@ -179,8 +179,8 @@ def test_feature_models_freeze_the_frame_encoder_and_end_to_end_models_do_not(ti
 
 
 def test_presets_differ_only_in_parameters():
-    assert PRESETS["cpu"] == {"width": 8, "input_shape": (64, 64, 1), "frames": 12}
-    assert PRESETS["paper"] == {"width": 64, "input_shape": (224, 224, 1), "frames": 12}
+    assert MODEL_PRESETS["cpu"] == {"width": 8, "input_shape": (64, 64, 1), "frames": 12}
+    assert MODEL_PRESETS["paper"] == {"width": 64, "input_shape": (224, 224, 1), "frames": 12}
     model = build("sono_2dtcnn", preset="cpu", classes=11)
     assert tuple(model.input_shape) == (None, 12, 64, 64, 1)
     assert round(count_params(model)["total"] / 1e6, 2) == 0.69  # DESIGN.md's 2D+t at width 8

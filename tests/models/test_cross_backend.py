@@ -6,9 +6,9 @@ once per process (``KERAS_BACKEND``), so each step runs in its own subprocess, d
 at once (3 processes in all):
 
 1. TensorFlow builds tiny models (weights set so that the outputs depend on the input), predicts
-   on a seeded input and saves input, outputs and the model with `inference.models.save_model`
+   on a seeded input and saves input, outputs and the model with `inference.model_file.save_model`
    (``.keras`` + sidecar with sha256).
-2. JAX loads those files with `inference.models.load_model` (the sidecar's hash checked) and
+2. JAX loads those files with `inference.model_file.load_model` (the sidecar's hash checked) and
    predicts; it also builds the same models with the builders, copies the weights in, predicts
    and saves them with `save_model`.
 3. TensorFlow loads JAX's files with plain ``keras.saving.load_model`` and predicts.
@@ -52,7 +52,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from inference import models
+from inference import model_file, models
 
 assert keras.backend.backend() == os.environ["KERAS_BACKEND"], keras.backend.backend()
 spec = json.loads(sys.argv[1])
@@ -110,7 +110,7 @@ for mode, src, dst in spec["tasks"]:
                 if isinstance(layer, keras.layers.Dense):
                     layer.kernel.assign(layer.kernel * 2.0)
             np.save(out / "x.npy", x)
-            models.save_model(model, out / "model.keras", sidecar(arch))
+            model_file.save_model(model, out / "model.keras", sidecar(arch))
         elif mode == "rebuild":
             # Built by the builder under this backend, with the weights of src's model.
             model = models.build(arch, **tiny)
@@ -118,11 +118,11 @@ for mode, src, dst in spec["tasks"]:
             model.set_weights(source.get_weights())
             x = np.load(src / arch / "x.npy")
             np.save(out / "x.npy", x)
-            models.save_model(model, out / "model.keras", sidecar(arch))
+            model_file.save_model(model, out / "model.keras", sidecar(arch))
         else:
             path = src / arch / "model.keras"
             if mode == "load":
-                loaded = models.load_model(path)  # checks the sha256 in the sidecar
+                loaded = model_file.load_model(path)  # checks the sha256 in the sidecar
                 assert loaded.sidecar["arch"] == arch
                 model = loaded.model
             else:

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from fetal_analytics.cli import main
-from inference.models import ModelFileError, build, combine_streams, load_model, save_model
+from inference.model_file import ModelFileError, load_model, save_model
+from inference.models import build, combine_streams
 
 pytestmark = pytest.mark.filterwarnings(  # raised inside Keras by TensorFlow 2.21
     "ignore:__array__ implementation:DeprecationWarning")

@@ -73,7 +73,7 @@ def test_sidecar_holds_classes_codes_input_and_hash(imported):
 
 @needs_sononet
 def test_weights_are_converted_without_flip_and_with_lasagne_batch_norm(imported):
-    from inference.models import load_model
+    from inference.model_file import load_model
 
     model = load_model(imported).model
     with np.load(NPZ) as npz:

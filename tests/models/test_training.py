@@ -25,7 +25,7 @@ from inference.evaluation import (
     fuse_log,
     save_confusion_png,
 )
-from inference.models import load_model
+from inference.model_file import load_model
 from inference.training import TrainingError, train
 
 pytestmark = pytest.mark.filterwarnings(  # raised inside Keras fit by TensorFlow 2.21
