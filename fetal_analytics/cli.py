@@ -1223,7 +1223,7 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
     )
 
     from inference.freeze import INDICATOR_PRESETS, FreezeConfig
-    from inference.labelling import ScanVideo, label_scans
+    from inference.labelling import RunLeftRunningError, ScanVideo, label_scans
 
     if manifest is not None and (videos or scan_ids):
         raise click.UsageError("give VIDEOs (with --scan-id) or --manifest, not both")
@@ -1239,11 +1239,27 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
     console = _stderr_console()
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
+    left_running = None
     with Progress(*columns, console=console, transient=True,
-                  disable=not console.is_terminal) as progress:
-        result = label_scans(db_path, scans, manifest=manifest, model=model, run_name=run_name,
-                             force=force, batch_size=batch_size, freezes=config,
-                             progress=progress)
+                  disable=not console.is_terminal) as bar:
+        overall = bar.add_task("all scans", total=None)
+        current = bar.add_task("", total=None)
+        shown = {"scan_id": None}
+
+        def show(progress: Any) -> None:  # an inference.labelling.LabelProgress
+            if progress.scan_id != shown["scan_id"]:  # a new scan: its own bar from zero
+                shown["scan_id"] = progress.scan_id
+                bar.reset(current, total=progress.scan_total_s or None,
+                          description=progress.scan_id)
+            bar.update(current, completed=progress.scan_done_s)
+            bar.update(overall, total=progress.total_s or None, completed=progress.done_s)
+
+        try:
+            result = label_scans(db_path, scans, manifest=manifest, model=model,
+                                 run_name=run_name, force=force, batch_size=batch_size,
+                                 freezes=config, progress=show)
+        except RunLeftRunningError as exc:  # the scans are reported, then the error
+            result, left_running = exc.result, exc
     done = {o.scan_id for o in result.labelled}
     rows = [{"scan_id": o.scan_id, "status": o.status,
              "windows": o.n_windows if o.scan_id in done else None,
@@ -1266,5 +1282,7 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
     for outcome in result.failed:
         where = "" if str(outcome.video) in outcome.reason else f"{outcome.video}: "
         click.echo(f"Error: scan {outcome.scan_id}: {where}{outcome.reason}", err=True)
+    if left_running is not None:
+        raise left_running
     if result.failed:
         raise SystemExit(1)
