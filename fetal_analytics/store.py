@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -374,12 +374,19 @@ class Store:
         """
         if frame.empty:
             return 0
+        import duckdb
+
         view = f"_insert_{table}"
         self.con.register(view, frame)
         try:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}")
-        finally:
-            self.con.unregister(view)
+        except duckdb.Error:
+            # Inside a transaction the failed insert aborts it, and unregistering would then
+            # fail too and hide the insert's own error (the next register replaces the view).
+            with suppress(duckdb.Error):
+                self.con.unregister(view)
+            raise
+        self.con.unregister(view)
         return len(frame)
 
     def query_df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
