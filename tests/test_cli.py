@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from fetal_analytics import __version__
 from fetal_analytics.cli import main
+from fetal_analytics.store import SCHEMA_VERSION
 
 CLI = Path(sys.executable).with_name("fetal-analytics")
 
@@ -42,7 +43,8 @@ def test_sample_files_give_the_right_counts(run, filled_db):
     info = json.loads(run("info", "--db", filled_db, "--format", "json").output)
     assert {k: info[k] for k in ("operators", "scans", "runs", "events")} == {
         "operators": 3, "scans": 4, "runs": 2, "events": 16}
-    assert (info["manual_events"], info["auto_events"], info["schema_version"]) == (11, 5, 2)
+    assert (info["manual_events"], info["auto_events"], info["schema_version"]) == (
+        11, 5, SCHEMA_VERSION)
 
 
 def test_info_table_lists_runs(run, filled_db):
@@ -50,12 +52,13 @@ def test_info_table_lists_runs(run, filled_db):
     assert "model-v1" in output and "manual_labels.csv" in output
     rows = run("info", "--db", filled_db, "--format", "csv").output.splitlines()
     assert rows[0].startswith("db,schema_version,operators,scans,runs,events")
-    assert rows[1].endswith(",2,3,4,2,16,11,5")
+    assert rows[1].endswith(f",{SCHEMA_VERSION},3,4,2,16,11,5")
 
 
 def test_init_db_reports_creation_then_the_existing_version(run, db_path):
-    assert run("init-db", "--db", db_path).output == f"{db_path} created with schema v2\n"
-    assert run("init-db", "--db", db_path).output == f"{db_path} is at schema v2\n"
+    created = run("init-db", "--db", db_path).output
+    assert created == f"{db_path} created with schema v{SCHEMA_VERSION}\n"
+    assert run("init-db", "--db", db_path).output == f"{db_path} is at schema v{SCHEMA_VERSION}\n"
 
 
 def test_ingest_reports_what_it_did(run, filled_db, data_dir):

@@ -472,6 +472,26 @@ def test_a_second_run_keeps_the_first_runs_freezes(short_scans, model_path, clea
     assert newest.set_index("scan_id")["n_freezes"].to_dict() == per_scan  # never both runs'
 
 
+def test_progress_goes_to_a_callback(short_scans, model_path, clean_db, tmp_path):
+    db = tmp_path / "progress.duckdb"
+    shutil.copy(clean_db, db)
+    reports = []
+    videos = [labelling.ScanVideo(s, short_scans / "videos" / f"{s}.mp4")
+              for s in ("SIM0001", "SIM0003")]
+    result = labelling.label_scans(db, videos, model=model_path, run_name="progress",
+                                   freezes=None, progress=reports.append)
+    assert [o.status for o in result.outcomes] == ["labelled", "labelled"]
+    assert [(r.scan_id, r.status) for r in reports if r.status != "labelling"] == [
+        ("SIM0001", "labelled"), ("SIM0003", "labelled")]
+    first, last = reports[0], reports[-1]
+    assert (first.scan_id, first.scan_done_s, first.done_s) == ("SIM0001", 0.0, 0.0)
+    assert first.total_s == pytest.approx(60.0) and first.scan_total_s == pytest.approx(30.0)
+    assert last.done_s == last.total_s == pytest.approx(60.0)
+    assert len(reports) > 4  # one per batch of windows besides the start and the end
+    done = [r.done_s for r in reports]
+    assert done == sorted(done)
+
+
 def test_a_missing_demo_model_names_its_path_and_the_command_that_makes_it(
         short_scans, tmp_path, monkeypatch):
     missing = tmp_path / "data" / "demo_model.keras"
