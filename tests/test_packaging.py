@@ -21,7 +21,11 @@ SHIPPED = ("demo_model.keras", "demo_model.json", "README.md")
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """The wheel built from a copy of the sources (the build writes nothing into the checkout)."""
+    """The wheel built from a copy of the sources (the build writes nothing into the checkout).
+
+    pip builds it as users do, in an isolated environment with the setuptools that
+    ``[build-system]`` asks for, from the package index `make` installs from.
+    """
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source)
