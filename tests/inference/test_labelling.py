@@ -331,19 +331,21 @@ def test_scans_must_be_registered_and_run_names_keep_their_model(short_scans, mo
     _assert_same_contents(db, clean_db)
 
 
-# A dashboard-like reader: open read-only, read, close, again and again, until told to stop;
-# a busy file (the labeller writing) is retried.
+# A dashboard-like reader: open read-only, read, close, again and again, until told to stop
+# (and once more after that); a busy file (the labeller writing) is retried.
 READER = r"""
 import json, sys, time
 from pathlib import Path
 from fetal_analytics.store import Store, StoreBusyError
 db, stop = Path(sys.argv[1]), Path(sys.argv[2])
-reads, busy, seen = 0, 0, set()
-while not stop.exists():
+reads, busy, seen, stopping = 0, 0, set(), False
+while not stopping:
+    stopping = stop.exists()
     try:
         store = Store(db, read_only=True)
     except StoreBusyError:
         busy += 1
+        stopping = False
         time.sleep(0.02)
         continue
     try:
