@@ -20,6 +20,12 @@ revisit
 categories in scope
     `taxonomy.default_model_codes()` (the paper's 11 classes) plus any other label present in the
     selection, in taxonomy order, unless given explicitly.
+freezes of a scan
+    The freeze frames of one run, never a mix: those of the scan's run in the selection where
+    that run recorded the scan's freezes (``run_scans.freezes_detected``, even if it found
+    none); else those of the newest finished run that recorded them (the run that wrote the
+    scan last, ties by run id), as for manual labels, which record no freezes; else freezes
+    stored without a run (kept from before runs owned their freezes); else none.
 
 Times in the store are seconds; durations in the results are minutes (``*_min``) unless the
 column says seconds (``*_s``).
@@ -89,6 +95,28 @@ ev AS (
            lead(label) OVER w AS next_label, lead(start_s) OVER w AS next_start
     FROM sel {where}
     WINDOW w AS (PARTITION BY scan_id ORDER BY start_s, end_s)
+)"""
+
+# The freezes of each scan of the selection (see "freezes of a scan" in the module docstring):
+# fz_owner picks the run whose freezes count, fzs holds them (scan_id, t_s).
+_FREEZES_SQL = """
+fz_newest AS (
+    SELECT rs.scan_id, rs.run_id
+    FROM run_scans rs JOIN runs r USING (run_id)
+    WHERE rs.freezes_detected AND r.status = 'finished'
+    QUALIFY row_number() OVER (PARTITION BY rs.scan_id
+                               ORDER BY rs.written_at DESC, rs.run_id DESC) = 1
+),
+fz_owner AS (
+    SELECT s.scan_id, CASE WHEN own.freezes_detected THEN s.run_id ELSE n.run_id END AS run_id
+    FROM (SELECT DISTINCT scan_id, run_id FROM sel) s
+    LEFT JOIN run_scans own ON own.run_id = s.run_id AND own.scan_id = s.scan_id
+    LEFT JOIN fz_newest n ON n.scan_id = s.scan_id
+),
+fzs AS (
+    SELECT f.scan_id, f.t_s
+    FROM freeze_frames f
+    JOIN fz_owner o ON f.scan_id = o.scan_id AND f.run_id IS NOT DISTINCT FROM o.run_id
 )"""
 
 # Transitions (the last event of a segment, followed by another label) and the merged sequence:
@@ -188,7 +216,8 @@ def category_times(store: Store, selection: EventSelection, *,
             Returns to the category after leaving it (segments in the merged sequence - 1, at
             least 0).
         ``n_freezes``
-            Freeze frames of the scan (``freeze_frames.t_s``) inside an event of the category.
+            Freezes of the scan (see "freezes of a scan" in the module docstring) that start
+            (``freeze_frames.t_s``) inside an event of the category.
 
     Raises
     ------
@@ -206,9 +235,10 @@ def category_times(store: Store, selection: EventSelection, *,
         FROM ev GROUP BY scan_id, label
     ),
     tot AS (SELECT scan_id, sum(duration_s) AS labelled_s FROM per GROUP BY scan_id),
+    {_FREEZES_SQL},
     fz AS (
         SELECT e.scan_id, e.label, count(*) AS n_freezes
-        FROM sel e JOIN freeze_frames f
+        FROM sel e JOIN fzs f
           ON f.scan_id = e.scan_id AND f.t_s >= e.start_s AND f.t_s < e.end_s
         GROUP BY e.scan_id, e.label
     ),
@@ -260,7 +290,7 @@ def scan_features(store: Store, selection: EventSelection, *,
         ``n_events``
             Number of events, as stored.
         ``n_freezes``
-            Number of freeze frames of the scan.
+            Number of freezes of the scan (see "freezes of a scan" in the module docstring).
         ``first_label``
             Label of the first event that is not background (``Bk``); missing if all are.
         ``n_revisits``
@@ -347,7 +377,8 @@ def scan_features(store: Store, selection: EventSelection, *,
                           FILTER (WHERE ref_pos IS NOT NULL), '') AS seq
         FROM firsts GROUP BY scan_id
     ),
-    fz AS (SELECT scan_id, count(*) AS n_freezes FROM freeze_frames GROUP BY scan_id)
+    {_FREEZES_SQL},
+    fz AS (SELECT scan_id, count(*) AS n_freezes FROM fzs GROUP BY scan_id)
     SELECT b.scan_id, sc.operator_id, o.grp AS "group", sc.acquired_at,
            b.labelled_s / 60.0 AS total_min,
            (b.last_end - b.first_start) / 60.0 AS span_min,

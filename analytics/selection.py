@@ -3,6 +3,8 @@
 A cohort's labels may come from several runs (one import per batch of scans, a re-labelling of a
 few scans). An analysis of a *source* therefore reads, for every scan, the events of the newest
 finished run of that source that labelled the scan; an analysis of a *run* reads that run only.
+The newest run of a scan is the one that wrote the scan's rows last (``run_scans.written_at``;
+ties by run id), so a run imported again under its name becomes the newest.
 The selection becomes a SQL common table expression, so every analysis runs inside DuckDB.
 """
 
@@ -52,10 +54,12 @@ class EventSelection:
             f"""{name} AS (
                 SELECT {columns}
                 FROM events e
-                JOIN (SELECT e2.scan_id, max(e2.run_id) AS run_id
-                      FROM events e2 JOIN runs r USING (run_id)
+                JOIN (SELECT rs.scan_id, rs.run_id
+                      FROM run_scans rs JOIN runs r USING (run_id)
                       WHERE r.source = ? AND r.status = 'finished'
-                      GROUP BY e2.scan_id) newest
+                      QUALIFY row_number() OVER (PARTITION BY rs.scan_id
+                                                 ORDER BY rs.written_at DESC, rs.run_id DESC) = 1
+                     ) newest
                   ON e.scan_id = newest.scan_id AND e.run_id = newest.run_id
             )""",
             [self.source],

@@ -112,6 +112,10 @@ def build_store(path: Path, operators: pd.DataFrame, scans: pd.DataFrame,
                 "VALUES ('benchmark', ?, 'import', 'finished', current_timestamp) "
                 "RETURNING run_id", [source])
             store.insert_frame("events", rows.assign(run_id=run_id))
+            store.con.execute(  # as `ingest_labels` records the scans an import wrote
+                "INSERT INTO run_scans (run_id, scan_id, written_at) "
+                "SELECT DISTINCT run_id, scan_id, current_timestamp FROM events WHERE run_id = ?",
+                [run_id])
     return store
 
 

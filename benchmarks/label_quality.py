@@ -36,6 +36,7 @@ from _report import report
 
 from analytics.agreement import paired_agreement, paper_correlation
 from analytics.selection import select
+from fetal_analytics.shipped import shipped_file
 from fetal_analytics.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=3)
     parser.add_argument("--seed", type=int, default=4242)
-    parser.add_argument("--model", default=str(ROOT / "data" / "demo_model.keras"))
+    parser.add_argument("--model", default=str(shipped_file("demo_model.keras")))
     parser.add_argument("--out", default=str(ROOT / "out" / "quality"))
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     options = parser.parse_args()

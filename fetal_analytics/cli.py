@@ -25,7 +25,7 @@ from analytics.summary import BY
 from fetal_analytics import __version__
 from fetal_analytics.errors import UserError
 from fetal_analytics.runs import LAST, LATEST, SOURCES
-from inference.presets import CONFIRM_METHODS, INDICATOR_PRESETS, MODEL_PRESETS
+from inference.presets import CONFIRM_METHODS, DEFAULT_SCREEN, INDICATOR_PRESETS, MODEL_PRESETS
 from inference.streams import INPUT_STREAMS, STREAM_2D, STREAMS, WINDOW_PROB_STREAMS
 
 FORMATS = ("table", "json", "csv")
@@ -450,8 +450,8 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None,
               help="PNG file to write.")
 @click.option("--size", default="320x240", show_default=True, callback=_parse_size,
               help="Size of each frame, WIDTHxHEIGHT.")
-@click.option("--preset", type=click.Choice(("voluson", "compact")), default="voluson",
-              show_default=True, help="Screen layout.")
+@click.option("--preset", type=click.Choice(tuple(INDICATOR_PRESETS)), default=DEFAULT_SCREEN,
+              show_default=True, help="Screen layout of the simulator.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def gallery(out: Path, size: tuple[int, int], preset: str, seed: int) -> None:
     """Draw one simulated screen frame per event class, as one labelled picture.
@@ -746,7 +746,7 @@ def export_dfg(db_path: Path, out: Path, group: str | None, source: str | None,
 
 @main.command()
 @click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--preset", type=click.Choice(tuple(INDICATOR_PRESETS)), default="simulator",
+@click.option("--preset", type=click.Choice(tuple(INDICATOR_PRESETS)), default=DEFAULT_SCREEN,
               show_default=True, help="Screen layout: where the freeze indicator is.")
 @click.option("--confirm", type=click.Choice(CONFIRM_METHODS), default="ocr",
               show_default=True, help="How a still span is confirmed as a freeze.")
@@ -1256,7 +1256,7 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
 @click.option("--freezes/--no-freezes", default=True, show_default=True,
               help="Detect freeze frames on the same decoded frames.")
 @click.option("--freeze-preset", type=click.Choice(tuple(INDICATOR_PRESETS)),
-              default="simulator", show_default=True,
+              default=DEFAULT_SCREEN, show_default=True,
               help="Screen layout: where the freeze indicator is.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Windows per network call.")
@@ -1289,7 +1289,7 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
     )
 
     from inference.freeze import FreezeConfig
-    from inference.labelling import ScanVideo, label_scans
+    from inference.labelling import RunLeftRunningError, ScanVideo, label_scans
 
     if manifest is not None and (videos or scan_ids):
         raise click.UsageError("give VIDEOs (with --scan-id) or --manifest, not both")
@@ -1305,22 +1305,32 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
     console = _stderr_console()
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
+    left_running = None
     with Progress(*columns, console=console, transient=True,
-                  disable=not console.is_terminal) as progress:
-        result = label_scans(db_path, scans, manifest=manifest, model=model, run_name=run_name,
-                             force=force, batch_size=batch_size, freezes=config,
-                             progress=progress)
-    done = {o.scan_id for o in result.labelled}
-    rows = [{"scan_id": o.scan_id, "status": o.status,
-             "windows": o.n_windows if o.scan_id in done else None,
-             "events": o.n_events if o.scan_id in done else None, "freezes": o.n_freezes,
-             "minutes": None if o.duration_s is None else round(o.duration_s / 60, 2),
-             "seconds": round(o.seconds, 1), "reason": o.reason} for o in result.outcomes]
+                  disable=not console.is_terminal) as bar:
+        overall = bar.add_task("all scans", total=None)
+        current = bar.add_task("", total=None)
+        shown = {"scan_id": None}
+
+        def show(progress: Any) -> None:  # an inference.labelling.LabelProgress
+            if progress.scan_id != shown["scan_id"]:  # a new scan: its own bar from zero
+                shown["scan_id"] = progress.scan_id
+                bar.reset(current, total=progress.scan_total_s or None,
+                          description=progress.scan_id)
+            bar.update(current, completed=progress.scan_done_s)
+            bar.update(overall, total=progress.total_s or None, completed=progress.done_s)
+
+        try:
+            result = label_scans(db_path, scans, manifest=manifest, model=model,
+                                 run_name=run_name, force=force, batch_size=batch_size,
+                                 freezes=config, progress=show)
+        except RunLeftRunningError as exc:  # the scans are reported, then the error
+            result, left_running = exc.result, exc
     if fmt == "json":
-        emit({"run_id": result.run_id, "run_name": result.run_name, "status": result.status,
-              "model_id": result.model_id, "scans": rows}, fmt)
+        emit(result.to_dict(), fmt)
     else:
-        print_table([{k: v for k, v in row.items() if k != "reason"} for row in rows])
+        print_table([{k: v for k, v in row.items() if k != "reason"}
+                     for row in result.scan_rows()])
         click.echo(f"run {result.run_id} {result.run_name!r} (auto, {result.status}): "
                    f"{len(result.labelled)} labelled, {len(result.skipped)} skipped, "
                    f"{len(result.failed)} failed")
@@ -1332,5 +1342,7 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
     for outcome in result.failed:
         where = "" if str(outcome.video) in outcome.reason else f"{outcome.video}: "
         click.echo(f"Error: scan {outcome.scan_id}: {where}{outcome.reason}", err=True)
+    if left_running is not None:
+        raise left_running
     if result.failed:
         raise SystemExit(1)

@@ -488,7 +488,8 @@ def ingest_labels(
         Name of the run. An existing run of this source and name has its events replaced by the
         file's. Without a name, a file whose contents were imported before (same source, same
         mapping of labels) is not imported again, and a new file becomes a new run named after
-        the file.
+        the file. Every import records when it wrote each scan (table ``run_scans``), so an
+        imported or replaced run is the newest run of its scans.
     others_as : str, optional
         Import every label outside `classes` as this taxonomy code (e.g. ``"Bk"``), as a model
         of those classes sees it (`fetal_analytics.events.relabel_others`). Needs `classes`.
@@ -551,13 +552,19 @@ def ingest_labels(
             status = "created"
         else:
             run_id, name = existing[:2]
-            store.con.execute("DELETE FROM events WHERE run_id = ?", [run_id])
+            for table in ("events", "run_scans"):
+                store.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             store.con.execute(
                 "UPDATE runs SET params_json = ?, input_path = ?, input_sha256 = ?, "
                 "finished_at = current_timestamp WHERE run_id = ?",
                 [params_json, str(path.resolve()), sha, run_id])
             status = "replaced"
         store.insert_frame("events", events.assign(run_id=run_id))
+        # The run's scans were written now: it becomes their newest run of this source.
+        store.con.execute(
+            "INSERT INTO run_scans (run_id, scan_id, written_at) "
+            "SELECT DISTINCT run_id, scan_id, current_timestamp FROM events WHERE run_id = ?",
+            [run_id])
     log.info("imported %d events of %d scans from %s as run %d (%s)", n_events, n_scans, path,
              run_id, status)
     return outcome(run_id, name, status)

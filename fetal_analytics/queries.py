@@ -179,11 +179,16 @@ def _check_scan(store: Store, scan_id: str) -> None:
 
 def newest_runs_of_scan(store: Store, scan_id: str) -> list[Run]:
     """The newest finished manual run and the newest finished automatic run with events of
-    the scan (those that exist), manual first: the default rows of a scan's timeline."""
+    the scan (those that exist), manual first: the default rows of a scan's timeline. Newest
+    means the run that wrote the scan's rows last."""
     _check_scan(store, scan_id)
     rows = store.con.execute(
-        """SELECT r.source, max(r.run_id) FROM events e JOIN runs r USING (run_id)
-           WHERE e.scan_id = ? AND r.status = 'finished' GROUP BY r.source""",
+        """SELECT r.source, rs.run_id FROM run_scans rs JOIN runs r USING (run_id)
+           WHERE rs.scan_id = ? AND r.status = 'finished'
+             AND EXISTS (SELECT 1 FROM events e WHERE e.run_id = rs.run_id
+                         AND e.scan_id = rs.scan_id)
+           QUALIFY row_number() OVER (PARTITION BY r.source
+                                      ORDER BY rs.written_at DESC, rs.run_id DESC) = 1""",
         [scan_id]).fetchall()
     newest = dict(rows)
     by_id = {r.run_id: r for r in list_runs(store)}
@@ -292,19 +297,38 @@ def window_probabilities(store: Store, scan_id: str, run: Run | str | int) -> Wi
                                classes=tuple(classes or ()), times_s=times, probs=probs)
 
 
-def scan_freezes(store: Store, scan_id: str) -> pd.DataFrame:
-    """The freeze frames stored for a scan.
+def scan_freezes(store: Store, scan_id: str, run: Run | str | int | None = None
+                 ) -> pd.DataFrame:
+    """The freeze frames stored for a scan, by one run.
+
+    Parameters
+    ----------
+    store : Store
+    scan_id : str
+    run : Run, run id or run name, optional
+        The labelling run whose freezes to read. Default: the newest finished run that looked
+        for freezes in the scan (as the workflow features count them), else freezes stored
+        without a run.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``t_s, end_s, frame, method``, by time: where the image was frozen (seconds;
-        ``end_s`` where known), the frame index and how the freeze was found.
+        Columns ``run_id, t_s, end_s, frame, method``, by time: where the image was frozen
+        (seconds; ``end_s`` where known), the frame index and how the freeze was found.
     """
     _check_scan(store, scan_id)
+    if run is not None:
+        chosen = run if isinstance(run, Run) else resolve_run(store, run)
+        owner = chosen.run_id
+    else:
+        owner = store.scalar(
+            """SELECT rs.run_id FROM run_scans rs JOIN runs r USING (run_id)
+               WHERE rs.scan_id = ? AND rs.freezes_detected AND r.status = 'finished'
+               ORDER BY rs.written_at DESC, rs.run_id DESC LIMIT 1""", [scan_id])
     return store.query_df(
-        "SELECT t_s, end_s, frame, method FROM freeze_frames WHERE scan_id = ? ORDER BY t_s",
-        [scan_id]).reset_index(drop=True)
+        "SELECT run_id, t_s, end_s, frame, method FROM freeze_frames "
+        "WHERE scan_id = ? AND run_id IS NOT DISTINCT FROM ? ORDER BY t_s",
+        [scan_id, owner]).reset_index(drop=True)
 
 
 def list_models(store: Store) -> pd.DataFrame:

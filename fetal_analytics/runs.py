@@ -56,6 +56,8 @@ class Run(Result):
         The run's parameters (a labelling run's model, classes, streams and decoding).
     input_path : str or None
         The labels file imported, or the manifest labelled.
+    written_at : datetime or None
+        When the run last wrote a scan's rows (None before its first).
     """
 
     run_id: int
@@ -70,12 +72,14 @@ class Run(Result):
     model_id: str | None = None
     params: dict = field(default_factory=dict)
     input_path: str | None = None
+    written_at: datetime | None = None
 
 
 _RUNS_SQL = """
     SELECT r.run_id, r.name, r.source, r.kind, r.status, r.started_at, r.finished_at,
            count(DISTINCT e.scan_id) AS n_scans, count(e.scan_id) AS n_events,
-           r.model_id, r.params_json, r.input_path
+           r.model_id, r.params_json, r.input_path,
+           (SELECT max(written_at) FROM run_scans rs WHERE rs.run_id = r.run_id) AS written_at
     FROM runs r LEFT JOIN events e USING (run_id)
     WHERE (? IS NULL OR r.source = ?)
     GROUP BY ALL
@@ -87,7 +91,7 @@ def list_runs(store: Store, *, source: str | None = None) -> list[Run]:
     """All runs, oldest first, optionally only those of one `source` ('manual' or 'auto')."""
     _check_source(source)
     rows = store.con.execute(_RUNS_SQL, [source, source]).fetchall()
-    return [Run(*row[:10], json.loads(row[10]) if row[10] else {}, row[11]) for row in rows]
+    return [Run(*row[:10], json.loads(row[10]) if row[10] else {}, *row[11:]) for row in rows]
 
 
 def resolve_run(store: Store, ref: str | int = LAST, *, source: str | None = None) -> Run:
@@ -97,8 +101,8 @@ def resolve_run(store: Store, ref: str | int = LAST, *, source: str | None = Non
     ----------
     store : Store
     ref : str or int
-        `LAST` (``"last"``: the newest finished run, of `source` if given), a run id, or a run
-        name. `LATEST` is refused: it names one run per scan, not one run.
+        `LAST` (``"last"``: the finished run, of `source` if given, that wrote its rows last),
+        a run id, or a run name. `LATEST` is refused: it names one run per scan, not one run.
     source : {'manual', 'auto'}, optional
         Restrict to runs of this source.
 
@@ -123,7 +127,7 @@ def resolve_run(store: Store, ref: str | int = LAST, *, source: str | None = Non
         finished = [r for r in runs if r.status == "finished"]
         if not finished:
             raise UnknownRunError(f"the database has no finished runs{of_source}")
-        return finished[-1]
+        return max(finished, key=lambda r: (r.written_at or r.finished_at, r.run_id))
     text = str(ref).strip()
     matches = [r for r in runs if str(r.run_id) == text] or [r for r in runs if r.name == text]
     if len(matches) == 1:

@@ -2,10 +2,13 @@
 
 The schema is owned here and grows by ordered migrations (`MIGRATIONS`); the table
 ``schema_version`` records which have been applied. Times are seconds (DOUBLE) from the start of
-the video. Labels reference ``event_labels``, which mirrors the taxonomy.
+the video. Labels reference ``event_labels``, which mirrors the taxonomy. Every run records in
+``run_scans`` when it last wrote each scan's rows (and whether it recorded the scan's freezes);
+``freeze_frames`` belong to the run that detected them.
 
 DuckDB allows one read-write process or many read-only ones, never both. Open read-only wherever
-nothing is written (the dashboard, the analytics), and keep read-write connections short.
+nothing is written (the dashboard, the analytics), and keep read-write connections short
+(`fetal_analytics.run_writing.open_for_write` waits a bounded time for a busy file).
 
 Examples
 --------
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,6 +160,61 @@ MIGRATIONS: tuple[Migration, ...] = (
                 stream VARCHAR NOT NULL,
                 probs FLOAT[] NOT NULL
             )""",
+        ),
+    ),
+    Migration(
+        3,
+        "runs per scan: run_scans (when a run last wrote a scan), freeze frames per run",
+        (
+            # When each run last wrote each scan's rows: "the newest run of a scan" is the one
+            # that wrote it last, so a run replaced under its name becomes the newest.
+            """CREATE TABLE run_scans (
+                run_id INTEGER NOT NULL REFERENCES runs (run_id),
+                scan_id VARCHAR NOT NULL REFERENCES scans (scan_id),
+                written_at TIMESTAMP NOT NULL,
+                freezes_detected BOOLEAN NOT NULL DEFAULT false,
+                PRIMARY KEY (run_id, scan_id)
+            )""",
+            # Existing rows were last written when their run finished (or started).
+            """INSERT INTO run_scans (run_id, scan_id, written_at)
+            SELECT w.run_id, w.scan_id, coalesce(r.finished_at, r.started_at)
+            FROM (SELECT run_id, scan_id FROM events
+                  UNION SELECT run_id, scan_id FROM window_probs) w
+            JOIN runs r USING (run_id)""",
+            # Freeze frames gain their run: detected freezes belong to the newest labelling run
+            # of their scan with window probabilities (the run that wrote them last); other
+            # rows, and scans without such a run, keep no run (NULL). DuckDB can neither add a
+            # foreign key to a table nor rename one that has foreign keys (the referenced
+            # tables keep the old name), so the rows go through a plain copy and the table is
+            # made anew under its own name.
+            """CREATE TABLE freeze_frames_v2 AS
+            SELECT owner.run_id, f.scan_id, f.t_s, f.end_s, f.frame, f.method, f.text
+            FROM freeze_frames f
+            LEFT JOIN (
+                SELECT rs.scan_id, rs.run_id
+                FROM run_scans rs JOIN runs r USING (run_id)
+                WHERE r.kind = 'label' AND EXISTS (
+                    SELECT 1 FROM window_probs w
+                    WHERE w.run_id = rs.run_id AND w.scan_id = rs.scan_id)
+                QUALIFY row_number() OVER (PARTITION BY rs.scan_id
+                                           ORDER BY rs.written_at DESC, rs.run_id DESC) = 1
+            ) owner ON owner.scan_id = f.scan_id AND f.method = 'detected'""",
+            "DROP TABLE freeze_frames",
+            """CREATE TABLE freeze_frames (
+                run_id INTEGER REFERENCES runs (run_id),
+                scan_id VARCHAR NOT NULL REFERENCES scans (scan_id),
+                t_s DOUBLE NOT NULL CHECK (t_s >= 0),
+                end_s DOUBLE,
+                frame BIGINT,
+                method VARCHAR NOT NULL,
+                text VARCHAR
+            )""",
+            "INSERT INTO freeze_frames BY NAME SELECT * FROM freeze_frames_v2",
+            "DROP TABLE freeze_frames_v2",
+            """UPDATE run_scans SET freezes_detected = true
+            FROM (SELECT DISTINCT run_id, scan_id FROM freeze_frames
+                  WHERE run_id IS NOT NULL) d
+            WHERE run_scans.run_id = d.run_id AND run_scans.scan_id = d.scan_id""",
         ),
     ),
 )
@@ -316,12 +374,19 @@ class Store:
         """
         if frame.empty:
             return 0
+        import duckdb
+
         view = f"_insert_{table}"
         self.con.register(view, frame)
         try:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}")
-        finally:
-            self.con.unregister(view)
+        except duckdb.Error:
+            # Inside a transaction the failed insert aborts it, and unregistering would then
+            # fail too and hide the insert's own error (the next register replaces the view).
+            with suppress(duckdb.Error):
+                self.con.unregister(view)
+            raise
+        self.con.unregister(view)
         return len(frame)
 
     def query_df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:

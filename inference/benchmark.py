@@ -61,7 +61,6 @@ the functions that need it.
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import math
@@ -78,6 +77,7 @@ from typing import Any
 
 import numpy as np
 
+from fetal_analytics.checks import check_choice
 from fetal_analytics.errors import UserError
 from fetal_analytics.markdown import markdown_table
 from inference.pipeline import shard_paths
@@ -510,10 +510,7 @@ def _no_nan(value: Any) -> Any:
 
 
 def _choose(what: str, value: Any, valid: Sequence[str] | Mapping[str, Any]) -> None:
-    if value not in valid:
-        close = difflib.get_close_matches(str(value), list(valid), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise BenchmarkError(f"unknown `{what}` {value!r}{hint}; valid: {', '.join(valid)}")
+    check_choice(what, value, valid, error=BenchmarkError)
 
 
 def _stream_of(arch: str) -> str:

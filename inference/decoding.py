@@ -88,6 +88,8 @@ from typing import Any
 
 import numpy as np
 
+from fetal_analytics.taxonomy import BACKGROUND
+
 __all__ = [
     "BACKGROUND",
     "BACKGROUND_PARAMS",
@@ -107,9 +109,6 @@ log = logging.getLogger(__name__)
 
 #: Keys of the first sidecars' ``"decoding"`` entry that `DecodingParams.from_dict` maps.
 LEGACY_KEYS = ("beta",)
-#: The taxonomy's background class (background search or transition), which
-#: ``background_share`` and ``background_segment_s`` concern.
-BACKGROUND = "Bk"
 
 # Self-transition bounds: below 0.5 the HMM no longer prefers to stay; 0.9999 keeps log(1 - a)
 # finite and a change still possible.

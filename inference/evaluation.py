@@ -13,11 +13,12 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from fetal_analytics.errors import UserError
+from fetal_analytics.results import Result
 from inference.streams import STREAM_2D
 
 __all__ = ["ClassificationMetrics", "Evaluation", "EvaluationError", "classification_metrics",
@@ -31,7 +32,7 @@ class EvaluationError(UserError, ValueError):
 
 
 @dataclass(frozen=True)
-class ClassificationMetrics:
+class ClassificationMetrics(Result):
     """Metrics of a classifier on labelled samples.
 
     Attributes
@@ -61,6 +62,8 @@ class ClassificationMetrics:
     top3: float
     confusion: Any = field(repr=False)
     n: int
+
+    frame_field: ClassVar[str] = "per_class"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.decode import Frame, iter_frames
-from inference.presets import CONFIRM_METHODS, INDICATOR_PRESETS, IndicatorConfig
+from inference.presets import CONFIRM_METHODS, DEFAULT_SCREEN, INDICATOR_PRESETS, IndicatorConfig
 
 __all__ = [
     "FreezeConfig",
@@ -71,7 +71,7 @@ class FreezeConfig:
     noise_level: float = 1.0
     threshold: float | None = None
     confirm: str = "ocr"
-    indicator: IndicatorConfig = field(default_factory=lambda: INDICATOR_PRESETS["simulator"])
+    indicator: IndicatorConfig = field(default_factory=lambda: INDICATOR_PRESETS[DEFAULT_SCREEN])
 
     def __post_init__(self) -> None:
         if self.confirm not in CONFIRM_METHODS:

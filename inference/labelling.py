@@ -20,19 +20,20 @@ The streams' softmax outputs are fused (`inference.evaluation.fuse`, their mean)
 events (`inference.decoding.decode_timeline`).
 
 `label_video` is the pure per-scan step (a video in, rows out); `label_scans` runs it over many
-scans and writes each scan's results to the store in one transaction, holding DuckDB's write lock
-only for that write, so readers (the dashboard) can open the file between scans. A scan counts as
-finished in a run once its window probabilities are committed (they are written in the same
-transaction as its events): a run killed at any moment leaves every finished scan intact and no
-half-written one, and running it again labels only the scans not yet finished.
+scans and writes each scan's results through `fetal_analytics.run_writing` (start the run, write
+each scan in one transaction, finish the run), holding DuckDB's write lock only for each write,
+so readers (the dashboard) can open the file between scans. A scan counts as finished in a run
+once its rows are committed: a run killed at any moment leaves every finished scan intact and no
+half-written one, and running it again labels only the scans not yet finished. Progress goes to
+a plain callback (`LabelProgress`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
+import shlex
 import threading
 import time
 from collections import deque
@@ -44,6 +45,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fetal_analytics.errors import UserError
+from fetal_analytics.results import Result, plain
+from fetal_analytics.run_writing import (
+    ModelRecord,
+    ScanFacts,
+    finish_run,
+    finished_scans,
+    open_for_write,
+    start_label_run,
+    stored_videos,
+    write_scan,
+)
+from fetal_analytics.store import StoreBusyError
 from inference.clips import clip_span_s, window_centres, window_times
 from inference.crop import cropped_frame, video_image_area
 from inference.decode import Frame, FrameRing, iter_frames, probe
@@ -53,18 +66,21 @@ from inference.pipeline import standardise
 from inference.streams import FUSED, STREAM_2D, STREAMS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from fetal_analytics.store import Store
     from inference.model_file import LoadedModel
     from inference.roi import ImageArea
 
 __all__ = [
     "DEFAULT_FREEZES",
-    "FREEZE_METHOD",
     "DecodedScan",
+    "LabelProgress",
     "LabelResult",
     "LabellingError",
     "ModelSpec",
     "ModelStream",
+    "RunLeftRunningError",
     "ScanLabels",
     "ScanOutcome",
     "ScanVideo",
@@ -78,8 +94,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ``freeze_frames.method`` of the freezes found while labelling.
-FREEZE_METHOD = "detected"
 #: Freeze detection as labelling runs it by default (the simulator's screen layout, OCR).
 DEFAULT_FREEZES = FreezeConfig()
 DEFAULT_HOP_S = 1.0
@@ -161,6 +175,11 @@ class ModelSpec:
                 "hop_s": self.hop_s, "size": self.size,
                 "preprocessing": "inference.crop.video_image_area + cropped_frames, "
                                  "inference.pipeline.standardise"}
+
+    def record(self, metrics: dict[str, Any] | None = None) -> ModelRecord:
+        """The model as the store's ``models`` table keeps it (with its sidecar's `metrics`)."""
+        return ModelRecord(self.model_id, self.path, self.sha256, self.arch,
+                           (self.size, self.size, 1), self.codes, metrics)
 
 
 def load_labelling_model(path: str | Path | None = None) -> LoadedModel:
@@ -649,7 +668,7 @@ class ScanVideo:
 
 
 @dataclass(frozen=True)
-class ScanOutcome:
+class ScanOutcome(Result):
     """What happened to one scan in `label_scans`.
 
     Attributes
@@ -681,7 +700,7 @@ class ScanOutcome:
 
 
 @dataclass(frozen=True)
-class LabelResult:
+class LabelResult(Result):
     """What `label_scans` did.
 
     Attributes
@@ -689,8 +708,9 @@ class LabelResult:
     run_id : int
     run_name : str
     model_id : str
-    status : {'finished', 'failed'}
-        The run's status: ``failed`` when no scan of the run has labels.
+    status : {'finished', 'failed', 'running'}
+        The run's status: ``failed`` when no scan of the run has labels; ``running`` only in
+        the result a `RunLeftRunningError` carries.
     outcomes : tuple of ScanOutcome
         One per scan, in the order given.
     """
@@ -719,13 +739,83 @@ class LabelResult:
         """The scans that could not be labelled, with the reason."""
         return self._with("failed")
 
+    def scan_rows(self) -> list[dict[str, Any]]:
+        """One row per scan, its units in the column names: ``windows, events`` (of a scan
+        labelled now, else None), ``freezes``, ``video_min`` (length of the video, minutes),
+        ``wall_s`` (time spent on it, seconds) and ``reason``."""
+        rows = []
+        for o in self.outcomes:
+            done = o.status == "labelled"
+            rows.append({"scan_id": o.scan_id, "status": o.status,
+                         "windows": o.n_windows if done else None,
+                         "events": o.n_events if done else None, "freezes": o.n_freezes,
+                         "video_min": None if o.duration_s is None else o.duration_s / 60,
+                         "wall_s": o.seconds, "reason": o.reason})
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: the run (``run_id, run_name, model_id, status``) and `scan_rows`."""
+        return {"run_id": self.run_id, "run_name": self.run_name, "model_id": self.model_id,
+                "status": self.status, "scans": plain(self.scan_rows())}
+
+    def to_frame(self) -> pd.DataFrame:
+        """`scan_rows` as a DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.scan_rows())
+
+
+class RunLeftRunningError(UserError, RuntimeError):
+    """The scans were labelled, but the run could not be marked finished (a busy database).
+
+    Attributes
+    ----------
+    result : LabelResult
+        What was labelled (its status ``running``).
+    """
+
+    def __init__(self, message: str, result: LabelResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class LabelProgress:
+    """Where `label_scans` is: what its `progress` callback is given.
+
+    Attributes
+    ----------
+    scan_id : str
+        The scan being labelled.
+    status : {'labelling', 'labelled', 'failed'}
+        ``labelling`` while its video is decoded and classified (one report as it starts, then
+        one per batch of windows); ``labelled`` once its rows are committed; ``failed`` when it
+        could not be labelled (the reason is in its `ScanOutcome`).
+    scan_done_s, scan_total_s : float
+        Seconds of the scan's video processed, and its length (0 when its header gives none).
+    done_s, total_s : float
+        The same over every scan this call labels (scans skipped are not counted).
+    """
+
+    scan_id: str
+    status: str
+    scan_done_s: float
+    scan_total_s: float
+    done_s: float
+    total_s: float
+
 
 def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
                 manifest: str | Path | None = None, model: str | Path | LoadedModel | None = None,
                 run_name: str | None = None, force: bool = False, hop_s: float | None = None,
                 batch_size: int = DEFAULT_BATCH, freezes: FreezeConfig | None = DEFAULT_FREEZES,
-                progress: Any = None, write_wait_s: float = 600.0) -> LabelResult:
+                progress: Callable[[LabelProgress], None] | None = None,
+                write_wait_s: float | None = None) -> LabelResult:
     """Label scans with a model and store events, window probabilities and freezes as one run.
+
+    The run is written through `fetal_analytics.run_writing`: started (or continued), one
+    transaction per scan as soon as the scan is labelled, then finished. The database file is
+    opened only for these writes, so readers can open it in between.
 
     Parameters
     ----------
@@ -750,12 +840,15 @@ def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
     batch_size : int
         Windows per ``predict_on_batch``.
     freezes : FreezeConfig or None
-        Freeze detection; None leaves the scans' stored freezes as they are.
-    progress : rich.progress.Progress, optional
-        Gets a task for the scans overall and one for the current scan (seconds of video).
-    write_wait_s : float
-        How long to wait for the database file while another process holds it (a reader such
-        as the dashboard) before the scan is reported failed.
+        Freeze detection; None leaves the run's stored freezes of the scans as they are.
+    progress : callable, optional
+        Called with a `LabelProgress` as each scan starts, after each batch of its windows, and
+        when it is labelled (committed) or has failed.
+    write_wait_s : float, optional
+        How long each write waits for the database file while another process holds it (a
+        reader such as the dashboard); default
+        `fetal_analytics.run_writing.DEFAULT_WRITE_WAIT_S`. A scan whose write waits longer is
+        reported failed.
 
     Returns
     -------
@@ -766,8 +859,15 @@ def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
     Raises
     ------
     LabellingError
-        Neither or both of `scans` and `manifest`; scans not in the store; the run name belongs
-        to another kind of run or to another model.
+        Neither or both of `scans` and `manifest`; scans not in the store.
+    RunWritingError
+        The run name belongs to another kind of run or to another model or settings.
+    RunLeftRunningError
+        Every scan was labelled or reported, but the database was still busy after
+        `write_wait_s` when the run was to be marked finished; the error names the command that
+        finishes it, and carries the result.
+    StoreBusyError
+        The database was busy for longer than `write_wait_s` before labelling began.
     ModelFileError
         The model is missing or damaged.
     InputError
@@ -783,21 +883,19 @@ def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
     loaded = model if _is_loaded(model) else load_labelling_model(model)
     spec = model_spec(loaded, hop_s=hop_s)
     name = run_name or f"label-{spec.path.stem}-{spec.sha256[:8]}"
-    store = _open_for_write(db, write_wait_s)
+    store = open_for_write(db, wait_s=write_wait_s)
     try:
         targets = _targets(store, scans, manifest)
-        with store.transaction():  # a refused run name leaves no trace
-            _register_model(store, spec, loaded.sidecar)
-            run_id = _start_run(store, name, spec, manifest)
-        finished = {row[0] for row in store.con.execute(
-            "SELECT DISTINCT scan_id FROM window_probs WHERE run_id = ?", [run_id]).fetchall()}
+        run = start_label_run(store, name, model=spec.record(loaded.sidecar.get("metrics")),
+                              params=spec.params(), input_path=manifest)
+        finished = finished_scans(store, run.run_id)
     finally:
         store.close()
-    log.info("run %d %r: %d scans, %d finished before", run_id, name, len(targets),
+    log.info("run %d %r: %d scans, %d finished before", run.run_id, name, len(targets),
              len(finished & {t.scan_id for t in targets}))
     todo = [t for t in targets if t.video is not None and (force or t.scan_id not in finished)]
     durations = {t.scan_id: _probe_duration(t.video) for t in todo}
-    tracker = _Progress(progress, sum(durations.values()))
+    tracker = _Tracker(progress, sum(durations.values()))
     outcomes: list[ScanOutcome] = []
     try:
         for target in targets:
@@ -810,16 +908,30 @@ def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
                                             "again)"))
             else:
                 tracker.start(target.scan_id, durations[target.scan_id])
-                outcome = _label_one(db, run_id, target, loaded, spec, batch_size=batch_size,
-                                     freezes=freezes, on_decoded=tracker.advance,
-                                     write_wait_s=write_wait_s)
-                tracker.done()
+                outcome = _label_one(db, run.run_id, target, loaded, spec,
+                                     batch_size=batch_size, freezes=freezes,
+                                     on_decoded=tracker.advance, write_wait_s=write_wait_s)
+                tracker.done(outcome.status)
                 outcomes.append(outcome)
     except BaseException:
-        _finish_run(db, run_id, "failed", wait_s=5.0)
+        _mark_failed(db, run.run_id)
         raise
-    status = _finish_run(db, run_id, None, wait_s=write_wait_s)
-    return LabelResult(run_id, name, spec.model_id, status, tuple(outcomes))
+    try:
+        store = open_for_write(db, wait_s=write_wait_s)
+    except StoreBusyError as exc:
+        result = LabelResult(run.run_id, name, spec.model_id, "running", tuple(outcomes))
+        command = _resume_command(db, name, manifest, targets,
+                                  None if model is None else spec.path)
+        raise RunLeftRunningError(
+            f"run {run.run_id} {name!r} is left running: {db} was in use by another process "
+            f"when the run was to be marked finished (its labelled scans are stored); once the "
+            f"file is free, finish the run with `{command}` (scans finished in it are skipped)",
+            result) from exc
+    try:
+        status = finish_run(store, run.run_id)
+    finally:
+        store.close()
+    return LabelResult(run.run_id, name, spec.model_id, status, tuple(outcomes))
 
 
 def _is_loaded(model: Any) -> bool:
@@ -828,14 +940,16 @@ def _is_loaded(model: Any) -> bool:
 
 def _label_one(db: Path, run_id: int, target: ScanVideo, loaded: LoadedModel, spec: ModelSpec,
                *, batch_size: int, freezes: FreezeConfig | None,
-               on_decoded: Callable[[float], None], write_wait_s: float) -> ScanOutcome:
+               on_decoded: Callable[[float], None], write_wait_s: float | None) -> ScanOutcome:
     start = time.perf_counter()
     try:
         labels = label_video(target.video, loaded, hop_s=spec.hop_s, batch_size=batch_size,
                              freezes=freezes, on_decoded=on_decoded)
-        store = _open_for_write(db, write_wait_s)
+        rows = _scan_rows(labels)
+        store = open_for_write(db, wait_s=write_wait_s)
         try:
-            _write_scan(store, run_id, target, labels)
+            write_scan(store, run_id, target.scan_id, **rows,
+                       facts=ScanFacts(labels.n_frames, labels.duration_s, Path(target.video)))
         finally:
             store.close()
     except Exception as exc:  # one bad scan is reported; the others go on
@@ -854,6 +968,29 @@ def _label_one(db: Path, run_id: int, target: ScanVideo, loaded: LoadedModel, sp
                        labels.duration_s, seconds)
 
 
+def _scan_rows(labels: ScanLabels) -> dict[str, pd.DataFrame | None]:
+    """A scan's labels as the frames `fetal_analytics.run_writing.write_scan` stores."""
+    import pandas as pd
+
+    events = pd.DataFrame(
+        [(max(0.0, float(s.start_s)), float(s.end_s), str(s.label),
+          float(np.clip(s.confidence, 0.0, 1.0)) if s.confidence is not None else None)
+         for s in labels.segments],
+        columns=["start_s", "end_s", "label", "confidence"]).astype(
+            {"start_s": "float64", "end_s": "float64", "confidence": "float64"})
+    times = np.asarray(labels.times_s, dtype=np.float64)
+    probs = pd.concat([
+        pd.DataFrame({"t_s": times, "stream": stream,
+                      "probs": list(np.asarray(values, dtype=np.float32))})
+        for stream, values in labels.probs.items()], ignore_index=True)
+    freezes = None if labels.freezes is None else pd.DataFrame(
+        {"t_s": [s.start_s for s in labels.freezes], "end_s": [s.end_s for s in labels.freezes],
+         "frame": [s.start_frame for s in labels.freezes]},
+        columns=["t_s", "end_s", "frame"])
+    return {"events": events[events["end_s"] > events["start_s"]], "window_probs": probs,
+            "freezes": freezes}
+
+
 def _probe_duration(video: Path) -> float:
     try:
         duration = probe(video).duration_s
@@ -862,53 +999,30 @@ def _probe_duration(video: Path) -> float:
     return float(duration) if duration and math.isfinite(duration) else 0.0
 
 
-class _Progress:
-    """Tasks of a rich Progress: seconds of video overall and of the current scan."""
+class _Tracker:
+    """Reports `LabelProgress` to the callback: seconds of video, per scan and overall."""
 
-    def __init__(self, progress: Any, total_s: float) -> None:
-        self.progress = progress
-        self.done_s = 0.0
-        self.current_s = 0.0
-        if progress is not None:
-            self.overall = progress.add_task("all scans", total=total_s or None)
-            self.scan = progress.add_task("", total=None)
+    def __init__(self, callback: Callable[[LabelProgress], None] | None, total_s: float) -> None:
+        self.callback, self.total_s = callback, total_s
+        self.before_s = 0.0  # seconds of the scans done
+        self.scan_id, self.scan_total_s = "", 0.0
 
-    def start(self, scan_id: str, duration_s: float) -> None:
-        self.current_s = duration_s
-        if self.progress is not None:
-            self.progress.reset(self.scan, total=duration_s or None, description=scan_id)
+    def start(self, scan_id: str, total_s: float) -> None:
+        self.scan_id, self.scan_total_s = scan_id, total_s
+        self._report("labelling", 0.0)
 
     def advance(self, decoded_s: float) -> None:
-        if self.progress is not None:
-            self.progress.update(self.scan, completed=decoded_s)
-            self.progress.update(self.overall,
-                                 completed=self.done_s + min(decoded_s, self.current_s))
+        self._report("labelling", decoded_s)
 
-    def done(self) -> None:
-        self.done_s += self.current_s
-        if self.progress is not None:
-            self.progress.update(self.overall, completed=self.done_s)
+    def done(self, status: str) -> None:
+        self._report(status, self.scan_total_s)
+        self.before_s += self.scan_total_s
 
-
-# --- the store --------------------------------------------------------------------------------
-
-def _open_for_write(db: Path, wait_s: float) -> Store:
-    """Open the store read-write, waiting up to `wait_s` while another process holds it."""
-    from fetal_analytics.store import Store, StoreBusyError
-
-    deadline = time.monotonic() + wait_s
-    delay, warned = 0.05, False
-    while True:
-        try:
-            return Store(db)
-        except StoreBusyError:
-            if time.monotonic() >= deadline:
-                raise
-            if not warned and delay >= 1.0:
-                log.warning("%s is busy; waiting up to %.0f s", db, wait_s)
-                warned = True
-            time.sleep(delay)
-            delay = min(2 * delay, 1.0)
+    def _report(self, status: str, scan_done_s: float) -> None:
+        if self.callback is not None:
+            self.callback(LabelProgress(
+                self.scan_id, status, scan_done_s, self.scan_total_s,
+                self.before_s + min(scan_done_s, self.scan_total_s), self.total_s))
 
 
 def _targets(store: Store, scans: Sequence[ScanVideo] | None,
@@ -919,127 +1033,43 @@ def _targets(store: Store, scans: Sequence[ScanVideo] | None,
 
         ingest_manifest(store, manifest)
         ids = list(read_manifest(manifest).scans["scan_id"])
-        stored = dict(store.con.execute(
-            "SELECT scan_id, video_path FROM scans WHERE list_contains(?, scan_id)",
-            [ids]).fetchall())
-        return [ScanVideo(i, Path(stored[i]) if stored.get(i) else None) for i in ids]
+        stored = stored_videos(store, ids)
+        return [ScanVideo(i, stored.get(i)) for i in ids]
     ids = [s.scan_id for s in scans]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
         raise LabellingError(f"scans given more than once: {', '.join(twice)}")
-    stored = dict(store.con.execute(
-        "SELECT scan_id, video_path FROM scans WHERE list_contains(?, scan_id)",
-        [ids]).fetchall())
+    stored = stored_videos(store, ids)
     missing = [i for i in ids if i not in stored]
     if missing:
         raise LabellingError(
             f"scans not in {store.path}: {', '.join(missing)}; register them first with "
             f"`fetal-analytics ingest manifest FILE --db {store.path}` (or label with --manifest)")
     for scan in scans:
-        if stored[scan.scan_id] and Path(stored[scan.scan_id]) != Path(scan.video).resolve():
+        if stored[scan.scan_id] and stored[scan.scan_id] != Path(scan.video).resolve():
             log.warning("scan %s: labelling %s, but the store gives its video as %s",
                         scan.scan_id, scan.video, stored[scan.scan_id])
     return [ScanVideo(s.scan_id, Path(s.video)) for s in scans]
 
 
-def _register_model(store: Store, spec: ModelSpec, sidecar: dict[str, Any]) -> None:
-    if store.scalar("SELECT count(*) FROM models WHERE model_id = ?", [spec.model_id]):
-        return
-    store.con.execute(
-        "INSERT INTO models (model_id, path, sha256, arch, input_shape, classes, metrics_json) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [spec.model_id, str(spec.path.resolve()), spec.sha256, spec.arch,
-         [spec.size, spec.size, 1], list(spec.codes),
-         json.dumps(sidecar.get("metrics")) if sidecar.get("metrics") is not None else None])
-
-
-# The parts of a run's parameters that decide its rows: a continued run must share them.
-_RUN_IDENTITY = ("classes", "decoding", "streams", "hop_s", "size")
-
-
-def _start_run(store: Store, name: str, spec: ModelSpec, manifest: str | Path | None) -> int:
-    params = spec.params()
-    row = store.con.execute(
-        "SELECT run_id, kind, params_json FROM runs WHERE source = 'auto' AND name = ?",
-        [name]).fetchone()
-    if row is None:
-        return store.scalar(
-            "INSERT INTO runs (name, source, kind, model_id, params_json, input_path, status) "
-            "VALUES (?, 'auto', 'label', ?, ?, ?, 'running') RETURNING run_id",
-            [name, spec.model_id, json.dumps(params),
-             None if manifest is None else str(Path(manifest).resolve())])
-    run_id, kind, params_json = row
-    if kind != "label":
-        raise LabellingError(f"run name {name!r} belongs to an import of labels (run {run_id}); "
-                             f"choose another --run-name")
-    before = json.loads(params_json or "{}")
-    changed = [key for key in _RUN_IDENTITY if before.get(key) != params.get(key)]
-    if before.get("model", {}).get("sha256") != spec.sha256:
-        changed.insert(0, "model")
-    if changed:
-        raise LabellingError(
-            f"run {name!r} (run {run_id}) was labelled with another {', '.join(changed)}; "
-            f"continue it with the same model and settings, or choose another --run-name")
-    store.con.execute("UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?",
-                      [run_id])
-    return run_id
-
-
-def _write_scan(store: Store, run_id: int, target: ScanVideo, labels: ScanLabels) -> None:
-    """Replace the scan's rows of the run (and its detected freezes) in one transaction."""
-    import pandas as pd
-
-    scan_id = target.scan_id
-    events = pd.DataFrame(
-        [(max(0.0, float(s.start_s)), float(s.end_s), str(s.label),
-          float(np.clip(s.confidence, 0.0, 1.0)) if s.confidence is not None else None)
-         for s in labels.segments],
-        columns=["start_s", "end_s", "label", "confidence"]).astype(
-            {"start_s": "float64", "end_s": "float64", "confidence": "float64"})
-    events = events[events["end_s"] > events["start_s"]].assign(run_id=run_id, scan_id=scan_id)
-    times = np.asarray(labels.times_s, dtype=np.float64)
-    probs = pd.concat([
-        pd.DataFrame({"t_s": times, "stream": stream,
-                      "probs": list(np.asarray(values, dtype=np.float32))})
-        for stream, values in labels.probs.items()], ignore_index=True).assign(
-            run_id=run_id, scan_id=scan_id)
-    fps = labels.n_frames / labels.duration_s if labels.duration_s > 0 else None
-    with store.transaction():
-        store.con.execute(
-            "UPDATE scans SET n_frames = ?, duration_s = ?, fps = coalesce(fps, ?), "
-            "video_path = coalesce(video_path, ?) WHERE scan_id = ?",
-            [labels.n_frames, labels.duration_s, fps, str(Path(target.video).resolve()),
-             scan_id])
-        store.con.execute("DELETE FROM events WHERE run_id = ? AND scan_id = ?", [run_id, scan_id])
-        store.con.execute("DELETE FROM window_probs WHERE run_id = ? AND scan_id = ?",
-                          [run_id, scan_id])
-        store.insert_frame("events", events)
-        store.insert_frame("window_probs", probs)
-        if labels.freezes is not None:
-            store.con.execute("DELETE FROM freeze_frames WHERE scan_id = ? AND method = ?",
-                              [scan_id, FREEZE_METHOD])
-            store.insert_frame("freeze_frames", pd.DataFrame(
-                {"scan_id": scan_id, "t_s": [s.start_s for s in labels.freezes],
-                 "end_s": [s.end_s for s in labels.freezes],
-                 "frame": [s.start_frame for s in labels.freezes], "method": FREEZE_METHOD},
-                columns=["scan_id", "t_s", "end_s", "frame", "method"]))
-
-
-def _finish_run(db: Path, run_id: int, status: str | None, *, wait_s: float) -> str:
-    """Mark the run finished (or `status`); 'failed' when no scan of it has labels."""
+def _mark_failed(db: Path, run_id: int) -> None:
+    """Mark the run failed as the labelling stops on an error, if the file is free soon."""
     try:
-        store = _open_for_write(db, wait_s)
+        store = open_for_write(db, wait_s=5.0)
     except UserError as exc:
-        log.warning("could not mark run %d as finished: %s", run_id, exc)
-        return status or "running"
+        log.warning("could not mark run %d as failed: %s", run_id, exc)
+        return
     try:
-        if status is None:
-            labelled = store.scalar(
-                "SELECT count(DISTINCT scan_id) FROM window_probs WHERE run_id = ?", [run_id])
-            status = "finished" if labelled else "failed"
-        store.con.execute(
-            "UPDATE runs SET status = ?, finished_at = current_timestamp WHERE run_id = ?",
-            [status, run_id])
+        finish_run(store, run_id, status="failed")
     finally:
         store.close()
-    return status
+
+
+def _resume_command(db: Path, name: str, manifest: str | Path | None,
+                    targets: Sequence[ScanVideo], model: Path | None) -> str:
+    """The `fetal-analytics label` command that continues (and so finishes) the run."""
+    scans = (["--manifest", str(manifest)] if manifest is not None else
+             [arg for t in targets if t.video is not None
+              for arg in (str(t.video), "--scan-id", t.scan_id)])
+    return shlex.join(["fetal-analytics", "label", *scans, "--db", str(db),
+                       *([] if model is None else ["--model", str(model)]), "--run-name", name])

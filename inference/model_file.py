@@ -40,6 +40,7 @@ import numpy as np
 
 from fetal_analytics.errors import UserError
 from fetal_analytics.hashing import file_sha256
+from fetal_analytics.shipped import shipped_file
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -60,8 +61,8 @@ log = logging.getLogger(__name__)
 
 SIDECAR_FORMAT = "fetal-analytics model sidecar"
 
-#: The shipped demo model (trained on simulated scans, sized for 2 CPU cores).
-DEMO_MODEL = Path(__file__).resolve().parents[1] / "data" / "demo_model.keras"
+#: The shipped demo model (trained on simulated scans, sized for 2 CPU cores), package data.
+DEMO_MODEL = shipped_file("demo_model.keras")
 #: The command that makes `DEMO_MODEL`, named when it is missing.
 DEMO_MODEL_COMMAND = "make demo-model"
 #: Built-in model names, accepted wherever a model path is (`resolve_model`).

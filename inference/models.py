@@ -62,7 +62,6 @@ build presets (``cpu``, ``paper``) are `inference.presets.MODEL_PRESETS`.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +70,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from fetal_analytics.checks import check_choice
 from inference.model_file import LoadedModel, ModelFileError, load_model, save_model
 from inference.presets import MODEL_PRESETS
 
@@ -512,10 +512,8 @@ def build(arch: str, *, preset: str | None = None, **overrides: Any) -> keras.Mo
         Unknown `arch` or `preset`, naming the valid ones (and the closest).
     """
     for what, value, valid in (("arch", arch, ARCHITECTURES), ("preset", preset, MODEL_PRESETS)):
-        if value is not None and value not in valid:
-            close = difflib.get_close_matches(str(value), list(valid), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown `{what}` {value!r}{hint}; valid: {', '.join(valid)}")
+        if value is not None:
+            check_choice(what, value, valid)
     kwargs = {**(MODEL_PRESETS[preset] if preset else {}), **overrides}
     return ARCHITECTURES[arch](**kwargs)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CONFIRM_METHODS", "INDICATOR_PRESETS", "MODEL_PRESETS", "IndicatorConfig"]
+__all__ = ["CONFIRM_METHODS", "DEFAULT_SCREEN", "INDICATOR_PRESETS", "MODEL_PRESETS",
+           "IndicatorConfig"]
 
 #: Build parameters of the model presets: ``cpu`` trains on 2 cores (width 8, 64 x 64 frames),
 #: ``paper`` is the paper's configuration for GPUs (width 64, 224 x 224). ``input_shape`` is one
@@ -39,13 +40,17 @@ class IndicatorConfig:
     pattern: str = "FREEZE|FRZ|FROZEN"
 
 
-#: Freeze-indicator layouts by name.
+#: Freeze-indicator layouts by name: one per screen layout of the simulator, with the names of
+#: its screen presets (`fetal_analytics.synth.screen.SCREEN_PRESETS`; a test keeps them equal).
 INDICATOR_PRESETS: dict[str, IndicatorConfig] = {
     # The simulator's default screen: "FREEZE" above the preset panel at the top right.
-    "simulator": IndicatorConfig((0.80, 0.0, 1.0, 0.12), "FREEZE"),
+    "voluson": IndicatorConfig((0.80, 0.0, 1.0, 0.12), "FREEZE"),
     # The simulator's second layout: "FRZ" at the bottom left.
-    "simulator-alt": IndicatorConfig((0.0, 0.88, 0.25, 1.0), "FRZ"),
+    "compact": IndicatorConfig((0.0, 0.88, 0.25, 1.0), "FRZ"),
 }
+
+#: The screen layout presets assume unless told otherwise.
+DEFAULT_SCREEN = "voluson"
 
 #: How a still span is confirmed as a freeze: OCR of the indicator region, its appearance
 #: differing from its live look, or not at all (every still span is a freeze).

@@ -22,7 +22,6 @@ for SonoNet width 4; the random state of dropout is not restored).
 from __future__ import annotations
 
 import csv
-import difflib
 import logging
 import math
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from fetal_analytics.checks import check_choice
 from fetal_analytics.errors import UserError
 from inference.decoding import DecodingParams
 from inference.presets import MODEL_PRESETS
@@ -104,10 +104,7 @@ def _check_args(metadata: dict, arch: str, stream: str, preset: str) -> None:
 
     for what, value, valid in (("arch", arch, ARCHITECTURES), ("preset", preset, MODEL_PRESETS),
                                ("stream", stream, metadata["streams"])):
-        if value not in valid:
-            close = difflib.get_close_matches(str(value), list(valid), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TrainingError(f"unknown `{what}` {value!r}{hint}; valid: {', '.join(valid)}")
+        check_choice(what, value, valid, error=TrainingError)
     if stream == STREAM_2D and arch in TEMPORAL:
         raise TrainingError(
             f"`arch` {arch!r} takes clips but stream {STREAM_2D!r} holds single frames; train a "

@@ -40,7 +40,6 @@ of each background parameter, which has no effect there.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 import logging
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fetal_analytics.checks import check_choice
 from fetal_analytics.errors import UserError
 from inference.decoding import (
     BACKGROUND,
@@ -151,11 +151,7 @@ class _Scan:
 
 
 def _check_objective(objective: str) -> str:
-    if objective in OBJECTIVES:
-        return objective
-    close = difflib.get_close_matches(str(objective), OBJECTIVES, n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise TuningError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}{hint}")
+    return check_choice("objective", objective, OBJECTIVES, error=TuningError)
 
 
 def _check_grid(grid: dict[str, Sequence[float | None]] | None,

@@ -56,6 +56,19 @@ def cohort_store(tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
+def short_scans(tmp_path_factory) -> Path:
+    """Three simulated 30 s scans at 320x240 by three operators (seed 4), rendered once.
+
+    Returns the cohort folder: ``manifest.csv`` (scans SIM0001-SIM0003 with their videos),
+    ``videos/SIM000N.mp4``, ``manual_labels.csv`` and ``truth/``.
+    """
+    out = tmp_path_factory.mktemp("short-scans") / "cohort"
+    write_cohort(simulate_cohort(scans=3, operators=3, minutes=0.5, seed=4), out,
+                 size=(320, 240), seed=4)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_clip_dataset(tmp_path_factory):
     """Build a tiny clip dataset of a simulated cohort, for training and evaluation tests.
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from fetal_analytics import __version__
 from fetal_analytics.cli import main
+from fetal_analytics.store import SCHEMA_VERSION
 
 CLI = Path(sys.executable).with_name("fetal-analytics")
 
@@ -44,7 +45,8 @@ def test_sample_files_give_the_right_counts(run, filled_db):
     info = json.loads(run("info", "--db", filled_db, "--format", "json").output)
     assert {k: info[k] for k in ("operators", "scans", "runs", "events")} == {
         "operators": 3, "scans": 4, "runs": 2, "events": 16}
-    assert (info["manual_events"], info["auto_events"], info["schema_version"]) == (11, 5, 2)
+    assert (info["manual_events"], info["auto_events"], info["schema_version"]) == (
+        11, 5, SCHEMA_VERSION)
 
 
 def test_info_table_lists_runs(run, filled_db):
@@ -55,14 +57,15 @@ def test_info_table_lists_runs(run, filled_db):
     assert len(rows) == 1
     assert {k: rows[0][k] for k in ("schema_version", "operators", "scans", "runs", "events",
                                     "manual_events", "auto_events")} == {
-        "schema_version": "2", "operators": "3", "scans": "4", "runs": "2", "events": "16",
-        "manual_events": "11", "auto_events": "5"}
+        "schema_version": str(SCHEMA_VERSION), "operators": "3", "scans": "4", "runs": "2",
+        "events": "16", "manual_events": "11", "auto_events": "5"}
     assert (rows[0]["groups.expert"], rows[0]["groups.trainee"]) == ("1", "2")
 
 
 def test_init_db_reports_creation_then_the_existing_version(run, db_path):
-    assert run("init-db", "--db", db_path).output == f"{db_path} created with schema v2\n"
-    assert run("init-db", "--db", db_path).output == f"{db_path} is at schema v2\n"
+    created = run("init-db", "--db", db_path).output
+    assert created == f"{db_path} created with schema v{SCHEMA_VERSION}\n"
+    assert run("init-db", "--db", db_path).output == f"{db_path} is at schema v{SCHEMA_VERSION}\n"
 
 
 def test_ingest_reports_what_it_did(run, filled_db, data_dir):

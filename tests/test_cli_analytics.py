@@ -137,8 +137,8 @@ def test_an_empty_database_and_a_missing_source(tmp_path, db):
         assert "Error: no events for" in result.output
         assert "import some with `fetal-analytics ingest labels" in result.output
     with Store(db) as store:
-        store.con.execute("DELETE FROM events WHERE run_id = 2")
-        store.con.execute("DELETE FROM runs WHERE run_id = 2")
+        for table in ("events", "run_scans", "runs"):
+            store.con.execute(f"DELETE FROM {table} WHERE run_id = 2")
     result = invoke("correlate", "--db", db, code=1)
     assert "Error: no events for auto labels" in result.output
 

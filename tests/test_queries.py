@@ -86,3 +86,60 @@ def test_freezes_models_and_window_probabilities_of_an_unlabelled_scan(store):
     probs = queries.window_probabilities(store, "S1", "auto1.csv")
     assert probs.times_s.shape == (0,) and probs.probs == {}
     assert probs.to_frame().empty
+
+
+def write_label_run(db, name: str, *, classes=("HeD", "Br", "Bk"), freeze_s=(12.0,)):
+    """A labelling run of scan S1 written through the public run-writing API."""
+    import numpy as np
+
+    from fetal_analytics.run_writing import (
+        ModelRecord,
+        finish_run,
+        open_for_write,
+        start_label_run,
+        write_scan,
+    )
+
+    model = ModelRecord(model_id=f"m-{name}", path=db.parent / f"{name}.keras", sha256="0" * 64,
+                        arch="sononet", input_shape=(64, 64, 1), classes=tuple(classes))
+    with open_for_write(db, wait_s=5) as store:
+        run = start_label_run(store, name, model=model, params={"classes": list(classes)})
+        times = np.array([0.5, 1.5, 2.5])
+        probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
+        write_scan(store, run.run_id, "S1",
+                   events=pd.DataFrame({"start_s": [0.0, 1.0], "end_s": [1.0, 3.0],
+                                        "label": ["HeD", "Br"], "confidence": [0.8, 0.7]}),
+                   window_probs=pd.DataFrame({"t_s": np.concatenate([times, times]),
+                                              "stream": ["fused"] * 3 + ["fr4"] * 3,
+                                              "probs": [*probs, *probs[::-1]]}),
+                   freezes=pd.DataFrame({"t_s": list(freeze_s)}))
+        finish_run(store, run.run_id)
+    return run.run_id, probs
+
+
+def test_a_labelling_runs_probabilities_freezes_and_model(store):
+    db = store.path
+    store.close()
+    _, probs = write_label_run(db, "first", freeze_s=(12.0, 40.0))
+    second, _ = write_label_run(db, "second", freeze_s=(20.0,))
+    from fetal_analytics.store import Store
+
+    with Store(db, read_only=True) as reader:
+        window = queries.window_probabilities(reader, "S1", "first")
+        assert window.classes == ("HeD", "Br", "Bk")
+        assert window.times_s.tolist() == [0.5, 1.5, 2.5]
+        assert sorted(window.probs) == ["fr4", "fused"]
+        np_probs = window.probs["fused"]
+        assert np_probs.shape == (3, 3) and np_probs[1].tolist() == pytest.approx(probs[1])
+        long = window.to_frame("fr4")
+        assert len(long) == 9 and set(long["label"]) == {"HeD", "Br", "Bk"}
+        # Freezes are kept per run; the default is the run that wrote the scan last.
+        assert queries.scan_freezes(reader, "S1")["t_s"].tolist() == [20.0]
+        assert queries.scan_freezes(reader, "S1", "first")["t_s"].tolist() == [12.0, 40.0]
+        models = queries.list_models(reader)
+        assert list(models["model_id"]) == ["m-first", "m-second"]
+        assert list(models["n_runs"]) == [1, 1]
+        # The newest automatic run of S1 is the one written last, then the imported one.
+        assert [r.run_id for r in queries.newest_runs_of_scan(reader, "S1")] == [3, second]
+        assert queries.list_scans(reader).set_index("scan_id").loc["S1", "auto_runs"] == [
+            "auto1.csv", "first", "second"]

@@ -6,6 +6,8 @@ import duckdb
 import pandas as pd
 import pytest
 
+from analytics.features import scan_features
+from analytics.selection import select
 from fetal_analytics import taxonomy
 from fetal_analytics.store import (
     MIGRATIONS,
@@ -18,6 +20,8 @@ from fetal_analytics.store import (
 
 CORE_TABLES = {"schema_version", "event_labels", "operators", "scans", "runs", "events"}
 INFERENCE_TABLES = {"freeze_frames", "models", "window_probs"}
+RUN_TABLES = {"run_scans"}
+ALL_TABLES = CORE_TABLES | INFERENCE_TABLES | RUN_TABLES
 
 
 def tables(con) -> set[str]:
@@ -28,7 +32,7 @@ def tables(con) -> set[str]:
 def test_new_database_has_every_table_at_the_latest_version(db_path):
     with Store(db_path) as store:
         assert store.schema_version == SCHEMA_VERSION == MIGRATIONS[-1].version
-        assert tables(store.con) == CORE_TABLES | INFERENCE_TABLES
+        assert tables(store.con) == ALL_TABLES
         versions = store.con.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
         assert [v for (v,) in versions] == [m.version for m in MIGRATIONS]
 
@@ -48,20 +52,81 @@ def test_an_old_database_is_migrated_and_keeps_its_data(db_path):
     assert tables(con) == CORE_TABLES
     con.close()
 
-    with pytest.raises(StoreError, match="older than v2: migrate it"):
+    with pytest.raises(StoreError, match=f"older than v{SCHEMA_VERSION}: migrate it"):
         Store(db_path, read_only=True)
     with Store(db_path) as store:
         assert store.schema_version == SCHEMA_VERSION
-        assert tables(store.con) == CORE_TABLES | INFERENCE_TABLES
+        assert tables(store.con) == ALL_TABLES
         assert store.query_df("SELECT scan_id, operator_id FROM scans").to_dict("records") == [
             {"scan_id": "S1", "operator_id": "OP1"}]
     assert migrate(duckdb.connect(str(db_path)), target=SCHEMA_VERSION) == []
 
 
+def test_a_v2_database_gets_freezes_per_run_and_run_scans_from_its_rows(db_path):
+    # A v2 file as the release before wrote it: freeze frames per scan, no record of when a run
+    # wrote a scan. Run 3 labelled S1 first; run 2 (an older run) labelled S1 again and finished
+    # last, so run 2 is S1's newest automatic run, though its id is lower.
+    con = duckdb.connect(str(db_path))
+    assert migrate(con, target=2) == [1, 2]
+    con.execute("INSERT INTO operators VALUES ('OP1', 'expert', 3)")
+    con.execute("INSERT INTO scans (scan_id, operator_id) VALUES ('S1', 'OP1'), ('S2', 'OP1'), "
+                "('S3', 'OP1')")
+    con.execute(
+        "INSERT INTO runs (run_id, name, source, kind, started_at, finished_at, status) VALUES "
+        "(1, 'manual.csv', 'manual', 'import', '2026-01-01 09:00', '2026-01-01 09:00', "
+        "'finished'), "
+        "(2, 'label-a', 'auto', 'label', '2026-01-02 09:00', '2026-01-05 09:00', 'finished'), "
+        "(3, 'label-b', 'auto', 'label', '2026-01-03 09:00', '2026-01-04 09:00', 'finished')")
+    for run_id, scan_id, label in [(1, "S1", "Br"), (1, "S2", "Br"), (1, "S3", "Br"),
+                                   (2, "S1", "HeD"), (2, "S2", "Sp"), (3, "S1", "Fm")]:
+        con.execute("INSERT INTO events VALUES (?, ?, 0, 60, ?, NULL)", [run_id, scan_id, label])
+    for run_id, scan_id in [(2, "S1"), (2, "S2"), (3, "S1")]:
+        con.execute("INSERT INTO window_probs VALUES (?, ?, 1.0, 'fused', [1.0])",
+                    [run_id, scan_id])
+    con.execute("INSERT INTO freeze_frames (scan_id, t_s, method) VALUES "
+                "('S1', 10, 'detected'), ('S1', 20, 'detected'), ('S1', 30, 'by hand'), "
+                "('S2', 10, 'detected'), ('S3', 5, 'detected')")
+    con.close()
+
+    with Store(db_path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 3
+        assert tables(store.con) == ALL_TABLES
+        run_scans = store.con.execute(
+            "SELECT run_id, scan_id, strftime(written_at, '%m-%d'), freezes_detected "
+            "FROM run_scans ORDER BY ALL").fetchall()
+        freezes = store.con.execute(
+            "SELECT scan_id, t_s, method, run_id FROM freeze_frames ORDER BY ALL").fetchall()
+        auto = select(store, source="auto")
+        auto_events = store.con.execute(
+            f"WITH {auto.cte()[0]} SELECT scan_id, run_id, label FROM sel ORDER BY ALL",
+            auto.cte()[1]).fetchall()
+        manual = scan_features(store, select(store, source="manual"))
+        with pytest.raises(duckdb.ConstraintException):  # the run is a foreign key now
+            store.con.execute("INSERT INTO freeze_frames (run_id, scan_id, t_s, method) "
+                              "VALUES (99, 'S1', 1.0, 'detected')")
+        # The tables the new ones reference can still be updated (their foreign keys follow).
+        store.con.execute("UPDATE scans SET fps = 30 WHERE scan_id = 'S1'")
+        store.con.execute("UPDATE runs SET status = 'failed' WHERE run_id = 1")
+    # Each run's scans, written when the run finished; freezes recorded where the run owns some.
+    assert run_scans == [(1, "S1", "01-01", False), (1, "S2", "01-01", False),
+                         (1, "S3", "01-01", False), (2, "S1", "01-05", True),
+                         (2, "S2", "01-05", True), (3, "S1", "01-04", False)]
+    # Detected freezes go to the scan's newest label run with window probabilities; the rest
+    # keep no run.
+    assert freezes == [("S1", 10.0, "detected", 2), ("S1", 20.0, "detected", 2),
+                       ("S1", 30.0, "by hand", None), ("S2", 10.0, "detected", 2),
+                       ("S3", 5.0, "detected", None)]
+    assert auto_events == [("S1", 2, "HeD"), ("S2", 2, "Sp")]
+    # Manual labels record no freezes: each scan counts its newest automatic run's (S1: the
+    # two detected, not the one by hand), or else the freezes that have no run (S3).
+    assert manual.set_index("scan_id")["n_freezes"].to_dict() == {"S1": 2, "S2": 1, "S3": 1}
+
+
 def test_a_database_from_a_newer_release_is_refused(db_path):
     with Store(db_path) as store:
         store.con.execute("INSERT INTO schema_version (version, description) VALUES (99, 'x')")
-    with pytest.raises(StoreError, match="schema v99, newer than this release's v2"):
+    with pytest.raises(StoreError, match=f"schema v99, newer than this release's "
+                                         f"v{SCHEMA_VERSION}"):
         Store(db_path)
 
 

@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
-from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -126,8 +125,6 @@ class ScreenConfig:
     tint: tuple[float, float, float] = (0.93, 0.93, 1.0)
     text_scale: float = 1.0
 
-    PRESETS: ClassVar[tuple[str, ...]] = ("voluson", "compact")
-
     def __post_init__(self) -> None:
         if not self.indicator_text.strip():
             raise ValueError("ScreenConfig: indicator_text must not be empty")
@@ -152,8 +149,8 @@ class ScreenConfig:
             ``"voluson"`` (the default screen: header across the top, preset panel on the
             right, ``FREEZE`` at the top right above the date and clock) or ``"compact"``
             (panel on the left, ``FRZ`` at the bottom left, 12-hour clock, ISO date). The
-            indicator positions match `inference.presets.INDICATOR_PRESETS` ``simulator`` and
-            ``simulator-alt``.
+            freeze-indicator presets of the same names (`inference.presets.INDICATOR_PRESETS`)
+            find their indicators.
         **changes
             Fields to override, e.g. ``indicator_text="Frozen"``.
         """

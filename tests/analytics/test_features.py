@@ -22,6 +22,7 @@ from analytics.features import (
 )
 from analytics.selection import select
 from fetal_analytics import taxonomy
+from fetal_analytics.run_writing import ModelRecord, finish_run, start_label_run, write_scan
 from fetal_analytics.taxonomy import UnknownLabelError
 
 
@@ -255,3 +256,46 @@ def test_sql_matches_pandas_on_a_random_cohort(cohort_store):
             levenshtein(firsts, list(REFERENCE_ORDER))
             / max(len(firsts), len(REFERENCE_ORDER)))
         assert sf.loc[scan_id, "first_label"] == next(x for x in labels if x != "Bk")
+
+
+def test_freezes_come_from_one_run_per_scan_never_a_mix(cohort_store):
+    # Scans S1-S3 with manual labels; label runs a and b (finished) and c (still running)
+    # record freezes through the run-writing API, each run its own.
+    manifest = manifest_frame({s: ("OP1", "expert") for s in ("S1", "S2", "S3")})
+    store = cohort_store(manifest, {"manual": events_frame(
+        {s: [("HeD", 30), ("Br", 30)] for s in ("S1", "S2", "S3")})})
+    record = ModelRecord("m" * 16, "m.keras", "m" * 64, "sononet", (32, 32, 1), ("HeD", "Br"))
+    params = {"classes": ["HeD", "Br"], "hop_s": 1.0}
+    windows = pd.DataFrame({"t_s": [1.0], "stream": ["fused"], "probs": [[0.5, 0.5]]})
+    events = events_frame({"-": [("HeD", 30), ("Br", 30)]}).drop(columns="scan_id")
+
+    def label(name, freezes_by_scan, *, finish=True):
+        run_id = start_label_run(store, name, model=record, params=params).run_id
+        for scan_id, starts in freezes_by_scan.items():
+            freezes = None if starts is None else pd.DataFrame({"t_s": starts}, dtype=float)
+            write_scan(store, run_id, scan_id, events=events, window_probs=windows,
+                       freezes=freezes)
+        if finish:
+            finish_run(store, run_id)
+
+    label("a", {"S1": [10, 40], "S2": [10, 20, 40]})
+    label("b", {"S1": [5, 10, 35, 50], "S2": None})  # S2 without freeze detection
+    label("c", {"S3": [10, 20]}, finish=False)
+
+    def freezes(**selection):
+        sel = select(store, **selection)
+        per_scan = scan_features(store, sel).set_index("scan_id")["n_freezes"].to_dict()
+        times = category_times(store, sel).pivot(index="scan_id", columns="label",
+                                                 values="n_freezes")
+        assert times.sum(axis=1).to_dict() == per_scan  # the same freezes, split by category
+        return per_scan, times
+
+    # Newest automatic run per scan is b: S1 counts b's 4, S2 a's 3 (b recorded none of S2).
+    per_scan, times = freezes(source="auto")
+    assert per_scan == {"S1": 4, "S2": 3}
+    assert times.loc["S1", ["HeD", "Br"]].tolist() == [2, 2]
+    assert freezes(run="a")[0] == {"S1": 2, "S2": 3}
+    # Manual labels record no freezes: each scan takes its newest finished run's that did; the
+    # running run c does not count.
+    assert freezes(source="manual")[0] == {"S1": 4, "S2": 3, "S3": 0}
+    assert freezes(run="c")[0] == {"S3": 2}

@@ -3,13 +3,16 @@
 Three simulated 30 s scans at 320x240 and an untrained two-stream model (Sono-2DtCNN on fr4 and
 SonoNet on 2d, width 4, 32 px) keep the file fast: what is tested is the pipeline and the store,
 not the labels' quality. A run is killed with SIGKILL after its first scan is committed and
-resumed, and the database must then equal a clean run's.
+resumed, and the database must then equal a clean run's. Readers in other processes share the
+database file with a running `label`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -22,10 +25,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fetal_analytics import taxonomy
+from analytics.features import scan_features
+from analytics.selection import select
+from fetal_analytics import run_writing, taxonomy
 from fetal_analytics.cli import main
+from fetal_analytics.run_writing import FREEZE_METHOD
 from fetal_analytics.store import Store
-from fetal_analytics.synth import simulate_cohort, write_cohort
 from inference import labelling
 from inference.clips import ClipRequest, sample_clips, window_centres, window_times
 from inference.crop import cropped_frame, cropped_frames, video_image_area
@@ -45,21 +50,14 @@ CODES = list(taxonomy.default_model_codes())
 TABLES = {
     "events": "SELECT run_id, scan_id, start_s, end_s, label, confidence FROM events",
     "window_probs": "SELECT run_id, scan_id, t_s, stream, probs FROM window_probs",
-    "freeze_frames": "SELECT scan_id, t_s, end_s, frame, method FROM freeze_frames",
+    "freeze_frames": "SELECT run_id, scan_id, t_s, end_s, frame, method FROM freeze_frames",
+    "run_scans": "SELECT run_id, scan_id, freezes_detected FROM run_scans",
     "scans": "SELECT scan_id, video_path, fps, n_frames, duration_s FROM scans",
 }
 
 
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sim") / "cohort"
-    write_cohort(simulate_cohort(scans=3, operators=3, minutes=0.5, seed=4), out,
-                 size=(320, 240), seed=4)
-    return out
 
 
 def _tiny_model(stream: str, path):
@@ -85,10 +83,11 @@ def model_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def clean_db(cohort, model_path, tmp_path_factory):
+def clean_db(short_scans, model_path, tmp_path_factory):
     """A database labelled in one uninterrupted run."""
     db = tmp_path_factory.mktemp("clean") / "clean.duckdb"
-    result = run("label", "--manifest", cohort / "manifest.csv", "--db", db, "--model", model_path)
+    result = run("label", "--manifest", short_scans / "manifest.csv", "--db", db, "--model",
+                 model_path)
     assert result.exit_code == 0, result.output
     return db
 
@@ -118,8 +117,8 @@ def _assert_same_contents(db, reference) -> None:
 
 # --- windows ------------------------------------------------------------------------------------
 
-def test_windows_are_the_clips_the_dataset_would_cut(cohort):
-    video = cohort / "videos" / "SIM0001.mp4"
+def test_windows_are_the_clips_the_dataset_would_cut(short_scans):
+    video = short_scans / "videos" / "SIM0001.mp4"
     streams = (ModelStream("fr4", 2 / 15, 12), ModelStream("2d", None, 1))
     batches = []
     decoded = decode_windows(video, streams, size=SIZE, hop_s=1.0, batch_size=8, freezes=None,
@@ -145,8 +144,8 @@ def test_windows_are_the_clips_the_dataset_would_cut(cohort):
         np.testing.assert_allclose(frames[i], standardise(reference["2d", i])[0], atol=1e-5)
 
 
-def test_a_2d_model_takes_the_frame_nearest_each_centre_from_the_start(cohort):
-    video = cohort / "videos" / "SIM0002.mp4"
+def test_a_2d_model_takes_the_frame_nearest_each_centre_from_the_start(short_scans):
+    video = short_scans / "videos" / "SIM0002.mp4"
     batches = []
     decoded = decode_windows(video, (ModelStream("2d", None, 1),), size=SIZE, hop_s=2.5,
                              batch_size=64, freezes=None, on_batch=batches.append)
@@ -158,11 +157,11 @@ def test_a_2d_model_takes_the_frame_nearest_each_centre_from_the_start(cohort):
         np.testing.assert_allclose(x, standardise(frames[round(centre, 6)][None])[0], atol=1e-5)
 
 
-def test_only_the_frames_windows_sample_are_cropped_and_resized(cohort, monkeypatch):
+def test_only_the_frames_windows_sample_are_cropped_and_resized(short_scans, monkeypatch):
     # The producer shrinks a frame only when a window samples it (fr4 clips every second use
     # about 12 frames in 30); the windows equal those cut from every frame shrunk, exactly,
     # also for dense, overlapping windows of several streams.
-    video = cohort / "videos" / "SIM0003.mp4"
+    video = short_scans / "videos" / "SIM0003.mp4"
     shrunk = []
 
     def counting(image, area, size):
@@ -228,26 +227,27 @@ def test_label_writes_one_run_of_events_window_probabilities_and_freezes(clean_d
         np.testing.assert_allclose(rows["start_s"].iloc[1:], rows["end_s"].iloc[:-1])
     assert events["confidence"].between(0, 1).all()
 
-    assert len(freezes) >= 3 and set(freezes["method"]) == {labelling.FREEZE_METHOD}
+    assert len(freezes) >= 3 and set(freezes["method"]) == {FREEZE_METHOD}
+    assert set(freezes["run_id"]) == {run_row["run_id"]}
     assert (freezes["end_s"] > freezes["t_s"]).all()
     assert list(scans["n_frames"]) == [900] * 3
     np.testing.assert_allclose(scans["duration_s"], 30.0)
 
 
-def _label_cli(cohort, db, model_path, *extra):
+def _label_cli(short_scans, db, model_path, *extra):
     """The label command in a fresh process (-v: one log line per committed scan)."""
     return subprocess.Popen(
         [sys.executable, "-c", "from fetal_analytics.cli import main; main()", "-v", "label",
-         "--manifest", str(cohort / "manifest.csv"), "--db", str(db), "--model",
+         "--manifest", str(short_scans / "manifest.csv"), "--db", str(db), "--model",
          str(model_path), *extra],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
 def test_a_killed_run_keeps_finished_scans_and_resumes_to_a_clean_runs_contents(
-        cohort, model_path, clean_db, tmp_path):
+        short_scans, model_path, clean_db, tmp_path):
     db = tmp_path / "killed.duckdb"
-    process = _label_cli(cohort, db, model_path)
+    process = _label_cli(short_scans, db, model_path)
     watchdog = threading.Timer(300, process.kill)
     watchdog.start()
     try:
@@ -269,7 +269,7 @@ def test_a_killed_run_keeps_finished_scans_and_resumes_to_a_clean_runs_contents(
         assert store.scalar("SELECT status FROM runs") == "running"
         assert store.scalar("SELECT count(DISTINCT scan_id) FROM events") == 1
 
-    resumed = run("label", "--manifest", cohort / "manifest.csv", "--db", db,
+    resumed = run("label", "--manifest", short_scans / "manifest.csv", "--db", db,
                   "--model", model_path, "--format", "json")
     assert resumed.exit_code == 0, resumed.output
     assert resumed.output.count('"status": "labelled"') == 2
@@ -278,19 +278,19 @@ def test_a_killed_run_keeps_finished_scans_and_resumes_to_a_clean_runs_contents(
     with Store(db, read_only=True) as store:
         assert store.query_df("SELECT status FROM runs")["status"].tolist() == ["finished"]
 
-    again = run("label", cohort / "videos" / "SIM0002.mp4", "--db", db, "--model", model_path,
+    again = run("label", short_scans / "videos" / "SIM0002.mp4", "--db", db, "--model", model_path,
                 "--force")
     assert again.exit_code == 0, again.output
     assert "1 labelled, 0 skipped, 0 failed" in again.output
     _assert_same_contents(db, clean_db)  # replaced, not added
 
 
-def test_a_corrupt_video_is_reported_and_the_others_are_labelled(cohort, model_path, tmp_path):
+def test_a_corrupt_video_is_reported_and_the_others_are_labelled(short_scans, model_path, tmp_path):
     db = tmp_path / "bad.duckdb"
-    assert run("ingest", "manifest", cohort / "manifest.csv", "--db", db).exit_code == 0
-    good = cohort / "videos" / "SIM0001.mp4"
+    assert run("ingest", "manifest", short_scans / "manifest.csv", "--db", db).exit_code == 0
+    good = short_scans / "videos" / "SIM0001.mp4"
     truncated = tmp_path / "truncated.mp4"
-    data = (cohort / "videos" / "SIM0002.mp4").read_bytes()
+    data = (short_scans / "videos" / "SIM0002.mp4").read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"not a video " * 100)
@@ -310,11 +310,11 @@ def test_a_corrupt_video_is_reported_and_the_others_are_labelled(cohort, model_p
         assert store.scalar("SELECT status FROM runs") == "finished"
 
 
-def test_scans_must_be_registered_and_run_names_keep_their_model(cohort, model_path, clean_db,
+def test_scans_must_be_registered_and_run_names_keep_their_model(short_scans, model_path, clean_db,
                                                                   tmp_path):
     db = tmp_path / "copy.duckdb"
     shutil.copy(clean_db, db)
-    video = cohort / "videos" / "SIM0001.mp4"
+    video = short_scans / "videos" / "SIM0001.mp4"
     result = run("label", video, "--scan-id", "NOPE", "--db", db, "--model", model_path)
     assert result.exit_code == 1
     assert "scans not in" in result.output and "NOPE" in result.output
@@ -332,11 +332,174 @@ def test_scans_must_be_registered_and_run_names_keep_their_model(cohort, model_p
     _assert_same_contents(db, clean_db)
 
 
+# A dashboard-like reader: open read-only, read, close, again and again, until told to stop
+# (and once more after that); a busy file (the labeller writing) is retried.
+READER = r"""
+import json, sys, time
+from pathlib import Path
+from fetal_analytics.store import Store, StoreBusyError
+db, stop = Path(sys.argv[1]), Path(sys.argv[2])
+reads, busy, seen, stopping = 0, 0, set(), False
+while not stopping:
+    stopping = stop.exists()
+    try:
+        store = Store(db, read_only=True)
+    except StoreBusyError:
+        busy += 1
+        stopping = False
+        time.sleep(0.02)
+        continue
+    try:
+        seen.add(store.scalar("SELECT count(*) FROM run_scans"))
+    finally:
+        store.close()
+    reads += 1
+    if reads == 1:
+        print("reading", flush=True)
+    time.sleep(0.01)
+print(json.dumps({"reads": reads, "busy": busy, "seen": sorted(seen)}), flush=True)
+"""
+
+
+def test_a_reader_opening_the_file_again_and_again_and_label_both_finish(short_scans, model_path,
+                                                                         tmp_path):
+    db, stop = tmp_path / "shared.duckdb", tmp_path / "stop"
+    assert run("ingest", "manifest", short_scans / "manifest.csv", "--db", db).exit_code == 0
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(db), str(stop)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "reading"
+        result = run("label", short_scans / "videos" / "SIM0001.mp4",
+                     short_scans / "videos" / "SIM0002.mp4", "--db", db, "--model", model_path,
+                     "--no-freezes")
+    finally:
+        stop.touch()
+        out, err = reader.communicate(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert "2 labelled, 0 skipped, 0 failed" in result.output
+    assert reader.returncode == 0, err
+    report = json.loads(out)
+    # The reader read before, between and after the two scans' writes.
+    assert report["reads"] >= 10 and report["seen"] == [0, 1, 2], report
+
+
+@pytest.fixture
+def hold_file():
+    """Start a process that holds a database file open (read-only); returns a function that
+    ends it (called at the end of the test at the latest)."""
+    holders = []
+
+    def release():
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+
+    def hold(db):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import duckdb, time; "
+             f"c = duckdb.connect({str(db)!r}, read_only=True); print('holding', flush=True); "
+             "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+        holders.append(holder)
+        assert holder.stdout.readline().strip() == "holding"
+        return release
+
+    yield hold
+    release()
+
+
+def test_a_run_that_cannot_be_marked_finished_exits_1_naming_the_command_that_finishes_it(
+        short_scans, model_path, tmp_path, monkeypatch, caplog, hold_file):
+    # A reader opens the file just after the last scan is committed and keeps it open past
+    # the labeller's wait: the run stays `running`, which used to end with exit status 0.
+    db = tmp_path / "busy.duckdb"
+    video = short_scans / "videos" / "SIM0001.mp4"
+    assert run("ingest", "manifest", short_scans / "manifest.csv", "--db", db).exit_code == 0
+    monkeypatch.setattr(run_writing, "DEFAULT_WRITE_WAIT_S", 0.5)
+
+    releases = []
+
+    class HoldAfterTheCommit(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("labelled scan SIM0001"):
+                releases.append(hold_file(db))
+
+    logger = logging.getLogger("inference.labelling")
+    handler = HoldAfterTheCommit()
+    caplog.set_level(logging.INFO, logger=logger.name)
+    logger.addHandler(handler)
+    try:
+        result = run("label", video, "--db", db, "--model", model_path, "--no-freezes")
+    finally:
+        logger.removeHandler(handler)
+    assert result.exit_code == 1, result.output
+    name = f"label-{model_path.stem}-"
+    assert "run 1 'label-" in result.output and "(auto, running): 1 labelled" in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"Error: run 1 '{name}") and "is left running" in last
+    assert f"{db} was in use by another process" in last
+    command = last.split("`")[1]
+    assert command.startswith(f"fetal-analytics label {video} --scan-id SIM0001 --db {db} "
+                              f"--model {model_path} --run-name {name}")
+    with Store(db, read_only=True) as store:
+        assert store.scalar("SELECT status FROM runs") == "running"
+        assert store.scalar("SELECT count(*) FROM events") > 0  # the scan is stored
+
+    releases[0]()
+    monkeypatch.undo()
+    finished = run(*shlex.split(command)[1:])  # the command the message names finishes it
+    assert finished.exit_code == 0, finished.output
+    assert "(auto, finished): 0 labelled, 1 skipped, 0 failed" in finished.output
+
+
+def test_a_second_run_keeps_the_first_runs_freezes(short_scans, model_path, clean_db, tmp_path):
+    db = tmp_path / "two-runs.duckdb"
+    shutil.copy(clean_db, db)
+    with Store(db, read_only=True) as store:
+        first = store.query_df("SELECT * FROM freeze_frames ORDER BY scan_id, t_s")
+    result = run("label", short_scans / "videos" / "SIM0001.mp4", "--db", db, "--model",
+                 model_path, "--run-name", "second")
+    assert result.exit_code == 0, result.output
+    with Store(db, read_only=True) as store:
+        freezes = store.query_df("SELECT * FROM freeze_frames ORDER BY scan_id, t_s")
+        counts = {ref: scan_features(store, select(store, source="auto", run=ref))
+                  .set_index("scan_id")["n_freezes"].to_dict() for ref in ("1", "second")}
+        newest = scan_features(store, select(store, source="auto"))
+    # Run 1's freezes are all still there, and run 2 has its own of SIM0001 (the same video).
+    pd.testing.assert_frame_equal(freezes[freezes["run_id"] == 1].reset_index(drop=True), first)
+    second = freezes[freezes["run_id"] == 2].reset_index(drop=True)
+    assert len(second) > 0 and set(second["scan_id"]) == {"SIM0001"}
+    pd.testing.assert_frame_equal(second.drop(columns="run_id"),
+                                  first[first["scan_id"] == "SIM0001"].drop(columns="run_id"))
+    per_scan = first.groupby("scan_id").size().to_dict()
+    assert counts["1"] == per_scan and counts["second"] == {"SIM0001": per_scan["SIM0001"]}
+    assert newest.set_index("scan_id")["n_freezes"].to_dict() == per_scan  # never both runs'
+
+
+def test_progress_goes_to_a_callback(short_scans, model_path, clean_db, tmp_path):
+    db = tmp_path / "progress.duckdb"
+    shutil.copy(clean_db, db)
+    reports = []
+    videos = [labelling.ScanVideo(s, short_scans / "videos" / f"{s}.mp4")
+              for s in ("SIM0001", "SIM0003")]
+    result = labelling.label_scans(db, videos, model=model_path, run_name="progress",
+                                   freezes=None, progress=reports.append)
+    assert [o.status for o in result.outcomes] == ["labelled", "labelled"]
+    assert [(r.scan_id, r.status) for r in reports if r.status != "labelling"] == [
+        ("SIM0001", "labelled"), ("SIM0003", "labelled")]
+    first, last = reports[0], reports[-1]
+    assert (first.scan_id, first.scan_done_s, first.done_s) == ("SIM0001", 0.0, 0.0)
+    assert first.total_s == pytest.approx(60.0) and first.scan_total_s == pytest.approx(30.0)
+    assert last.done_s == last.total_s == pytest.approx(60.0)
+    assert len(reports) > 4  # one per batch of windows besides the start and the end
+    done = [r.done_s for r in reports]
+    assert done == sorted(done)
+
+
 def test_a_missing_demo_model_names_its_path_and_the_command_that_makes_it(
-        cohort, tmp_path, monkeypatch):
+        short_scans, tmp_path, monkeypatch):
     missing = tmp_path / "data" / "demo_model.keras"
     monkeypatch.setattr(labelling, "DEMO_MODEL", missing)
-    result = run("label", "--manifest", cohort / "manifest.csv", "--db", tmp_path / "x.duckdb")
+    result = run("label", "--manifest", short_scans / "manifest.csv", "--db", tmp_path / "x.duckdb")
     assert result.exit_code == 1
     assert str(missing) in result.output and labelling.DEMO_MODEL_COMMAND in result.output
 
