@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from analytics.warnings import DegenerateDataWarning
+from analytics.warnings import CoverageWarning, DegenerateDataWarning
 from fetal_analytics import taxonomy
 from fetal_analytics.checks import check_choice
 from fetal_analytics.results import Result, plain
@@ -75,17 +75,35 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KAPPA_CI_METHODS",
+    "MIN_MANUAL_COVERAGE",
+    "OTHER",
     "CorrelationResult",
     "KappaResult",
     "PairedAgreement",
     "agreement_table",
     "category_minutes",
     "cohens_kappa",
+    "concordance",
+    "icc_absolute",
     "paired_agreement",
     "paper_correlation",
 ]
 
 log = logging.getLogger(__name__)
+
+COMPOSITION_NOTE = (
+    "workflow composition: how alike the two cohorts' mean minutes per category are, not "
+    "agreement scan by scan (a fixed timeline that knows nothing of any scan can score high); "
+    "the paired measures (correlate --paired) compare scan by scan")
+"""What the paper's across-category correlation measures, as every output states it."""
+
+OTHER = "other"
+"""The class of the confusion matrix and kappa that holds labels outside the categories and
+frames the automatic run leaves unlabelled."""
+
+MIN_MANUAL_COVERAGE = 0.5
+"""Below this share of a scan labelled by hand, `paired_agreement` warns that the minutes it
+compares are those of the manual spans, not the whole scan's."""
 
 KAPPA_CI_METHODS = ("bootstrap", "asymptotic")
 """Values of `kappa_ci_method`: cluster bootstrap over scans, or the large-sample SE."""
@@ -116,6 +134,11 @@ class CorrelationResult(Result):
         The categories compared, in the order of `per_category`.
     manual_selection, auto_selection : str
         Descriptions of the two selections.
+    measures : str
+        What the correlation measures, for every output to say: the composition of the
+        workflow (how alike the two cohorts' mean minutes per category are), not agreement
+        scan by scan. A fixed timeline that knows nothing of any scan scores high on it;
+        `paired_agreement` measures agreement.
     """
 
     pearson_r: float
@@ -128,6 +151,7 @@ class CorrelationResult(Result):
     categories: tuple[str, ...]
     manual_selection: str = ""
     auto_selection: str = ""
+    measures: str = COMPOSITION_NOTE
 
     frame_field: ClassVar[str] = "per_category"
 
@@ -178,27 +202,47 @@ class PairedAgreement(Result):
     categories : tuple of str
         The categories compared.
     per_category : pandas.DataFrame
-        One row per category: ``label``, ``n_scans``, ``manual_mean_min``, ``auto_mean_min``,
-        ``pearson_r``, ``pearson_p``, ``pearson_ci_low``, ``pearson_ci_high``, ``spearman_rho``,
-        ``spearman_p``, ``spearman_ci_low``, ``spearman_ci_high``, and Bland-Altman ``bias_min``
-        (mean of automatic minus manual minutes), ``sd_min``, ``loa_low_min``, ``loa_high_min``.
+        One row per category, the minutes of each scan **inside its manually labelled spans**
+        (the automatic labels are cut to the spans the manual labels cover, so freeze clips are
+        compared with the same seconds of the automatic timeline): ``label``, ``n_scans``,
+        ``manual_mean_min``, ``auto_mean_min``; ``pearson_r`` with ``pearson_p``,
+        ``pearson_ci_low``, ``pearson_ci_high`` (on log(1 + minutes), where Fisher's z holds for
+        skewed durations); ``spearman_rho``, ``spearman_p``, ``spearman_ci_low``,
+        ``spearman_ci_high``; the agreement of the minutes themselves: Lin's concordance
+        ``ccc`` and ``icc`` (ICC(A,1), two-way, absolute agreement, single measure); and
+        Bland-Altman ``bias_min`` (mean of automatic minus manual minutes) with
+        ``bias_ci_low, bias_ci_high``, ``sd_min``, the limits ``loa_low_min, loa_high_min``
+        and their 95% CIs ``loa_low_ci_low, loa_low_ci_high, loa_high_ci_low,
+        loa_high_ci_high`` (Bland & Altman, 1999).
+    manual_coverage : pandas.DataFrame
+        Per scan: ``scan_id``, ``manual_s`` (seconds manually labelled), ``scan_s`` (the scan's
+        length: its stored duration, else the end of its last event) and ``manual_coverage``
+        (their ratio, in [0, 1]).
     confusion : pandas.DataFrame
-        Frame counts, manual (truth) labels as rows (index ``truth``) and automatic labels as
-        columns, both in the order of `categories`; frames labelled with a category by both.
+        Frame counts of every manually labelled frame: manual (truth) labels as rows (index
+        ``truth``) and automatic labels as columns, the `categories` then ``other``: labels
+        outside the categories and, as a column, frames the automatic run leaves unlabelled.
+    per_class : pandas.DataFrame
+        Per category: ``label``, ``n_manual`` and ``n_auto`` (frames), ``sensitivity`` (of the
+        manual frames of the class, the share the automatic run gives it) and ``ppv`` (of the
+        automatic frames of the class within manual spans, the share that are right).
     kappa : KappaResult
-        Cohen's kappa of `confusion`.
+        Cohen's kappa of `confusion`, ``other`` included: automatic gaps count as disagreement.
+    auto_coverage : float
+        Share of the manually labelled frames that the automatic run labels with a category.
     segments : SegmentScores
-        Frame accuracy, edit score and F1@{10,25,50}, every category a segment class.
+        Frame accuracy, edit score and F1@{10,25,50}, every category a segment class, with
+        95% intervals from a bootstrap over scans (`SegmentScores.ci`).
     segments_bk_as_background : SegmentScores or None
         The same with Bk as background; None when Bk is not a category.
     step_s : float
         Frame spacing used for the frame and segment metrics, in seconds.
     n_frames_manual : int
-        Frames manually labelled with a category (the frames scored).
+        Frames manually labelled (the frames of `confusion`).
     n_frames_both : int
-        Frames labelled with a category by both (the frames of `confusion`).
+        Frames labelled with a category by both.
     n_frames_other : int
-        Manually labelled frames left out because their label is not a category.
+        Manually labelled frames whose label is not a category (the ``other`` row).
     manual_selection, auto_selection : str
         Descriptions of the two selections.
     """
@@ -207,8 +251,11 @@ class PairedAgreement(Result):
     scan_ids: tuple[str, ...]
     categories: tuple[str, ...]
     per_category: pd.DataFrame
+    manual_coverage: pd.DataFrame
     confusion: pd.DataFrame
+    per_class: pd.DataFrame
     kappa: KappaResult
+    auto_coverage: float
     segments: SegmentScores
     segments_bk_as_background: SegmentScores | None
     step_s: float
@@ -381,8 +428,39 @@ def _fisher_ci(r: float, n: int, *, se: float) -> tuple[float, float]:
     return float(np.tanh(z - _Z95 * se)), float(np.tanh(z + _Z95 * se))
 
 
+def concordance(x: np.ndarray, y: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient of paired values (population moments):
+    ``2 s_xy / (s_x**2 + s_y**2 + (mean_x - mean_y)**2)``; NaN with fewer than 2 pairs or
+    no variation in either."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2:
+        return math.nan
+    sxy = float(np.mean((x - x.mean()) * (y - y.mean())))
+    denominator = float(x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+    return 2 * sxy / denominator if denominator > 0 else math.nan
+
+
+def icc_absolute(x: np.ndarray, y: np.ndarray) -> float:
+    """ICC(A,1) of McGraw & Wong (1996): two-way model, absolute agreement, single measure,
+    of two raters (here manual and automatic) on n subjects (scans):
+    ``(MSR - MSE) / (MSR + MSE + 2 (MSC - MSE) / n)``; NaN with fewer than 2 subjects."""
+    data = np.column_stack([x, y]).astype(float)
+    n, k = data.shape
+    if n < 2:
+        return math.nan
+    grand = data.mean()
+    ss_rows = k * float(((data.mean(axis=1) - grand) ** 2).sum())
+    ss_cols = n * float(((data.mean(axis=0) - grand) ** 2).sum())
+    ss_error = float(((data - grand) ** 2).sum()) - ss_rows - ss_cols
+    msr, msc = ss_rows / (n - 1), ss_cols / (k - 1)
+    mse = ss_error / ((n - 1) * (k - 1))
+    denominator = msr + (k - 1) * mse + k * (msc - mse) / n
+    return (msr - mse) / denominator if denominator > 0 else math.nan
+
+
 def _category_stats(manual: np.ndarray, auto: np.ndarray) -> tuple[dict[str, float], str | None]:
-    """Correlations and Bland-Altman of one category's scan-level minutes; why NaN, if so."""
+    """Correlations, agreement and Bland-Altman of one category's scan-level minutes; why
+    NaN, if so."""
     from scipy import stats
 
     n = len(manual)
@@ -400,7 +478,9 @@ def _category_stats(manual: np.ndarray, auto: np.ndarray) -> tuple[dict[str, flo
     elif np.ptp(manual) == 0 or np.ptp(auto) == 0:
         reason = f"constant {'manual' if np.ptp(manual) == 0 else 'automatic'} minutes"
     if reason is None:
-        pearson, spearman = stats.pearsonr(manual, auto), stats.spearmanr(manual, auto)
+        # Minutes are skewed; on log(1 + minutes) Fisher's z interval covers as it should.
+        pearson = stats.pearsonr(np.log1p(manual), np.log1p(auto))
+        spearman = stats.spearmanr(manual, auto)
         r, rho = float(pearson.statistic), float(spearman.statistic)
         r_p, rho_p = float(pearson.pvalue), float(spearman.pvalue)
     else:
@@ -408,12 +488,21 @@ def _category_stats(manual: np.ndarray, auto: np.ndarray) -> tuple[dict[str, flo
     se_r = 1 / math.sqrt(n - 3) if n > 3 else math.nan
     se_rho = math.sqrt((1 + rho ** 2 / 2) / (n - 3)) if n > 3 else math.nan
     r_ci, rho_ci = _fisher_ci(r, n, se=se_r), _fisher_ci(rho, n, se=se_rho)
+    # Bland & Altman (1999): SE of the bias s / sqrt(n), of each limit s sqrt(1/n + z^2 / 2(n-1)).
+    t = float(stats.t.ppf(0.975, n - 1)) if n >= 2 else math.nan
+    se_bias = sd / math.sqrt(n) if n >= 2 else math.nan
+    se_loa = sd * math.sqrt(1 / n + _LOA_Z ** 2 / (2 * (n - 1))) if n >= 2 else math.nan
+    loa_low, loa_high = bias - _LOA_Z * sd, bias + _LOA_Z * sd
     row.update({
         "pearson_r": r, "pearson_p": r_p, "pearson_ci_low": r_ci[0], "pearson_ci_high": r_ci[1],
         "spearman_rho": rho, "spearman_p": rho_p,
         "spearman_ci_low": rho_ci[0], "spearman_ci_high": rho_ci[1],
-        "bias_min": bias, "sd_min": sd,
-        "loa_low_min": bias - _LOA_Z * sd, "loa_high_min": bias + _LOA_Z * sd,
+        "ccc": concordance(manual, auto) if reason is None else math.nan,
+        "icc": icc_absolute(manual, auto) if reason is None else math.nan,
+        "bias_min": bias, "bias_ci_low": bias - t * se_bias, "bias_ci_high": bias + t * se_bias,
+        "sd_min": sd, "loa_low_min": loa_low, "loa_high_min": loa_high,
+        "loa_low_ci_low": loa_low - t * se_loa, "loa_low_ci_high": loa_low + t * se_loa,
+        "loa_high_ci_low": loa_high - t * se_loa, "loa_high_ci_high": loa_high + t * se_loa,
     })
     return row, reason
 
@@ -581,12 +670,17 @@ def paired_agreement(store: Store, manual: EventSelection, auto: EventSelection,
         log.info("no scan has both %s and %s", manual.description, auto.description)
         return None
 
-    # Workflow level: scan-level minutes per category, summed in DuckDB.
+    # Workflow level: scan-level minutes per category, summed in DuckDB; the automatic events
+    # cut to the manually labelled spans (manual events of one run never overlap).
     minutes = store.query_df(f"""{head},
         msum AS (SELECT scan_id, label, sum(end_s - start_s) AS seconds FROM m
                  WHERE scan_id IN (SELECT scan_id FROM paired) GROUP BY ALL),
-        asum AS (SELECT scan_id, label, sum(end_s - start_s) AS seconds FROM a
-                 WHERE scan_id IN (SELECT scan_id FROM paired) GROUP BY ALL)
+        asum AS (SELECT a.scan_id, a.label,
+                        sum(least(a.end_s, m.end_s) - greatest(a.start_s, m.start_s))
+                          AS seconds
+                 FROM a JOIN m ON a.scan_id = m.scan_id
+                   AND a.start_s < m.end_s AND m.start_s < a.end_s
+                 WHERE a.scan_id IN (SELECT scan_id FROM paired) GROUP BY ALL)
         SELECT c.label, p.scan_id,
                coalesce(msum.seconds, 0) / 60.0 AS manual_min,
                coalesce(asum.seconds, 0) / 60.0 AS auto_min
@@ -608,28 +702,43 @@ def paired_agreement(store: Store, manual: EventSelection, auto: EventSelection,
         warnings.warn(f"per-category correlations are NaN for {len(reasons)} of {k} categories "
                       f"({listing})", DegenerateDataWarning, stacklevel=2)
     per_category = pd.DataFrame(rows)
+    coverage = _manual_coverage(store, head, params)
 
     # Frame level: sample both labellings per scan as category codes (-1 unlabelled).
     m_scans = _per_scan(_paired_events(store, head, params, "m"), cats)
     a_scans = _per_scan(_paired_events(store, head, params, "a"), cats)
-    tables = np.zeros((n, k, k), dtype=np.int64)
+    # Every manually labelled frame counts; labels outside the categories and automatic gaps
+    # form one class `other` (code k), so leaving out hard frames cannot raise kappa.
+    tables = np.zeros((n, k + 1, k + 1), dtype=np.int64)
     frames: list[tuple[np.ndarray, np.ndarray]] = []
-    n_other = 0
     for j, scan_id in enumerate(scan_ids):
         m_scan, a_scan = m_scans[scan_id], a_scans[scan_id]
         end = max(m_scan[1].max(), a_scan[1].max())
         times = frame_centres(0.0, float(end), step_s)
         truth, pred = _sample_codes(m_scan, times), _sample_codes(a_scan, times)
-        n_other += int(np.count_nonzero(truth == k))
+        manual_frames = truth >= 0
+        other_pred = np.where(pred < 0, k, pred)
+        tables[j] = np.bincount(truth[manual_frames] * (k + 1) + other_pred[manual_frames],
+                                minlength=(k + 1) ** 2).reshape(k + 1, k + 1)
+        # Segments: the categories only, scored where the manual labels have one.
         truth[truth == k] = -1
         pred[(pred == k) | (truth < 0)] = -1
-        both = (truth >= 0) & (pred >= 0)
-        tables[j] = np.bincount(truth[both] * k + pred[both], minlength=k * k).reshape(k, k)
         frames.append((pred.astype(np.int16), truth.astype(np.int16)))
-    n_manual = sum(int(np.count_nonzero(t >= 0)) for _, t in frames)
-    confusion = pd.DataFrame(tables.sum(axis=0), index=pd.Index(cats, name="truth"),
-                             columns=pd.Index(cats, name="predicted"))
+    total = tables.sum(axis=0)
+    n_manual = int(total.sum())
+    n_other = int(total[k].sum())
+    labels = pd.Index([*cats, OTHER])
+    confusion = pd.DataFrame(total, index=labels.rename("truth"),
+                             columns=labels.rename("predicted"))
     kappa = cohens_kappa(tables, ci_method=kappa_ci_method, n_boot=n_boot, seed=seed)
+    in_categories = int(total[:, :k].sum())
+    auto_coverage = in_categories / n_manual if n_manual else math.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = pd.DataFrame({
+            "label": list(cats), "n_manual": total[:k].sum(axis=1),
+            "n_auto": total[:, :k].sum(axis=0),
+            "sensitivity": np.diag(total)[:k] / total[:k].sum(axis=1),
+            "ppv": np.diag(total)[:k] / total[:, :k].sum(axis=0)})
 
     # Segment level, manual labels as the truth, scored where they exist.
     lookup = np.array([*cats, None], dtype=object)  # code -1 -> None
@@ -643,14 +752,44 @@ def paired_agreement(store: Store, manual: EventSelection, auto: EventSelection,
                       "frame accuracy is NaN", DegenerateDataWarning, stacklevel=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        seg_all = segment_scores(pairs())
-        seg_bk = (segment_scores(pairs(), background=(BACKGROUND,)) if BACKGROUND in cats
-                  else None)
-    log.info("paired agreement on %d scans: kappa %.3f, frame accuracy %.1f%%, edit %.1f",
+        seg_all = segment_scores(pairs(), n_boot=n_boot, seed=seed)
+        seg_bk = (segment_scores(pairs(), background=(BACKGROUND,), n_boot=n_boot, seed=seed)
+                  if BACKGROUND in cats else None)
+    _warn_low_coverage(coverage)
+    log.info("paired agreement on %d scans: kappa %.3f, frame accuracy %.3f, edit %.3f",
              n, kappa.kappa, seg_all.frame_accuracy, seg_all.edit)
     return PairedAgreement(
         n_scans=n, scan_ids=scan_ids, categories=cats, per_category=per_category,
-        confusion=confusion, kappa=kappa, segments=seg_all, segments_bk_as_background=seg_bk,
-        step_s=float(step_s), n_frames_manual=n_manual, n_frames_both=int(tables.sum()),
-        n_frames_other=n_other, manual_selection=manual.description,
-        auto_selection=auto.description)
+        manual_coverage=coverage, confusion=confusion, per_class=per_class, kappa=kappa,
+        auto_coverage=auto_coverage, segments=seg_all, segments_bk_as_background=seg_bk,
+        step_s=float(step_s), n_frames_manual=n_manual,
+        n_frames_both=int(total[:k, :k].sum()), n_frames_other=n_other,
+        manual_selection=manual.description, auto_selection=auto.description)
+
+
+def _manual_coverage(store: Store, head: str, params: list) -> pd.DataFrame:
+    """Per paired scan: seconds manually labelled, the scan's length and their ratio."""
+    return store.query_df(f"""{head},
+        ends AS (SELECT scan_id, max(end_s) AS end_s FROM
+                   (SELECT scan_id, end_s FROM m UNION ALL SELECT scan_id, end_s FROM a)
+                 GROUP BY scan_id),
+        labelled AS (SELECT scan_id, sum(end_s - start_s) AS manual_s FROM m GROUP BY scan_id)
+        SELECT p.scan_id, l.manual_s,
+               greatest(coalesce(sc.duration_s, e.end_s), e.end_s) AS scan_s,
+               l.manual_s / greatest(coalesce(sc.duration_s, e.end_s), e.end_s)
+                 AS manual_coverage
+        FROM paired p JOIN labelled l USING (scan_id) JOIN ends e USING (scan_id)
+        JOIN scans sc USING (scan_id)
+        ORDER BY p.scan_id""", params).reset_index(drop=True)
+
+
+def _warn_low_coverage(coverage: pd.DataFrame) -> None:
+    low = coverage[coverage["manual_coverage"] < MIN_MANUAL_COVERAGE]
+    if low.empty:
+        return
+    warnings.warn(
+        f"manual labels cover less than {MIN_MANUAL_COVERAGE:.0%} of {len(low)} of the "
+        f"{len(coverage)} paired scans (median "
+        f"{coverage['manual_coverage'].median():.0%}): the per-category minutes compare the "
+        f"automatic labels inside the manually labelled spans only, so they measure agreement "
+        f"on those seconds, not on the scans' whole workflow", CoverageWarning, stacklevel=3)

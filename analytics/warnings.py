@@ -7,7 +7,7 @@ impossible to compute. The analytics then return NaN for it and warn with
 
 from __future__ import annotations
 
-__all__ = ["DegenerateDataWarning"]
+__all__ = ["CoverageWarning", "DegenerateDataWarning"]
 
 
 class DegenerateDataWarning(UserWarning):
@@ -15,3 +15,8 @@ class DegenerateDataWarning(UserWarning):
 
     The result holds NaN where the statistic would be; the message says which rows and why.
     """
+
+
+class CoverageWarning(UserWarning):
+    """Manual labels cover too little of the scans for a comparison to mean what its name says
+    (e.g. freeze clips against whole automatic timelines); the message says why."""

@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import json
 import logging
+import math
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -592,29 +593,46 @@ def _print_correlation(result: Any, both: Any, stream: TextIO) -> None:
     stream.write(
         f"Manual:    {result.manual_selection}, {result.n_manual_scans} scans\n"
         f"Automatic: {result.auto_selection}, {result.n_auto_scans} scans\n"
-        f"Pearson r = {_cell(result.pearson_r)} (p = {_cell(result.pearson_p)}), "
-        f"Spearman rho = {_cell(result.spearman_rho)} (p = {_cell(result.spearman_p)}) "
-        f"across {len(result.categories)} categories\n\n")
+        f"Pearson r = {_cell(result.pearson_r)} (p = {_p(result.pearson_p)}), "
+        f"Spearman rho = {_cell(result.spearman_rho)} (p = {_p(result.spearman_p)}) "
+        f"across {len(result.categories)} categories\n"
+        f"  measures {result.measures}\n\n")
     print_table(plain(result.per_category), title="Mean minutes per scan", out=stream)
     if both is None:
         return
-    stream.write(f"\nPaired: {both.n_scans} scans labelled both ways\n")
-    columns = ["label", "n_scans", "pearson_r", "pearson_ci_low", "pearson_ci_high",
-               "spearman_rho", "bias_min", "loa_low_min", "loa_high_min"]
+    coverage = both.manual_coverage["manual_coverage"]
+    stream.write(f"\nPaired: {both.n_scans} scans labelled both ways; manual labels cover "
+                 f"{_percent(coverage.min())} to {_percent(coverage.max())} of a scan (median "
+                 f"{_percent(coverage.median())}), and the minutes below are those seconds\n")
+    columns = ["label", "n_scans", "ccc", "icc", "pearson_r", "spearman_rho", "bias_min",
+               "bias_ci_low", "bias_ci_high", "loa_low_min", "loa_high_min"]
     print_table([{c: row[c] for c in columns} for row in plain(both.per_category)],
-                title="Per category (Bland-Altman: automatic - manual, minutes)", out=stream)
+                title="Per category (minutes inside the manual spans; Pearson on log(1 + "
+                      "minutes); Bland-Altman: automatic - manual)", out=stream)
     kappa = both.kappa
     stream.write(
-        f"\nFrames every {both.step_s:g} s labelled by both: {kappa.n_frames}; Cohen's kappa "
-        f"{_cell(kappa.kappa)} (95% CI {_cell(kappa.ci_low)} to {_cell(kappa.ci_high)}, "
-        f"{kappa.ci_method})\n")
+        f"\nFrames every {both.step_s:g} s labelled by hand: {both.n_frames_manual}, "
+        f"{_percent(both.auto_coverage)} of them labelled by the automatic run with a category; "
+        f"Cohen's kappa {_cell(kappa.kappa)} (95% CI {_cell(kappa.ci_low)} to "
+        f"{_cell(kappa.ci_high)}, {kappa.ci_method}; gaps and other labels count as 'other')\n")
     for name, scores in (("all categories", both.segments),
                          ("Bk as background", both.segments_bk_as_background)):
         if scores is not None:
-            stream.write(
-                f"Segments ({name}): accuracy {_percent(scores.frame_accuracy)}, edit "
-                f"{_percent(scores.edit)}, F1@10/25/50 {_percent(scores.f1[10])} / "
-                f"{_percent(scores.f1[25])} / {_percent(scores.f1[50])}\n")
+            accuracy = _with_ci(scores.frame_accuracy, scores.ci, "frame_accuracy")
+            edit = _with_ci(scores.edit, scores.ci, "edit")
+            f1 = _with_ci(scores.f1[25], scores.ci.get("f1", {}), 25)
+            stream.write(f"Segments ({name}): accuracy {accuracy}, edit {edit}, F1@25 {f1}\n")
+
+
+def _with_ci(value: float, intervals: dict, key: Any) -> str:
+    low, high = intervals.get(key, (math.nan, math.nan))
+    interval = f" [{_percent(low)}, {_percent(high)}]" if low == low else ""
+    return _percent(value) + interval
+
+
+def _p(value: float) -> str:
+    """A p-value for people: below double precision's resolution as "< 1e-16", not 0."""
+    return "< 1e-16" if value == value and value < 1e-16 else _cell(value)
 
 
 def _percent(fraction: float) -> str:

@@ -66,7 +66,7 @@ import logging
 import math
 import warnings
 from collections.abc import Collection, Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -476,6 +476,12 @@ class SegmentScores:
         The labels treated as background.
     last_end : {'exclusive', 'ms-tcn'}
         Where the last segment of a video ends.
+    ci : dict
+        Percentile intervals from a bootstrap over videos (videos, not frames, are the
+        independent units), ``{"frame_accuracy": (low, high), "edit": (low, high), "f1": {10:
+        (low, high), ...}}``; empty when no bootstrap was asked for (``n_boot=0``).
+    ci_level : float or None
+        Confidence level of `ci`.
     """
 
     frame_accuracy: float
@@ -486,6 +492,8 @@ class SegmentScores:
     counts: dict[int, tuple[int, int, int]]
     background: tuple = ()
     last_end: str = "exclusive"
+    ci: dict = field(default_factory=dict)
+    ci_level: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values: keys of `f1` and `counts` as strings, NaN as None."""
@@ -502,6 +510,10 @@ class SegmentScores:
                        for k, (tp, fp, fn) in self.counts.items()},
             "background": [str(b) for b in self.background],
             "last_end": self.last_end,
+            "ci": {name: ({str(k): [number(x) for x in v] for k, v in value.items()}
+                          if isinstance(value, dict) else [number(x) for x in value])
+                   for name, value in self.ci.items()},
+            "ci_level": self.ci_level,
         }
 
 
@@ -517,7 +529,8 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 def segment_scores(pairs: Iterable[tuple[Sequence[Any] | np.ndarray, Sequence[Any] | np.ndarray]],
                    *, overlaps: Sequence[float] = (0.1, 0.25, 0.5),
                    background: Hashable | Collection[Hashable] = (),
-                   last_end: str = "exclusive") -> SegmentScores:
+                   last_end: str = "exclusive", n_boot: int = 0, ci: float = 0.95,
+                   seed: int = 0) -> SegmentScores:
     """Frame accuracy, edit score and F1@k over videos, aggregated as MS-TCN does.
 
     Parameters
@@ -530,6 +543,13 @@ def segment_scores(pairs: Iterable[tuple[Sequence[Any] | np.ndarray, Sequence[An
         Labels that form no segment, e.g. ``("Bk",)``.
     last_end : {'exclusive', 'ms-tcn'}, optional
         Where the last segment of a video ends (see the module docstring).
+    n_boot : int, optional
+        Bootstrap resamples of the videos for the intervals of `SegmentScores.ci` (0: none).
+        Each resample draws videos with replacement and aggregates them as above.
+    ci : float, optional
+        Confidence level of those intervals.
+    seed : int, optional
+        Seed of the bootstrap.
 
     Returns
     -------
@@ -547,39 +567,70 @@ def segment_scores(pairs: Iterable[tuple[Sequence[Any] | np.ndarray, Sequence[An
     if len(set(keys)) != len(keys):
         raise ValueError(f"`overlaps` must be distinct thresholds, got {list(overlaps)!r}")
     bg, last_end = _check_background(background), _check_last_end(last_end)
-    totals = {k: [0, 0, 0] for k in keys}
-    correct = total = n_videos = 0
-    edit = 0.0
+    per_video: list[tuple[int, int, float, list[int]]] = []  # correct, total, edit, tp/fp/fn
     for i, pair in enumerate(pairs):
         try:
             pred, truth = pair
             p, y = _as_pair(pred, truth)
         except ValueError as exc:
             raise ValueError(f"pair {i} of `pairs`: {exc}") from exc
-        n_videos += 1
         c, t = _accuracy_counts(p, y)
-        correct, total = correct + c, total + t
         p_segs, y_segs = _segments(p, bg, last_end), _segments(y, bg, last_end)
-        edit += _edit([s[0] for s in p_segs], [s[0] for s in y_segs])
+        edit = _edit([s[0] for s in p_segs], [s[0] for s in y_segs])
         if p_segs and y_segs:
             best, best_iou = _best_matches(p_segs, y_segs)
-        for key, overlap in zip(keys, thresholds, strict=True):
-            if p_segs and y_segs:
-                counts = _f1_counts(best, best_iou, len(y_segs), overlap)
-            else:
-                counts = (0, len(p_segs), len(y_segs))
-            for j in range(3):
-                totals[key][j] += counts[j]
-    if n_videos == 0:
+        counts: list[int] = []
+        for overlap in thresholds:
+            counts += (_f1_counts(best, best_iou, len(y_segs), overlap) if p_segs and y_segs
+                       else (0, len(p_segs), len(y_segs)))
+        per_video.append((c, t, edit, counts))
+    if not per_video:
         raise ValueError("`pairs` must hold at least one (pred, truth) pair")
-    log.debug("segment scores over %d videos, %d labelled frames", n_videos, total)
+    if int(n_boot) != n_boot or n_boot < 0:
+        raise ValueError(f"`n_boot` must be a non-negative integer, got {n_boot!r}")
+    table = np.array([[c, t, e, *counts] for c, t, e, counts in per_video], dtype=float)
+    scores = _aggregate(table, keys)
+    total = int(table[:, 1].sum())
+    log.debug("segment scores over %d videos, %d labelled frames", len(per_video), total)
+    intervals: dict = {}
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a draw without labelled frames
+            draws = [_aggregate(table[rng.integers(0, len(table), len(table))], keys)
+                     for _ in range(int(n_boot))]
+        q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
+
+        def bounds(values: list[float]) -> tuple[float, float]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no labelled frame
+                low, high = np.nanpercentile(np.asarray(values, dtype=float), q)
+            return float(low), float(high)
+
+        intervals = {"frame_accuracy": bounds([d[0] for d in draws]),
+                     "edit": bounds([d[1] for d in draws]),
+                     "f1": {k: bounds([d[2][k] for d in draws]) for k in keys}}
+    totals = table[:, 3:].sum(axis=0).astype(int).reshape(len(keys), 3)
     return SegmentScores(
-        frame_accuracy=_fraction_or_nan(correct, total),
-        edit=(1.0 * edit) / n_videos,
-        f1={k: _f1(*totals[k]) for k in keys},
-        n_videos=n_videos,
+        frame_accuracy=scores[0],
+        edit=scores[1],
+        f1=scores[2],
+        n_videos=len(per_video),
         n_frames=total,
-        counts={k: (totals[k][0], totals[k][1], totals[k][2]) for k in keys},
+        counts={k: (int(tp), int(fp), int(fn)) for k, (tp, fp, fn) in zip(keys, totals,
+                                                                          strict=True)},
         background=tuple(sorted(bg, key=str)),
         last_end=last_end,
+        ci=intervals,
+        ci_level=ci if n_boot else None,
     )
+
+
+def _aggregate(table: np.ndarray, keys: list[int]) -> tuple[float, float, dict[int, float]]:
+    """Frame accuracy, edit and F1 by threshold of videos given as rows ``correct, total, edit,
+    tp, fp, fn, tp, fp, fn, ...``, aggregated as MS-TCN does."""
+    sums = table.sum(axis=0)
+    counts = sums[3:].reshape(len(keys), 3)
+    return (_fraction_or_nan(int(sums[0]), int(sums[1])), float(table[:, 2].mean()),
+            {k: _f1(int(tp), int(fp), int(fn)) for k, (tp, fp, fn) in zip(keys, counts,
+                                                                          strict=True)})

@@ -371,3 +371,22 @@ def test_events_to_frames_refuses_bad_input():
         events_to_frames(EVENTS, step_s=0)
     with pytest.raises(ValueError, match="`end_s`"):
         events_to_frames(EVENTS, start_s=3, end_s=1)
+
+
+def test_bootstrap_intervals_resample_whole_videos():
+    pairs = random_pairs(3, 12, ALPHABET, needs_segment="background")
+    scores = segment_scores(pairs, n_boot=200, seed=5)
+    assert scores.ci_level == 0.95 and segment_scores(pairs).ci == {}
+    # The same resamples drawn by hand: whole videos, aggregated as MS-TCN does.
+    rng = np.random.default_rng(5)
+    draws = [segment_scores([pairs[i] for i in rng.integers(0, 12, 12)]) for _ in range(200)]
+    for name in ("frame_accuracy", "edit"):
+        expected = np.percentile([getattr(d, name) for d in draws], [2.5, 97.5])
+        assert scores.ci[name] == pytest.approx(tuple(expected))
+        low, high = scores.ci[name]
+        assert low <= getattr(scores, name) <= high
+    f1_25 = np.percentile([d.f1[25] for d in draws], [2.5, 97.5])
+    assert scores.ci["f1"][25] == pytest.approx(tuple(f1_25))
+    assert scores.to_dict()["ci"]["f1"]["25"] == pytest.approx(list(f1_25))
+    identical = segment_scores([pairs[0]] * 5, n_boot=50)
+    assert identical.ci["edit"] == pytest.approx((identical.edit, identical.edit))

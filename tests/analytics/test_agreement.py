@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from analytics.agreement import (
     paper_correlation,
 )
 from analytics.selection import select
-from analytics.warnings import DegenerateDataWarning
+from analytics.warnings import CoverageWarning, DegenerateDataWarning
 from fetal_analytics import taxonomy
 from fetal_analytics.segments import events_to_frames, segment_scores
 
@@ -178,8 +179,9 @@ def test_per_category_statistics_match_scipy_and_numpy(paired):
         n = len(x)
         assert row.n_scans == n == 12
         assert row.manual_mean_min == pytest.approx(x.mean())
-        assert row.pearson_r == pytest.approx(np.corrcoef(x, y)[0, 1])
-        assert row.pearson_p == pytest.approx(stats.pearsonr(x, y).pvalue)
+        # Pearson on log(1 + minutes), where Fisher's z holds for skewed durations.
+        assert row.pearson_r == pytest.approx(np.corrcoef(np.log1p(x), np.log1p(y))[0, 1])
+        assert row.pearson_p == pytest.approx(stats.pearsonr(np.log1p(x), np.log1p(y)).pvalue)
         z, se = np.arctanh(row.pearson_r), 1 / math.sqrt(n - 3)
         assert (row.pearson_ci_low, row.pearson_ci_high) == pytest.approx(
             (np.tanh(z - stats.norm.ppf(0.975) * se), np.tanh(z + stats.norm.ppf(0.975) * se)))
@@ -191,6 +193,31 @@ def test_per_category_statistics_match_scipy_and_numpy(paired):
         assert row.sd_min == pytest.approx(np.std(diff, ddof=1))
         assert row.loa_low_min == pytest.approx(diff.mean() - 1.96 * np.std(diff, ddof=1))
         assert row.loa_high_min == pytest.approx(diff.mean() + 1.96 * np.std(diff, ddof=1))
+        # Bland & Altman (1999): t intervals for the bias and for each limit.
+        sd, t = np.std(diff, ddof=1), stats.t.ppf(0.975, n - 1)
+        assert (row.bias_ci_low, row.bias_ci_high) == pytest.approx(
+            stats.t.interval(0.95, n - 1, loc=diff.mean(), scale=sd / math.sqrt(n)))
+        half = t * sd * math.sqrt(1 / n + 1.96 ** 2 / (2 * (n - 1)))
+        assert (row.loa_high_ci_low, row.loa_high_ci_high) == pytest.approx(
+            (row.loa_high_min - half, row.loa_high_min + half))
+        # Lin's CCC by its other form, r times the bias correction factor.
+        v, u = x.std() / y.std(), (x.mean() - y.mean()) / math.sqrt(x.std() * y.std())
+        assert row.ccc == pytest.approx(np.corrcoef(x, y)[0, 1] * 2 / (v + 1 / v + u ** 2))
+        assert row.icc == pytest.approx(icc_from_anova(x, y))
+
+
+def icc_from_anova(x: np.ndarray, y: np.ndarray) -> float:
+    """ICC(A,1) from the mean squares of a two-way ANOVA fitted by statsmodels."""
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    n = len(x)
+    long = pd.DataFrame({"value": np.concatenate([x, y]), "scan": np.tile(np.arange(n), 2),
+                         "rater": np.repeat(["manual", "auto"], n)})
+    table = anova_lm(smf.ols("value ~ C(scan) + C(rater)", long).fit())
+    ms = table["sum_sq"] / table["df"]
+    msr, msc, mse = ms["C(scan)"], ms["C(rater)"], ms["Residual"]
+    return (msr - mse) / (msr + mse + 2 * (msc - mse) / n)
 
 
 def test_kappa_matches_statsmodels_and_a_hand_computation(paired):
@@ -199,7 +226,8 @@ def test_kappa_matches_statsmodels_and_a_hand_computation(paired):
     result = paired_agreement(paired, *selections(paired), categories=PAIRED_CATS,
                               kappa_ci_method="asymptotic")
     table = result.confusion.to_numpy()
-    assert table.sum() == result.n_frames_both == result.kappa.n_frames
+    assert table.sum() == result.n_frames_manual == result.kappa.n_frames
+    assert table[:-1, :-1].sum() == result.n_frames_both
     n = table.sum()
     p_o = np.trace(table) / n
     p_e = (table.sum(axis=1) * table.sum(axis=0)).sum() / n ** 2
@@ -242,13 +270,27 @@ def test_confusion_segments_and_gaps_on_a_hand_made_scan(cohort_store):
     auto = events(("S1", 0, 3, "HeD"), ("S1", 3, 6, "Br"),
                   ("S2", 0, 8, "Bk"), ("S2", 8, 16, "HeD"), ("S2", 16, 20, "Bk"))
     store = cohort_store(manifest("S1", "S2"), {"manual": manual, "auto": auto})
-    with pytest.warns(DegenerateDataWarning, match="2 scan"):
+    with pytest.warns(DegenerateDataWarning, match="2 scan"), \
+            pytest.warns(CoverageWarning, match="1 of the 2 paired scans"):
         result = paired_agreement(store, *selections(store), categories=("HeD", "Br", "Bk"))
-    # S1 frames: truth H H H H B B, pred H H H B B B; S2: frames 10-14 H/H (Um left out).
-    assert result.confusion.loc["HeD"].tolist() == [8, 1, 0]
-    assert result.confusion.loc["Br"].tolist() == [0, 2, 0]
+    # S1 frames: truth H H H H B B, pred H H H B B B; S2: frames 10-14 H/H, frame 15 Um/H.
+    assert list(result.confusion.columns) == ["HeD", "Br", "Bk", "other"]
+    assert result.confusion.loc["HeD"].tolist() == [8, 1, 0, 0]
+    assert result.confusion.loc["Br"].tolist() == [0, 2, 0, 0]
+    assert result.confusion.loc["other"].tolist() == [1, 0, 0, 0]
     assert result.confusion.index.name == "truth"
-    assert (result.n_frames_manual, result.n_frames_both, result.n_frames_other) == (11, 11, 1)
+    assert (result.n_frames_manual, result.n_frames_both, result.n_frames_other) == (12, 11, 1)
+    assert result.auto_coverage == 1.0
+    per_class = result.per_class.set_index("label")
+    assert per_class.loc["HeD", "sensitivity"] == pytest.approx(8 / 9)
+    assert per_class.loc["HeD", "ppv"] == pytest.approx(8 / 9)  # one is Um's frame
+    assert per_class.loc["Br", "sensitivity"] == 1.0
+    # Minutes inside the manual spans: S2's automatic HeD counts on [10, 16) only (6 s, not 8).
+    coverage = result.manual_coverage.set_index("scan_id")
+    assert coverage.loc["S2", "manual_coverage"] == pytest.approx(6 / 20)
+    assert coverage.loc["S1", "manual_coverage"] == 1.0
+    heart = result.per_category.set_index("label").loc["HeD"]
+    assert heart["auto_mean_min"] == pytest.approx((3 + 6) / 60 / 2)
     # Scored where the manual labels exist, the automatic Bk of S2 is out of play.
     assert result.segments.frame_accuracy == pytest.approx(10 / 11)
     assert result.segments.counts[50] == (3, 0, 0)
@@ -261,8 +303,52 @@ def test_confusion_segments_and_gaps_on_a_hand_made_scan(cohort_store):
     assert result.segments_bk_as_background.background == ("Bk",)
     plain = result.to_dict()
     assert json.loads(json.dumps(plain, allow_nan=False)) == plain
-    assert plain["confusion"][0] == {"truth": "HeD", "HeD": 8, "Br": 1, "Bk": 0}
+    assert plain["confusion"][0] == {"truth": "HeD", "HeD": 8, "Br": 1, "Bk": 0, "other": 0}
+    assert plain["manual_coverage"][1]["scan_id"] == "S2"
     assert plain["segments"]["f1"]["50"] == pytest.approx(1.0)
+
+
+def test_gaps_in_the_automatic_labels_count_against_kappa(cohort_store):
+    """Regression: automatic labels that left out exactly the frames they would get wrong
+    scored kappa 1 (CI 1 to 1), because frames they left unlabelled were dropped."""
+    scans = [f"S{i}" for i in range(4)]
+    manual = events(*[(s, 60 * j, 60 * j + 60, label) for s in scans
+                      for j, label in enumerate(("HeD", "Br", "Sp", "Ab", "Ki"))])
+    # Right on HeD, Br, Sp and Ab, silent on Ki (which the model would have got wrong).
+    auto = events(*[(s, 60 * j, 60 * j + 60, label) for s in scans
+                    for j, label in enumerate(("HeD", "Br", "Sp", "Ab"))])
+    store = cohort_store(manifest(*scans), {"manual": manual, "auto": auto})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)  # constant minutes
+        result = paired_agreement(store, *selections(store), n_boot=200)
+    assert result.auto_coverage == pytest.approx(0.8)
+    assert result.confusion.loc["Ki", "other"] == 4 * 60
+    assert result.kappa.kappa < 0.8 and result.kappa.ci_high < 1
+    assert result.segments.frame_accuracy == pytest.approx(0.8)
+
+
+def test_exact_labels_against_freeze_clips_show_no_bias(cohort_store):
+    """Regression: freeze-clip manual labels against the exact full timeline showed a bias of
+    minutes, because the clips were compared with whole timelines."""
+    rng = np.random.default_rng(3)
+    truth_rows, clip_rows = [], []
+    for s in range(6):
+        t = 0.0
+        for _ in range(12):
+            length, label = float(rng.integers(20, 200)), str(rng.choice(PAIRED_CATS))
+            truth_rows.append((f"S{s}", t, t + length, label))
+            centre = t + length / 2
+            clip_rows.append((f"S{s}", centre - 2.5, centre + 2.5, label))
+            t += length
+    store = cohort_store(manifest(*[f"S{s}" for s in range(6)]),
+                         {"manual": events(*clip_rows), "auto": events(*truth_rows)})
+    with pytest.warns(CoverageWarning, match="not on the scans' whole workflow"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        result = paired_agreement(store, *selections(store), categories=PAIRED_CATS)
+    assert np.allclose(result.per_category["bias_min"].fillna(0), 0)
+    assert result.kappa.kappa == pytest.approx(1.0)
+    assert (result.manual_coverage["manual_coverage"] < 0.2).all()
 
 
 def test_paired_agreement_on_too_few_scans_warns_and_gives_nan(cohort_store):
@@ -272,10 +358,14 @@ def test_paired_agreement_on_too_few_scans_warns_and_gives_nan(cohort_store):
         result = paired_agreement(store, *selections(store), categories=("HeD", "Br", "Sp"))
     messages = " ".join(str(w.message) for w in caught)
     assert "1 scan(s), correlations need at least 3" in messages
-    assert "kappa is NaN" in messages
+    assert "no CI for Cohen's kappa" in messages
     heart = result.per_category.set_index("label").loc["HeD"]
     assert math.isnan(heart["pearson_r"]) and math.isnan(heart["sd_min"])
     assert heart["bias_min"] == pytest.approx(-10 / 60)
+    # The automatic run leaves 10 of the 60 manual frames unlabelled: every frame is HeD by
+    # hand, so its agreement is no better than chance.
+    assert result.kappa.kappa == pytest.approx(0.0, abs=1e-12)
+    assert result.auto_coverage == pytest.approx(50 / 60)
     assert result.segments_bk_as_background is None
     assert json.dumps(result.to_dict(), allow_nan=False)
 
