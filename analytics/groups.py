@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from fetal_analytics.store import Store
 
 __all__ = [
+    "CENSORED_FEATURES",
     "CORRECTIONS",
     "MIXED_OPTIMISERS",
     "GroupComparison",
@@ -54,6 +55,10 @@ log = logging.getLogger(__name__)
 
 CORRECTIONS = ("holm", "fdr_bh", "none")
 """Multiple-testing corrections of `compare_groups` (statsmodels' method names)."""
+
+CENSORED_FEATURES = ("time_to_full_coverage_min",)
+"""Per-scan features that are censored times (a scan that never covers the protocol has none):
+`compare_groups` leaves them out, and `analytics.coverage.coverage_times` compares them."""
 
 DURATION_PREFIX = "duration_min:"
 """Prefix of the per-category duration features, e.g. ``duration_min:HeD`` (minutes per scan)."""
@@ -78,8 +83,9 @@ class GroupComparison(Result):
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per feature and test. Columns: ``feature``; ``mean_G, sd_G, n_G`` for each group
-        G (operator-level values; n counts operators); ``test`` ('welch' and 'mann-whitney' for
+        One row per feature and test. Columns: ``feature``; ``mean_G, sd_G, n_G, scans_G`` for
+        each group G (operator-level values; n counts operators, scans the scans behind their
+        means); ``test`` ('welch' and 'mann-whitney' for
         two groups, 'welch-anova' and 'kruskal-wallis' for more); ``statistic`` (Welch's t and
         Mann-Whitney's U of the second group against the first; Welch's F; Kruskal-Wallis' H);
         ``p``; ``p_adjusted`` (corrected over the features, separately for each test);
@@ -93,7 +99,13 @@ class GroupComparison(Result):
     n_operators : dict of str to int
         Operators per group with scans in the selection.
     values : pandas.DataFrame
-        The operator-level values tested: ``operator_id, group, feature, value``.
+        The operator-level values tested: ``operator_id, group, feature, value, n_scans``.
+    pairwise : pandas.DataFrame
+        With more than two groups, the post-hoc tests of each pair: ``feature, group_a,
+        group_b, test`` ('welch', 'mann-whitney'), ``statistic, p, p_adjusted`` (corrected
+        over the pairs of each feature and test); empty with two groups.
+    family : str
+        The families the corrections were applied over, for every output to state.
     selection : str
         The events compared (`EventSelection.description`).
     """
@@ -103,6 +115,8 @@ class GroupComparison(Result):
     correction: str
     n_operators: dict[str, int]
     values: pd.DataFrame = field(repr=False)
+    pairwise: pd.DataFrame = field(repr=False, default=None)
+    family: str = ""
     selection: str = ""
 
     frame_field: ClassVar[str] = "table"
@@ -112,12 +126,13 @@ class GroupComparison(Result):
         under ``values``; the operator-level values as records."""
         features = []
         for row in plain(self.table):
-            values = {g: {stat: row.pop(f"{stat}_{g}", None) for stat in ("mean", "sd", "n")}
-                      for g in self.groups}
+            values = {g: {stat: row.pop(f"{stat}_{g}", None)
+                          for stat in ("mean", "sd", "n", "scans")} for g in self.groups}
             features.append({"feature": row.pop("feature"), "values": values, **row})
         return {"selection": self.selection, "groups": list(self.groups),
-                "correction": self.correction, "n_operators": plain(self.n_operators),
-                "features": features, "operator_values": plain(self.values)}
+                "correction": self.correction, "family": self.family,
+                "n_operators": plain(self.n_operators), "features": features,
+                "pairwise": plain(self.pairwise), "operator_values": plain(self.values)}
 
     def readable(self) -> list[dict[str, str]]:
         """One row per feature for people: each group's mean ± SD, each test's p (corrected),
@@ -179,9 +194,12 @@ def groups_present(store: Store, selection: EventSelection) -> dict[str, int]:
     return dict(rows)
 
 
-def resolve_groups(present: dict[str, int], groups: Sequence[str] | str | None,
-                    ) -> tuple[str, ...]:
-    """The groups to compare, reference first; errors name the groups present."""
+def resolve_groups(present: dict[str, int], groups: Sequence[str] | str | None, *,
+                   minimum: int = 2) -> tuple[str, ...]:
+    """The groups to compare, reference first; errors name the groups present.
+
+    Raises `UnknownGroupError` for a group without scans and `SingleGroupError` for fewer than
+    `minimum` groups."""
     listing = ", ".join(map(repr, present)) or "none"
     if groups is None:
         chosen = tuple(present)
@@ -192,7 +210,7 @@ def resolve_groups(present: dict[str, int], groups: Sequence[str] | str | None,
             raise UnknownGroupError(
                 f"no operator of group(s) {', '.join(map(repr, absent))} has scans in the "
                 f"selection; groups present: {listing}")
-    if len(chosen) < 2:
+    if len(chosen) < minimum:
         raise SingleGroupError(
             f"a group comparison needs at least two groups, got {len(chosen)} "
             f"({', '.join(map(repr, chosen)) or 'none'}); groups present: {listing}")
@@ -215,7 +233,8 @@ def operator_values(store: Store, selection: EventSelection, *,
     Returns
     -------
     pandas.DataFrame
-        Columns ``operator_id, group, feature, value``, one row per operator and feature. The
+        Columns ``operator_id, group, feature, value, n_scans`` (the scans behind the mean),
+        one row per operator and feature. The
         features are the numeric columns of `analytics.features.scan_features` and
         ``duration_min:CODE`` (minutes per scan spent on the category, 0 where absent) for each
         category in scope. NaN scan values (e.g. a scan that never covered the protocol) are
@@ -237,8 +256,8 @@ def operator_values(store: Store, selection: EventSelection, *,
     long["value"] = long["value"].astype("float64")
     if groups is not None:
         long = long[long["group"].isin(list(groups))]
-    values = long.groupby(["operator_id", "group", "feature"], sort=False)["value"].mean()
-    values = values.reset_index()
+    values = (long.groupby(["operator_id", "group", "feature"], sort=False)["value"]
+              .agg(value="mean", n_scans="count").reset_index())
     values["feature"] = pd.Categorical(values["feature"], categories=order)
     values = values.sort_values(["feature", "group", "operator_id"], kind="stable")
     values["feature"] = values["feature"].astype(str)
@@ -297,6 +316,8 @@ def compare_groups(store: Store, selection: EventSelection, *,
     present = groups_present(store, selection)
     chosen = resolve_groups(present, groups)
     values = operator_values(store, selection, groups=chosen)
+    # A censored time is no operator-level mean: `analytics.coverage` compares it.
+    values = values[~values["feature"].isin(CENSORED_FEATURES)].reset_index(drop=True)
     available = list(pd.unique(values["feature"]))
     if features is None:
         spread = values.groupby("feature", sort=False)["value"].agg(
@@ -313,34 +334,65 @@ def compare_groups(store: Store, selection: EventSelection, *,
     values = values[values["feature"].isin(wanted)].reset_index(drop=True)
     rows: list[dict] = []
     degenerate: list[str] = []
+    known = values[values["value"].notna()]
     samples_by_feature = {
-        f: [frame.loc[frame["group"] == g, "value"].dropna().to_numpy(dtype=float)
-            for g in chosen]
-        for f, frame in values.groupby("feature", sort=False)
+        f: [frame.loc[frame["group"] == g, "value"].to_numpy(dtype=float) for g in chosen]
+        for f, frame in known.groupby("feature", sort=False)
     }
+    scans_by_feature = {
+        f: [int(frame.loc[frame["group"] == g, "n_scans"].sum()) for g in chosen]
+        for f, frame in known.groupby("feature", sort=False)
+    }
+    pairwise: list[dict] = []
     for feature in wanted:
-        samples = samples_by_feature[feature]
+        samples = samples_by_feature.get(feature, [np.zeros(0)] * len(chosen))
         described = {}
-        for g, x in zip(chosen, samples, strict=True):
+        for g, x, n_scans in zip(chosen, samples, scans_by_feature.get(feature, [0] * len(chosen)),
+                                 strict=True):
             described[f"mean_{g}"] = float(np.mean(x)) if len(x) else math.nan
             described[f"sd_{g}"] = float(np.std(x, ddof=1)) if len(x) >= 2 else math.nan
             described[f"n_{g}"] = len(x)
+            described[f"scans_{g}"] = n_scans
         tests, why = _tests(samples, ci)
         if why:
             degenerate.append(f"{feature} ({why})")
         for test in tests:
             rows.append({"feature": feature, **described, **test})
+        if len(chosen) > 2:
+            pairwise += _pairwise(feature, chosen, samples, ci)
     if degenerate:
         warnings.warn("cannot test " + "; ".join(degenerate) + ": statistics are NaN",
                       DegenerateDataWarning, stacklevel=2)
-    columns = ["feature", *(f"{s}_{g}" for g in chosen for s in ("mean", "sd", "n")), "test",
-               "statistic", "p", "p_adjusted", "effect", "effect_size", "effect_ci_low",
+    columns = ["feature", *(f"{s}_{g}" for g in chosen for s in ("mean", "sd", "n", "scans")),
+               "test", "statistic", "p", "p_adjusted", "effect", "effect_size", "effect_ci_low",
                "effect_ci_high"]
     table = pd.DataFrame(rows, columns=columns)
     table["p_adjusted"] = _adjust(table, correction)
+    pairs = pd.DataFrame(pairwise, columns=["feature", "group_a", "group_b", "test",
+                                            "statistic", "p", "p_adjusted"])
+    if not pairs.empty:
+        pairs["p_adjusted"] = _adjust(pairs, correction, family=["feature", "test"])
+    family = f"p_adjusted: {correction} over the {len(wanted)} features, each test its own family"
+    if len(chosen) > 2:
+        n_pairs = len(chosen) * (len(chosen) - 1) // 2
+        family += f"; pairwise: {correction} over the {n_pairs} pairs, per feature and test"
     return GroupComparison(table=table, groups=chosen, correction=correction,
                            n_operators={g: int(present[g]) for g in chosen}, values=values,
-                           selection=selection.description)
+                           pairwise=pairs, family=family, selection=selection.description)
+
+
+def _pairwise(feature: str, groups: tuple[str, ...], samples: list[np.ndarray],
+              ci: float) -> list[dict]:
+    """Post-hoc Welch and Mann-Whitney tests of each pair of groups for one feature."""
+    import itertools
+
+    rows = []
+    for (i, a), (j, b) in itertools.combinations(enumerate(groups), 2):
+        tests, _ = _tests([samples[i], samples[j]], ci)
+        rows += [{"feature": feature, "group_a": a, "group_b": b, "test": t["test"],
+                  "statistic": t["statistic"], "p": t["p"], "p_adjusted": math.nan}
+                 for t in tests]
+    return rows
 
 
 def _tests(samples: list[np.ndarray], ci: float) -> tuple[list[dict], str | None]:
@@ -400,13 +452,15 @@ def _hedges_g(a: np.ndarray, b: np.ndarray, ci: float) -> tuple[float, float, fl
     return float(g), float(g - z * se), float(g + z * se)
 
 
-def _adjust(table: pd.DataFrame, correction: str) -> pd.Series:
-    """p-values corrected over the features, separately for each test; NaN stays NaN."""
+def _adjust(table: pd.DataFrame, correction: str, *,
+            family: Sequence[str] = ("test",)) -> pd.Series:
+    """p-values corrected within each family (default: over the features, separately for each
+    test); NaN stays NaN."""
     import pandas as pd
     from statsmodels.stats.multitest import multipletests
 
     adjusted = pd.Series(math.nan, index=table.index, dtype="float64")
-    for _, part in table.groupby("test", sort=False):
+    for _, part in table.groupby(list(family), sort=False):
         ok = part["p"].notna()
         if not ok.any():
             continue
@@ -522,7 +576,7 @@ def _fit_mixed(data: pd.DataFrame, reference: str, others: list[str]
                 warnings.simplefilter("ignore")  # convergence is read from the fit itself
                 fit = model.fit(reml=True, method=optimiser)
         except (np.linalg.LinAlgError, ValueError) as exc:
-            errors.append(f"{optimiser}: {exc}")
+            errors.append(f"{optimiser}: {str(exc).strip().splitlines()[0]}")
             continue
         if fit.converged and np.all(np.isfinite(np.asarray(fit.bse_fe))):
             result = fit

@@ -710,6 +710,7 @@ def compare(db_path: Path, group_option: tuple[str, ...], more_groups: tuple[str
       fetal-analytics compare --db out/demo/demo.duckdb --groups expert trainee
       fetal-analytics compare --db out/demo/demo.duckdb --mixed-model --out compare.json
     """
+    from analytics.coverage import coverage_times
     from analytics.groups import compare_groups, mixed_model_durations
     from analytics.selection import select
     from fetal_analytics.results import plain
@@ -719,8 +720,9 @@ def compare(db_path: Path, group_option: tuple[str, ...], more_groups: tuple[str
     with open_store(db_path, read_only=True) as store:
         selection = select(store, source=source, run=run_ref)
         result = compare_groups(store, selection, groups=groups, correction=correction)
+        coverage = coverage_times(store, selection, groups=result.groups)
         mixed = mixed_model_durations(store, selection, groups=groups) if mixed_model else None
-    record = result.to_dict()
+    record = {**result.to_dict(), "coverage_times": coverage.to_dict()}
     if mixed is not None:
         record["mixed_model"] = mixed.to_dict()["table"]
 
@@ -728,10 +730,20 @@ def compare(db_path: Path, group_option: tuple[str, ...], more_groups: tuple[str
         operators = ", ".join(f"{g}: {n}" for g, n in result.n_operators.items())
         print_table(result.readable(), out=stream,
                     title=f"{result.selection}: {' vs '.join(result.groups)} (operators "
-                          f"{operators}; p corrected by {result.correction})")
+                          f"{operators}; {result.family})")
+        if not result.pairwise.empty:
+            stream.write("\n")
+            print_table(plain(result.pairwise), title="Pairwise post-hoc tests", out=stream)
+        stream.write("\n")
+        print_table(plain(coverage.table), out=stream,
+                    title=f"Time to full FASP coverage, minutes (censored where never reached: "
+                          f"Kaplan-Meier median; log-rank p {_p(coverage.logrank_p)}, Cox "
+                          f"hazard ratio {_cell(coverage.hazard_ratio)} clustered by operator, "
+                          f"p {_p(coverage.cox_p)})")
         if mixed is not None:
             stream.write("\n")
-            print_table(plain(mixed.table), title="Mixed model of log duration", out=stream)
+            print_table(plain(mixed.table), title="Mixed model of log duration (t with "
+                                                  "operator-level df)", out=stream)
 
     _write(fmt, out, record=record, table=result.table, show=show)
 

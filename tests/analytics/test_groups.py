@@ -136,11 +136,37 @@ def test_three_groups(cohort_store):
     assert rows.loc["kruskal-wallis", "effect_size"] == pytest.approx(
         kw.statistic / (sum(map(len, samples)) - 1))
     assert (rows["effect"] == "epsilon_squared").all()
+    # Post-hoc: each pair of groups, Holm over the 3 pairs of the feature, per test.
+    pairwise = result.pairwise.set_index(["group_a", "group_b", "test"])
+    assert len(pairwise) == 6
+    welch_p = [stats.ttest_ind(samples[j], samples[i], equal_var=False).pvalue
+               for i, j in ((0, 1), (0, 2), (1, 2))]
+    assert [pairwise.loc[(a, b, "welch"), "p"] for a, b in (
+        ("expert", "fellow"), ("expert", "trainee"), ("fellow", "trainee"))] == pytest.approx(
+        welch_p)
+    assert [pairwise.loc[(a, b, "welch"), "p_adjusted"] for a, b in (
+        ("expert", "fellow"), ("expert", "trainee"), ("fellow", "trainee"))] == pytest.approx(
+        multipletests(welch_p, method="holm")[1])
+    assert "pairwise: holm over the 3 pairs" in result.family
+    assert result.to_dict()["pairwise"][0]["group_a"] == "expert"
     # Two of the three groups, the second as reference.
     pair = compare_groups(store, sel, groups=["trainee", "expert"], features=[HEART])
     assert pair.groups == ("trainee", "expert")
     assert set(pair.table["test"]) == {"welch", "mann-whitney"}
     assert pair.table["effect_size"].iloc[0] < 0  # expert - trainee
+    assert pair.pairwise.empty and "pairwise" not in pair.family
+
+
+def test_scans_behind_the_operator_means_and_no_censored_feature(strong):
+    store, sel = strong
+    result = compare_groups(store, sel)
+    assert "time_to_full_coverage_min" not in set(result.table["feature"])
+    heart = result.table[result.table["feature"] == HEART].iloc[0]
+    ops = operator_heart(store, sel)
+    for group in result.groups:
+        assert heart[f"n_{group}"] == (ops["group"] == group).sum()
+        assert heart[f"scans_{group}"] == 3 * heart[f"n_{group}"]  # 3 scans per operator
+    assert result.family.startswith("p_adjusted: holm over the ")
 
 
 def test_group_errors(cohort_store):
