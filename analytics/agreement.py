@@ -85,6 +85,7 @@ __all__ = [
     "cohens_kappa",
     "concordance",
     "icc_absolute",
+    "minutes_agreement",
     "paired_agreement",
     "paper_correlation",
 ]
@@ -458,9 +459,10 @@ def icc_absolute(x: np.ndarray, y: np.ndarray) -> float:
     return (msr - mse) / denominator if denominator > 0 else math.nan
 
 
-def _category_stats(manual: np.ndarray, auto: np.ndarray) -> tuple[dict[str, float], str | None]:
-    """Correlations, agreement and Bland-Altman of one category's scan-level minutes; why
-    NaN, if so."""
+def minutes_agreement(manual: np.ndarray, auto: np.ndarray) -> tuple[dict[str, float],
+                                                                   str | None]:
+    """Correlations, agreement and Bland-Altman of paired minutes (one category, one value
+    per scan), the columns of `PairedAgreement.per_category`; and why they are NaN, if so."""
     from scipy import stats
 
     n = len(manual)
@@ -693,7 +695,7 @@ def paired_agreement(store: Store, manual: EventSelection, auto: EventSelection,
     manual_min = minutes["manual_min"].to_numpy(float).reshape(k, n)
     auto_min = minutes["auto_min"].to_numpy(float).reshape(k, n)
     for i, label in enumerate(cats):
-        row, reason = _category_stats(manual_min[i], auto_min[i])
+        row, reason = minutes_agreement(manual_min[i], auto_min[i])
         rows.append({"label": label, **row})
         if reason is not None:
             reasons[label] = reason

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from analytics.selection import EventSelection
     from fetal_analytics.store import Store
 
-__all__ = ["CoverageTimes", "coverage_times", "time_to_event"]
+__all__ = ["CoverageTimes", "compare_coverage", "coverage_times", "time_to_event"]
 
 
 @dataclass(frozen=True)
@@ -130,12 +130,29 @@ def coverage_times(store: Store, selection: EventSelection, *,
     DegenerateDataWarning
         Where a group's median is never reached, or the tests cannot be computed.
     """
+    chosen = resolve_groups(groups_present(store, selection), groups, minimum=1)
+    return compare_coverage(time_to_event(scan_features(store, selection)), groups=chosen,
+                            selection=selection.description)
+
+
+def compare_coverage(scans: pd.DataFrame, *, groups: Sequence[str],
+                     selection: str = "") -> CoverageTimes:
+    """The figures and tests of `coverage_times` on censored times already at hand.
+
+    Parameters
+    ----------
+    scans : pandas.DataFrame
+        ``scan_id, operator_id, group, time_min, reached`` (as `time_to_event` gives).
+    groups : sequence of str
+        The groups, reference first.
+    selection : str, optional
+        What the times describe, kept in the result.
+    """
     import numpy as np
     import pandas as pd
     from statsmodels.duration.survfunc import SurvfuncRight, survdiff
 
-    chosen = resolve_groups(groups_present(store, selection), groups, minimum=1)
-    scans = time_to_event(scan_features(store, selection))
+    chosen = tuple(groups)
     scans = scans[scans["group"].isin(chosen)].reset_index(drop=True)
     rows, unreached = [], []
     for group in chosen:
@@ -170,7 +187,7 @@ def coverage_times(store: Store, selection: EventSelection, *,
     return CoverageTimes(table=pd.DataFrame(rows), scans=scans, groups=chosen,
                          logrank_statistic=stat, logrank_p=p, hazard_ratio=hr,
                          hazard_ratio_ci_low=hr_low, hazard_ratio_ci_high=hr_high, cox_p=cox_p,
-                         selection=selection.description)
+                         selection=selection)
 
 
 def _cox(scans: pd.DataFrame, codes: np.ndarray) -> tuple[float, float, float, float]:

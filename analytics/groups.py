@@ -45,8 +45,10 @@ __all__ = [
     "SingleGroupError",
     "UnknownGroupError",
     "compare_groups",
+    "compare_values",
     "groups_present",
     "mixed_model_durations",
+    "mixed_model_fit",
     "operator_values",
     "resolve_groups",
 ]
@@ -307,15 +309,46 @@ def compare_groups(store: Store, selection: EventSelection, *,
         A group with fewer than 2 operators for a feature, or a feature without variation:
         its tests and effect size are NaN.
     """
+    check_choice("correction", correction, CORRECTIONS)
+    chosen = resolve_groups(groups_present(store, selection), groups)
+    return compare_values(operator_values(store, selection, groups=chosen), groups=chosen,
+                          correction=correction, features=features, ci=ci,
+                          selection=selection.description)
+
+
+def compare_values(values: pd.DataFrame, *, groups: Sequence[str],
+                   correction: str = "holm", features: Sequence[str] | None = None,
+                   ci: float = 0.95, selection: str = "") -> GroupComparison:
+    """The tests of `compare_groups` on operator-level values already at hand.
+
+    Parameters
+    ----------
+    values : pandas.DataFrame
+        One row per operator and feature: ``operator_id, group, feature, value`` and
+        optionally ``n_scans`` (as `operator_values` gives).
+    groups : sequence of str
+        The groups to compare, reference first (at least two).
+    correction, features, ci
+        As for `compare_groups`.
+    selection : str, optional
+        What the values describe, kept in the result.
+
+    Returns
+    -------
+    GroupComparison
+    """
     import numpy as np
     import pandas as pd
 
     check_choice("correction", correction, CORRECTIONS)
     if not 0 < ci < 1:
         raise ValueError(f"`ci` must be a confidence level in (0, 1), got {ci!r}")
-    present = groups_present(store, selection)
-    chosen = resolve_groups(present, groups)
-    values = operator_values(store, selection, groups=chosen)
+    chosen = tuple(groups)
+    if len(chosen) < 2:
+        raise SingleGroupError(f"a group comparison needs at least two groups, got "
+                               f"{len(chosen)}")
+    if "n_scans" not in values.columns:
+        values = values.assign(n_scans=1)
     # A censored time is no operator-level mean: `analytics.coverage` compares it.
     values = values[~values["feature"].isin(CENSORED_FEATURES)].reset_index(drop=True)
     available = list(pd.unique(values["feature"]))
@@ -376,9 +409,10 @@ def compare_groups(store: Store, selection: EventSelection, *,
     if len(chosen) > 2:
         n_pairs = len(chosen) * (len(chosen) - 1) // 2
         family += f"; pairwise: {correction} over the {n_pairs} pairs, per feature and test"
+    n_operators = values.groupby("group")["operator_id"].nunique()
     return GroupComparison(table=table, groups=chosen, correction=correction,
-                           n_operators={g: int(present[g]) for g in chosen}, values=values,
-                           pairwise=pairs, family=family, selection=selection.description)
+                           n_operators={g: int(n_operators.get(g, 0)) for g in chosen},
+                           values=values, pairwise=pairs, family=family, selection=selection)
 
 
 def _pairwise(feature: str, groups: tuple[str, ...], samples: list[np.ndarray],
@@ -506,12 +540,31 @@ def mixed_model_durations(store: Store, selection: EventSelection, *,
     SingleGroupError, UnknownGroupError
         As for `compare_groups`.
     """
+    chosen = resolve_groups(groups_present(store, selection), groups)
+    return mixed_model_fit(category_times(store, selection), groups=chosen,
+                           selection=selection.description)
+
+
+def mixed_model_fit(times: pd.DataFrame, *, groups: Sequence[str],
+                    selection: str = "") -> MixedModelResult:
+    """The models of `mixed_model_durations` on per-scan durations already at hand.
+
+    Parameters
+    ----------
+    times : pandas.DataFrame
+        One row per scan and category: ``scan_id, operator_id, group, label, duration_s``
+        (as `analytics.features.category_times` gives); rows with ``duration_s`` 0 are left
+        out (the category was not seen).
+    groups : sequence of str
+        Groups to compare, reference first.
+    selection : str, optional
+        What the durations describe, kept in the result.
+    """
     import numpy as np
     import pandas as pd
 
-    chosen = resolve_groups(groups_present(store, selection), groups)
+    chosen = tuple(groups)
     reference, others = chosen[0], chosen[1:]
-    times = category_times(store, selection)
     labels = pd.unique(times["label"])
     times = times[times["group"].isin(chosen) & (times["duration_s"] > 0)]
     rows = []
@@ -551,7 +604,7 @@ def mixed_model_durations(store: Store, selection: EventSelection, *,
         table[col] = np.exp(table[src].astype(float))
     table["converged"] = table["converged"].astype(bool)
     table["on_boundary"] = table["on_boundary"].astype(bool)
-    return MixedModelResult(table=table, groups=chosen, selection=selection.description)
+    return MixedModelResult(table=table, groups=chosen, selection=selection)
 
 
 MIXED_OPTIMISERS = ("lbfgs", "bfgs", "powell", "nm")
