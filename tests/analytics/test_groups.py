@@ -13,7 +13,7 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
-from workflow_cohorts import events_frame, manifest_frame, random_cohort
+from workflow_cohorts import build, events_frame, manifest_frame, random_cohort
 
 from analytics.features import category_times
 from analytics.groups import (
@@ -30,16 +30,6 @@ from analytics.warnings import DegenerateDataWarning
 HEART = "duration_min:HeD"
 
 
-def build(cohort_store, seed: int, **kwargs):
-    manifest, events = random_cohort(seed, **kwargs)
-    store = cohort_store(manifest, {"manual": events})
-    return store, select(store, source="manual")
-
-
-@pytest.fixture
-def strong(cohort_store):
-    """Trainees spend twice as long on the heart; 8 operators per group, 3 scans each."""
-    return build(cohort_store, 1, factors={"trainee": {"HeD": 2.0}}, revisit_p=0.0)
 
 
 def operator_heart(store, sel) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from workflow_cohorts import events_frame, manifest_frame, random_cohort
+from workflow_cohorts import events_frame, manifest_frame
 
 from analytics.features import REFERENCE_ORDER
 from analytics.groups import UnknownGroupError
@@ -21,18 +21,6 @@ from analytics.sequences import (
     transition_permutation_test,
     write_dfg,
 )
-
-
-def build(cohort_store, seed: int, **kwargs):
-    manifest, events = random_cohort(seed, **kwargs)
-    store = cohort_store(manifest, {"manual": events})
-    return store, select(store, source="manual")
-
-
-@pytest.fixture
-def strong(cohort_store):
-    """Trainees spend twice as long on the heart; 8 operators per group, 3 scans each."""
-    return build(cohort_store, 1, factors={"trainee": {"HeD": 2.0}}, revisit_p=0.0)
 
 
 @pytest.fixture

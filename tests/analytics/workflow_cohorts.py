@@ -76,3 +76,12 @@ def random_cohort(seed: int, *, groups: tuple[str, ...] = ("expert", "trainee"),
                     t += seconds
     events = pd.DataFrame(rows, columns=["scan_id", "start_s", "end_s", "label"])
     return pd.DataFrame(manifest), events
+
+
+def build(cohort_store, seed: int, **kwargs):
+    """A store of a `random_cohort` as manual labels, and the selection of them."""
+    from analytics.selection import select
+
+    manifest, events = random_cohort(seed, **kwargs)
+    store = cohort_store(manifest, {"manual": events})
+    return store, select(store, source="manual")
