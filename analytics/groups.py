@@ -26,7 +26,7 @@ from analytics.features import (
 from analytics.warnings import DegenerateDataWarning
 from fetal_analytics.checks import check_choice
 from fetal_analytics.errors import UserError
-from fetal_analytics.results import Result, plain
+from fetal_analytics.results import Result, format_p, plain
 
 if TYPE_CHECKING:
     import numpy as np
@@ -152,7 +152,7 @@ class GroupComparison(Result):
                               if first[f"n_{group}"] else "")
             for test in tests.itertuples():
                 row[f"{test.test} p (corrected)"] = (
-                    f"{short(test.p, '.2g')} ({short(test.p_adjusted, '.2g')})"
+                    f"{format_p(test.p)} ({format_p(test.p_adjusted)})"
                     if test.p == test.p else "")
             size, low, high = (short(first[c], ".2f") for c in
                                ("effect_size", "effect_ci_low", "effect_ci_high"))

@@ -122,12 +122,12 @@ def print_table(records: list[dict[str, Any]], *, title: str = "", transpose: bo
         table.add_column("")
         table.add_column("value", justify="right")
         for key, value in records[0].items():
-            table.add_row(key, _cell(value))
+            table.add_row(key, _cell(value, key))
     else:
         for key in records[0] if records else []:
             table.add_column(key, justify="right" if _numeric(records, key) else "left")
         for row in records:
-            table.add_row(*(_cell(v) for v in row.values()))
+            table.add_row(*(_cell(v, k) for k, v in row.items()))
     # Piped output gets a wide console: ids and names are never cut to fit 80 columns.
     Console(file=out, width=None if out.isatty() else 200).print(table)
 
@@ -142,8 +142,12 @@ def _numeric(records: list[dict[str, Any]], key: str) -> bool:
     return all(isinstance(r[key], int | float) or r[key] is None for r in records)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, column: str = "") -> str:
+    from fetal_analytics.results import format_p, is_p_value
+
     if isinstance(value, float):
+        if is_p_value(column):
+            return format_p(value, ".4g")
         return "" if value != value else f"{value:.4g}"  # NaN: not computable, left blank
     return "" if value is None else str(value)
 
@@ -631,8 +635,7 @@ def _with_ci(value: float, intervals: dict, key: Any) -> str:
 
 
 def _p(value: float) -> str:
-    """A p-value for people: below double precision's resolution as "< 1e-16", not 0."""
-    return "< 1e-16" if value == value and value < 1e-16 else _cell(value)
+    return _cell(value, "p")
 
 
 def _percent(fraction: float) -> str:

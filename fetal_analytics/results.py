@@ -23,7 +23,23 @@ from dataclasses import fields, is_dataclass
 from datetime import date, datetime
 from typing import Any, ClassVar
 
-__all__ = ["Result", "plain"]
+__all__ = ["P_FLOOR", "Result", "format_p", "is_p_value", "plain"]
+
+
+P_FLOOR = 1e-16
+"""Below this a p-value is printed as "< 1e-16": a double cannot resolve it from 0."""
+
+
+def format_p(p: float, spec: str = ".2g") -> str:
+    """A p-value for people: ``"< 1e-16"`` below `P_FLOOR` (never 0), blank when NaN."""
+    if p != p:
+        return ""
+    return f"< {P_FLOOR:g}" if p < P_FLOOR else format(p, spec)
+
+
+def is_p_value(column: str) -> bool:
+    """Whether a table column holds p-values (``p``, ``*_p``, ``p_adjusted``, ``cox_p``...)."""
+    return column == "p" or column.endswith("_p") or column.startswith("p_")
 
 
 def plain(value: Any) -> Any:
