@@ -12,9 +12,13 @@ long without reaching it). Per group:
   complementary log-log scale; statsmodels' ``SurvfuncRight``); NaN where fewer than half the
   scans reach full coverage within the observed time.
 
-Between groups: the log-rank test (statsmodels' ``survdiff``), which treats scans as
-independent, and a Cox model of the group with a cluster-robust (sandwich) covariance over
-operators, whose hazard ratio says how much faster one group reaches full coverage.
+Between groups: the log-rank statistic (statsmodels' ``survdiff``), its p-value from permuting
+the group labels over operators (scans of one operator move together, so the test holds its
+level however alike an operator's scans are; scipy's or statsmodels' asymptotic p treats scans
+as independent and rejects a true null up to three times too often on nested cohorts, see
+BENCHMARKS.md); and a Cox model of the group with a cluster-robust (sandwich) covariance over
+operators and a t reference on G - 1 degrees of freedom (G operators), whose hazard ratio says
+how much faster one group reaches full coverage.
 """
 
 from __future__ import annotations
@@ -57,7 +61,10 @@ class CoverageTimes(Result):
     groups : tuple of str
         The groups, reference first.
     logrank_statistic, logrank_p : float
-        The log-rank test of equal curves across the groups (scans as independent).
+        The log-rank statistic of equal curves across the groups, and its p-value from
+        `n_perm` permutations of the groups over operators.
+    n_perm : int
+        Permutations behind `logrank_p`.
     hazard_ratio, hazard_ratio_ci_low, hazard_ratio_ci_high, cox_p : float
         Cox model of the second group against the first (two groups only, else NaN), with an
         operator-clustered sandwich covariance: above 1, the second group reaches full coverage
@@ -73,6 +80,7 @@ class CoverageTimes(Result):
     groups: tuple[str, ...]
     logrank_statistic: float
     logrank_p: float
+    n_perm: int
     hazard_ratio: float
     hazard_ratio_ci_low: float
     hazard_ratio_ci_high: float
@@ -105,7 +113,8 @@ def time_to_event(scan_features_df: pd.DataFrame) -> pd.DataFrame:
 
 
 def coverage_times(store: Store, selection: EventSelection, *,
-                   groups: Sequence[str] | None = None) -> CoverageTimes:
+                   groups: Sequence[str] | None = None, n_perm: int = 999,
+                   seed: int = 0) -> CoverageTimes:
     """Time to full FASP coverage per group, censored, with a test between the groups.
 
     Parameters
@@ -115,6 +124,8 @@ def coverage_times(store: Store, selection: EventSelection, *,
     groups : sequence of str, optional
         Groups to compare, reference first (default: every group present, sorted). A single
         group gives its figures and NaN tests.
+    n_perm, seed
+        Permutations of the log-rank p-value and their seed (see `compare_coverage`).
 
     Raises
     ------
@@ -132,11 +143,11 @@ def coverage_times(store: Store, selection: EventSelection, *,
     """
     chosen = resolve_groups(groups_present(store, selection), groups, minimum=1)
     return compare_coverage(time_to_event(scan_features(store, selection)), groups=chosen,
-                            selection=selection.description)
+                            n_perm=n_perm, seed=seed, selection=selection.description)
 
 
-def compare_coverage(scans: pd.DataFrame, *, groups: Sequence[str],
-                     selection: str = "") -> CoverageTimes:
+def compare_coverage(scans: pd.DataFrame, *, groups: Sequence[str], n_perm: int = 999,
+                     seed: int = 0, selection: str = "") -> CoverageTimes:
     """The figures and tests of `coverage_times` on censored times already at hand.
 
     Parameters
@@ -145,12 +156,16 @@ def compare_coverage(scans: pd.DataFrame, *, groups: Sequence[str],
         ``scan_id, operator_id, group, time_min, reached`` (as `time_to_event` gives).
     groups : sequence of str
         The groups, reference first.
+    n_perm : int, optional
+        Permutations of the groups over operators for the log-rank p-value.
+    seed : int, optional
+        Seed of the permutations.
     selection : str, optional
         What the times describe, kept in the result.
     """
     import numpy as np
     import pandas as pd
-    from statsmodels.duration.survfunc import SurvfuncRight, survdiff
+    from statsmodels.duration.survfunc import SurvfuncRight
 
     chosen = tuple(groups)
     scans = scans[scans["group"].isin(chosen)].reset_index(drop=True)
@@ -180,18 +195,40 @@ def compare_coverage(scans: pd.DataFrame, *, groups: Sequence[str],
     stat = p = hr = hr_low = hr_high = cox_p = math.nan
     if len(chosen) >= 2 and scans["reached"].any():
         codes = pd.Categorical(scans["group"], categories=chosen).codes
-        stat, p = (float(v) for v in survdiff(scans["time_min"].to_numpy(float),
-                                               scans["reached"].to_numpy(int), codes))
+        stat, p = _permuted_logrank(scans, codes, n_perm=n_perm, seed=seed)
         if len(chosen) == 2:
             hr, hr_low, hr_high, cox_p = _cox(scans, codes)
     return CoverageTimes(table=pd.DataFrame(rows), scans=scans, groups=chosen,
-                         logrank_statistic=stat, logrank_p=p, hazard_ratio=hr,
+                         logrank_statistic=stat, logrank_p=p, n_perm=n_perm, hazard_ratio=hr,
                          hazard_ratio_ci_low=hr_low, hazard_ratio_ci_high=hr_high, cox_p=cox_p,
                          selection=selection)
 
 
+def _permuted_logrank(scans: pd.DataFrame, codes: np.ndarray, *, n_perm: int,
+                      seed: int) -> tuple[float, float]:
+    """The log-rank statistic and its p-value over permutations of the groups' operators."""
+    import numpy as np
+    import pandas as pd
+    from statsmodels.duration.survfunc import survdiff
+
+    time = scans["time_min"].to_numpy(float)
+    event = scans["reached"].to_numpy(int)
+
+    def statistic(labels: np.ndarray) -> float:
+        return float(survdiff(time, event, labels)[0])
+
+    observed = statistic(codes)
+    _, per_scan = np.unique(scans["operator_id"].to_numpy(), return_inverse=True)
+    operator_group = pd.Series(codes).groupby(per_scan).first().to_numpy()
+    rng = np.random.default_rng(seed)
+    null = np.array([statistic(rng.permutation(operator_group)[per_scan])
+                     for _ in range(int(n_perm))])
+    return observed, float((1 + np.count_nonzero(null >= observed - 1e-12)) / (1 + n_perm))
+
+
 def _cox(scans: pd.DataFrame, codes: np.ndarray) -> tuple[float, float, float, float]:
-    """Hazard ratio of group 1 against group 0, CI and p, operator-clustered sandwich."""
+    """Hazard ratio of group 1 against group 0, CI and p: operator-clustered sandwich, t on
+    G - 1 degrees of freedom."""
     import numpy as np
     from scipy import stats
     from statsmodels.duration.hazard_regression import PHReg
@@ -207,6 +244,7 @@ def _cox(scans: pd.DataFrame, codes: np.ndarray) -> tuple[float, float, float, f
     beta, se = float(fit.params[0]), float(fit.bse[0])
     if not (math.isfinite(beta) and math.isfinite(se) and se > 0):
         return math.nan, math.nan, math.nan, math.nan
-    z = float(stats.norm.ppf(0.975))
-    return (math.exp(beta), math.exp(beta - z * se), math.exp(beta + z * se),
-            float(2 * stats.norm.sf(abs(beta / se))))
+    df = scans["operator_id"].nunique() - 1
+    quantile = float(stats.t.ppf(0.975, df))
+    return (math.exp(beta), math.exp(beta - quantile * se), math.exp(beta + quantile * se),
+            float(2 * stats.t.sf(abs(beta / se), df)))

@@ -531,7 +531,7 @@ def mixed_model_durations(store: Store, selection: EventSelection, *,
         and about a dozen operators make Wald's z too liberal; ``ratio, ratio_ci_low,
         ratio_ci_high`` (``exp`` of those: the ratio of geometric mean durations); ``n_scans,
         n_operators`` (used in the fit); ``converged`` (the fit's own convergence flag);
-        ``optimiser`` (the one that converged: lbfgs first, then bfgs, powell and nm);
+        ``optimiser`` (the one that converged: bfgs first, then lbfgs, powell and nm);
         ``on_boundary`` (the operator variance was estimated at about 0: the fit is then close
         to ordinary least squares); ``reason`` (why a row is NaN, else None).
 
@@ -607,8 +607,10 @@ def mixed_model_fit(times: pd.DataFrame, *, groups: Sequence[str],
     return MixedModelResult(table=table, groups=chosen, selection=selection)
 
 
-MIXED_OPTIMISERS = ("lbfgs", "bfgs", "powell", "nm")
-"""Optimisers `mixed_model_durations` tries in turn until a fit converges."""
+MIXED_OPTIMISERS = ("bfgs", "lbfgs", "powell", "nm")
+"""Optimisers `mixed_model_durations` tries in turn until a fit converges: statsmodels' own first
+choice first (L-BFGS from the default start can stop at its start values and call that
+converged, which the statistics calibration caught)."""
 
 
 def _fit_mixed(data: pd.DataFrame, reference: str, others: list[str]

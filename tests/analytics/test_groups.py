@@ -22,6 +22,7 @@ from analytics.groups import (
     UnknownGroupError,
     compare_groups,
     mixed_model_durations,
+    mixed_model_fit,
 )
 from analytics.selection import select
 from analytics.sequences import transition_permutation_test
@@ -217,10 +218,29 @@ def test_mixed_model_matches_statsmodels(strong):
     half = stats.t.ppf(0.975, 14) * fit.bse[name]
     assert (heart["ci_low"], heart["ci_high"]) == pytest.approx(
         (fit.params[name] - half, fit.params[name] + half), rel=1e-3)
-    # L-BFGS does not converge on this cohort and BFGS does: the retry is a converged fit
-    # (it was reported as failed when convergence was read from warning text).
     assert heart["optimiser"] == "bfgs" and heart["converged"]
     assert heart["n_scans"] == len(data)
+
+
+def test_mixed_model_is_not_fooled_by_an_optimiser_stuck_at_its_start():
+    """Regression: L-BFGS from statsmodels' default start returned its start values (slope -2.8,
+    p 1.0) as a converged fit on this cohort; statsmodels' default fit finds the estimate."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for g, group in enumerate(("expert", "trainee")):
+        for o in range(12):
+            u = rng.normal(0, math.sqrt(0.3))
+            for s in range(int(rng.integers(2, 7))):
+                rows.append((f"{group}{o}-{s}", f"{group}{o}", group,
+                             0.8 * g + u + rng.normal(0, math.sqrt(0.7))))
+    scans = pd.DataFrame(rows, columns=["scan_id", "operator_id", "group", "y"])
+    times = scans.assign(label="HeD", duration_s=60 * np.exp(scans["y"]))
+    row = mixed_model_fit(times, groups=("expert", "trainee")).table.iloc[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = smf.mixedlm("y ~ C(group)", scans, groups=scans["operator_id"]).fit(reml=True)
+    assert row["coef"] == pytest.approx(reference.params.iloc[1], rel=1e-4)
+    assert row["p"] < 0.01 and row["converged"]
 
 
 def test_mixed_model_reports_categories_it_cannot_fit(cohort_store):
