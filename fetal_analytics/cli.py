@@ -740,9 +740,10 @@ def compare(db_path: Path, group_option: tuple[str, ...], more_groups: tuple[str
         stream.write("\n")
         print_table(plain(coverage.table), out=stream,
                     title=f"Time to full FASP coverage, minutes (censored where never reached: "
-                          f"Kaplan-Meier median; log-rank p {_p(coverage.logrank_p)}, Cox "
-                          f"hazard ratio {_cell(coverage.hazard_ratio)} clustered by operator, "
-                          f"p {_p(coverage.cox_p)})")
+                          f"Kaplan-Meier median; log-rank p {_p(coverage.logrank_p)} with "
+                          f"operators permuted, Cox hazard ratio "
+                          f"{_cell(coverage.hazard_ratio)} clustered by operator, p "
+                          f"{_p(coverage.cox_p)})")
         if mixed is not None:
             stream.write("\n")
             print_table(plain(mixed.table), title="Mixed model of log duration (t with "
