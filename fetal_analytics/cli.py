@@ -1380,3 +1380,45 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
         raise left_running
     if result.failed:
         raise SystemExit(1)
+
+
+@main.command()
+@db_option(creates=False)
+@click.option("--positive-group", default="expert", show_default=True,
+              help="The group whose workflow the probability is of resembling.")
+@selection_options
+@format_option(("table", "json"))
+def skill(db_path: Path, positive_group: str, source: str | None, run_ref: str,
+          fmt: str) -> None:
+    """Estimate from workflow how much each operator's scans resemble a group's (e.g. experts).
+
+    A classifier of per-scan workflow features, evaluated leave-one-operator-out (no scan of
+    the test operator is ever in training): accuracy, balanced accuracy and ROC AUC per scan
+    and per operator with 95% bootstrap CIs over operators, and each operator's out-of-fold
+    probability. Evidence about workflow, not a verdict on a person.
+
+    \b
+    Example:
+      fetal-analytics skill --db out/demo/demo.duckdb
+      fetal-analytics skill --db out/demo/demo.duckdb --source manual --format json
+    """
+    from analytics.selection import select
+    from analytics.skill import skill_estimate
+    from fetal_analytics.results import plain
+
+    with open_store(db_path, read_only=True) as store:
+        selection = select(store, source=source, run=run_ref)
+        result = skill_estimate(store, selection, positive_group=positive_group)
+    if fmt == "json":
+        emit(result.to_dict(), fmt)
+        return
+    counts = ", ".join(f"{g}: {n}" for g, n in result.n_operators.items())
+    print_table(plain(result.metrics), title=(
+        f"{result.selection}: resembling {positive_group!r}, leave-one-operator-out "
+        f"(operators {counts}; baseline balanced accuracy 0.5; PULSE: "
+        f"{result.pulse['cross_validation_accuracy']:.1%} in cross-validation, "
+        f"{result.pulse['unseen_operator_accuracy']:.1%} on unseen operators)"))
+    click.echo()
+    print_table(plain(result.operators), title=(
+        f"Probability that an operator's scans resemble {positive_group!r} (out of fold; Brier "
+        f"score of the scans {result.brier:.3f}); evidence about workflow, not a verdict"))

@@ -230,3 +230,8 @@ def test_the_cli_holds_no_sql_and_no_pandas():
                            r"\.nunique\(|\.round\(")
     offending = [line for line in text.splitlines() if forbidden.search(line)]
     assert offending == []
+
+
+def test_skill_needs_two_operators_on_each_side(db):
+    result = invoke("skill", "--db", db, code=1)
+    assert "needs at least 2 operators in 'expert' and 2 outside it, got 1 and 1" in result.output
