@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import warnings
 
-import numpy as np
 import pytest
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
