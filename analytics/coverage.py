@@ -186,7 +186,9 @@ def compare_coverage(scans: pd.DataFrame, *, groups: Sequence[str], n_perm: int 
         rows.append({"group": group, "n_scans": len(part),
                      "n_operators": int(part["operator_id"].nunique()),
                      "n_reached": int(part["reached"].sum()), "share_reached": share.mean,
-                     "share_ci_low": share.ci_low, "share_ci_high": share.ci_high,
+                     # a share's interval stays within [0, 1]
+                     "share_ci_low": max(share.ci_low, 0.0),
+                     "share_ci_high": min(share.ci_high, 1.0),
                      "median_min": median, "median_ci_low": low, "median_ci_high": high})
     if unreached:
         warnings.warn(f"fewer than half the scans of {', '.join(unreached)} reach full FASP "
