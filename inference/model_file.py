@@ -47,6 +47,7 @@ __all__ = [
     "DEMO_MODEL",
     "DEMO_MODEL_COMMAND",
     "SIDECAR_FORMAT",
+    "SONONET16_MODEL",
     "LoadedModel",
     "ModelFileError",
     "ModelInfo",
@@ -65,8 +66,17 @@ SIDECAR_FORMAT = "fetal-analytics model sidecar"
 DEMO_MODEL = shipped_file("demo_model.keras")
 #: The command that makes `DEMO_MODEL`, named when it is missing.
 DEMO_MODEL_COMMAND = "make demo-model"
-#: Built-in model names, accepted wherever a model path is (`resolve_model`).
-BUILTIN_MODELS: dict[str, Path] = {"demo": DEMO_MODEL}
+#: The published SonoNet-16 (Baumgartner et al., TMI 2017), converted by `import-sononet`:
+#: trained on real scans, the model for real recordings (package data, with its licence).
+SONONET16_MODEL = shipped_file("sononet16.keras")
+#: Built-in model names, accepted wherever a model path is (`resolve_model`), and the command
+#: that makes each.
+BUILTIN_MODELS: dict[str, Path] = {"demo": DEMO_MODEL, "sononet16": SONONET16_MODEL}
+_BUILTIN_COMMANDS = {
+    "demo": DEMO_MODEL_COMMAND,
+    "sononet16": "fetal-analytics import-sononet ../shared/data/sononet/SonoNet16.npz "
+                 "--out data/sononet16.keras",
+}
 
 # A model without stream information (an imported SonoNet) takes single frames.
 _DEFAULT_STREAMS = ({"name": "2d", "spacing_s": None, "frames": 1},)
@@ -87,8 +97,9 @@ def resolve_model(ref: str | Path) -> Path:
     Parameters
     ----------
     ref : str or Path
-        ``demo`` (the shipped demo model) or the path of a ``.keras`` file. A built-in name
-        wins over a file of that name in the working folder. A path is returned as given,
+        The path of a ``.keras`` file, or a built-in name: ``demo`` (the shipped demo model,
+        for the simulator's screens) or ``sononet16`` (the published SonoNet-16, for real
+        scans). An existing file wins over a built-in name. A path is returned as given,
         unchecked (`read_model_info` and `load_model` check it).
 
     Returns
@@ -102,13 +113,13 @@ def resolve_model(ref: str | Path) -> Path:
         command that makes it).
     """
     name = str(ref)
-    if name not in BUILTIN_MODELS:
+    if name not in BUILTIN_MODELS or Path(ref).is_file():
         return Path(ref)
     path = BUILTIN_MODELS[name]
     if not path.is_file():
         raise ModelFileError(
-            f"the {name} model {path} is missing: make it with `{DEMO_MODEL_COMMAND}`, or pass "
-            f"the path of a model written by `fetal-analytics train`")
+            f"the {name} model {path} is missing: make it with `{_BUILTIN_COMMANDS[name]}`, or "
+            f"pass the path of a model written by `fetal-analytics train`")
     return path
 
 

@@ -135,3 +135,29 @@ def test_import_refuses_a_file_that_is_not_sononet_weights(tmp_path):
     result = invoke("import-sononet", npz, "--out", tmp_path / "x.keras")
     assert result.exit_code == 1
     assert "expected 75 arrays (5 per convolution), got 2" in result.output
+
+
+def test_the_shipped_sononet16_is_the_published_weights_and_its_licence_ships_beside_it():
+    from inference.model_file import BUILTIN_MODELS, SONONET16_MODEL, read_model_info
+
+    assert BUILTIN_MODELS["sononet16"] == SONONET16_MODEL
+    info = read_model_info("sononet16")
+    assert info.sidecar["source"]["file"] == "SonoNet16.npz"
+    assert info.input_shape[:2] == (224, 288) and len(info.sidecar["classes"]) == 14
+    licence = SONONET16_MODEL.with_name("LICENSE-SonoNet").read_text(encoding="utf-8")
+    assert "Apache License" in licence and "Version 2.0" in licence
+    notice = SONONET16_MODEL.with_name("NOTICE-SonoNet.md").read_text(encoding="utf-8")
+    assert "Baumgartner" in notice and "Medical Imaging" in notice
+
+
+@needs_sononet
+def test_the_shipped_sononet16_converts_from_the_published_file_and_classifies_by_name():
+    import hashlib
+
+    from inference.model_file import read_model_info
+    from inference.sononet import classify_images
+
+    digest = hashlib.sha256(NPZ.read_bytes()).hexdigest()
+    assert read_model_info("sononet16").sidecar["source"]["sha256"] == digest
+    rows = classify_images("sononet16", IMAGES)
+    assert [r["code"] for r in rows] == [TRUTH[Path(r["image"]).stem][1] for r in rows]
