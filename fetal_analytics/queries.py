@@ -162,8 +162,8 @@ def list_scans(store: Store, *, groups: str | Sequence[str] | None = None,
         GROUP BY ALL
         ORDER BY s.acquired_at NULLS LAST, s.scan_id
         """,
-        [groups := _as_list(groups), groups, operators := _as_list(operators), operators,
-         date_from, date_from, date_to, date_to])
+        [*[_as_list(groups)] * 2, *[_as_list(operators)] * 2, date_from, date_from, date_to,
+         date_to])
     frame["video_present"] = pd.Series(
         [bool(p) and Path(p).is_file() for p in frame["video_path"].fillna("")],
         index=frame.index, dtype=bool)
@@ -230,7 +230,7 @@ def scan_events(store: Store, scan_id: str, runs: Sequence[Run | str | int] | No
            FROM events e JOIN runs r USING (run_id)
            WHERE e.scan_id = ? AND list_contains(?::INTEGER[], e.run_id)
            ORDER BY list_position(?::INTEGER[], e.run_id), e.start_s, e.end_s""",
-        [scan_id, ids := [r.run_id for r in chosen], ids])
+        [scan_id, *[[r.run_id for r in chosen]] * 2])
     return frame.reset_index(drop=True)
 
 
