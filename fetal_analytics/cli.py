@@ -220,6 +220,10 @@ def ingest_manifest(file: Path, db_path: Path, replace: bool, fmt: str) -> None:
         f"{result.scans_added} scans added, {result.scans_updated} updated, "
         f"{result.scans_unchanged} unchanged"
     )
+    for scan_id, n_events in result.auto_results_removed.items():
+        click.echo(f"scan {scan_id}: a video of other content; its automatic results "
+                   f"({n_events} events) were removed, its manual labels kept: label it again",
+                   err=True)
 
 
 @ingest.command("labels")

@@ -139,11 +139,15 @@ class ScanFacts:
         Length of the video, seconds.
     video_path : Path, optional
         The video labelled; stored only where the scan has no video path yet.
+    video_sha256 : str, optional
+        The SHA-256 of the video labelled, stored where it is the scan's video: a manifest
+        that later gives the scan a video of other content removes the automatic results.
     """
 
     n_frames: int
     duration_s: float
     video_path: Path | None = None
+    video_sha256: str | None = None
 
 
 def open_for_write(db: str | Path, *, wait_s: float | None = None) -> Store:
@@ -336,12 +340,14 @@ def write_scan(store: Store, run_id: int, scan_id: str, *, events: pd.DataFrame,
     with store.transaction():
         if facts is not None:
             fps = facts.n_frames / facts.duration_s if facts.duration_s > 0 else None
+            video = None if facts.video_path is None else str(Path(facts.video_path).resolve())
             store.con.execute(
                 "UPDATE scans SET n_frames = ?, duration_s = ?, fps = coalesce(fps, ?), "
+                "video_sha256 = CASE WHEN coalesce(video_path, ?) = ? "
+                "THEN coalesce(?, video_sha256) ELSE video_sha256 END, "
                 "video_path = coalesce(video_path, ?) WHERE scan_id = ?",
-                [facts.n_frames, facts.duration_s, fps,
-                 None if facts.video_path is None else str(Path(facts.video_path).resolve()),
-                 scan_id])
+                [facts.n_frames, facts.duration_s, fps, video, video, facts.video_sha256,
+                 video, scan_id])
         for table in ("events", "window_probs"):
             store.con.execute(f"DELETE FROM {table} WHERE run_id = ? AND scan_id = ?",
                               [run_id, scan_id])

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fetal_analytics.errors import UserError
+from fetal_analytics.hashing import file_sha256
 from fetal_analytics.results import Result, plain
 from fetal_analytics.run_writing import (
     ModelRecord,
@@ -949,7 +950,8 @@ def _label_one(db: Path, run_id: int, target: ScanVideo, loaded: LoadedModel, sp
         store = open_for_write(db, wait_s=write_wait_s)
         try:
             write_scan(store, run_id, target.scan_id, **rows,
-                       facts=ScanFacts(labels.n_frames, labels.duration_s, Path(target.video)))
+                       facts=ScanFacts(labels.n_frames, labels.duration_s, Path(target.video),
+                                       file_sha256(target.video)))
         finally:
             store.close()
     except Exception as exc:  # one bad scan is reported; the others go on

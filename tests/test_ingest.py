@@ -104,6 +104,93 @@ def test_a_manifest_that_contradicts_the_database_needs_replace(store, tmp_path)
     assert row[2].endswith("S001.mp4")  # an empty cell keeps the stored value
 
 
+def labelled_store(store, data_dir, tmp_path):
+    """The sample store with manual labels and an automatic import (scan S001 in both)."""
+    ingest_labels(store, data_dir / "manual_labels.csv")
+    ingest_labels(store, data_dir / "auto_labels_frames.csv", source="auto", run_name="v1")
+    return store
+
+
+def event_counts(store) -> dict[str, int]:
+    return dict(store.con.execute(
+        "SELECT source, count(*) FROM events JOIN runs USING (run_id) WHERE scan_id = 'S001' "
+        "GROUP BY source").fetchall())
+
+
+def test_replace_corrects_the_date_of_a_labelled_scan_and_keeps_its_labels(store, data_dir,
+                                                                         tmp_path):
+    labelled_store(store, data_dir, tmp_path)
+    before = event_counts(store)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scan_id,operator_id,group,acquired_at\nS001,OP1,expert,2024-04-04\n")
+    result = ingest_manifest(store, manifest, replace=True)
+    assert (result.scans_updated, result.auto_results_removed) == (1, {})
+    assert store.scalar("SELECT acquired_at FROM scans WHERE scan_id = 'S001'") == datetime(
+        2024, 4, 4)
+    assert event_counts(store) == before and before["auto"] > 0
+
+
+def test_a_video_of_other_content_removes_the_automatic_results_only(store, data_dir, tmp_path):
+    labelled_store(store, data_dir, tmp_path)
+    manual_before = event_counts(store)["manual"]
+    manifest = tmp_path / "m.csv"
+
+    def give_video(content: bytes, name: str):
+        video = tmp_path / name
+        video.write_bytes(content)
+        manifest.write_text(f"scan_id,operator_id,group,video_path\nS001,OP1,expert,{video}\n")
+        return ingest_manifest(store, manifest, replace=True)
+
+    # the stored video does not exist here: its content is unknown, so it counts as changed
+    first = give_video(b"the video", "a.mp4")
+    n_auto = first.auto_results_removed["S001"]
+    assert n_auto > 0 and event_counts(store) == {"manual": manual_before}
+    ingest_labels(store, data_dir / "auto_labels_frames.csv", source="auto", run_name="v1b")
+
+    moved = give_video(b"the video", "moved.mp4")  # same content, another file: kept
+    assert (moved.scans_updated, moved.auto_results_removed) == (1, {})
+    assert event_counts(store)["auto"] == n_auto
+
+    other = give_video(b"another scan", "other.mp4")
+    assert other.auto_results_removed == {"S001": n_auto}
+    assert event_counts(store) == {"manual": manual_before}
+    assert store.scalar("SELECT video_sha256 FROM scans WHERE scan_id = 'S001'") == sha(
+        tmp_path / "other.mp4")
+    assert store.scalar("SELECT count(*) FROM run_scans JOIN runs USING (run_id) "
+                        "WHERE scan_id = 'S001' AND source = 'auto'") == 0
+
+
+def test_moving_a_labelled_scan_to_another_operator_is_refused_naming_it(store, data_dir,
+                                                                          tmp_path, db_path):
+    labelled_store(store, data_dir, tmp_path)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scan_id,operator_id,group\nS001,OP2,trainee\n")
+    store.con.execute("CHECKPOINT")
+    before = db_path.read_bytes()
+    with pytest.raises(InputError, match="scan 'S001' already has labels, so its operator "
+                                         r"\('OP1'\) cannot be changed"):
+        ingest_manifest(store, manifest, replace=True)
+    store.con.execute("CHECKPOINT")
+    assert db_path.read_bytes() == before
+    manifest.write_text("scan_id,operator_id,group\nS005,OP3,trainee\n")
+    ingest_manifest(store, manifest)
+    manifest.write_text("scan_id,operator_id,group\nS005,OP2,trainee\n")  # unlabelled: moves
+    assert ingest_manifest(store, manifest, replace=True).scans_updated == 1
+    assert store.scalar("SELECT operator_id FROM scans WHERE scan_id = 'S005'") == "OP2"
+
+
+def test_a_value_filled_in_later_is_no_conflict(store, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scan_id,operator_id,group,fps\nS004,OP3,trainee,25\n")
+    result = ingest_manifest(store, manifest)  # S004 had no fps: no --replace needed
+    assert (result.scans_updated, result.scans_unchanged) == (1, 0)
+    assert store.scalar("SELECT fps FROM scans WHERE scan_id = 'S004'") == 25.0
+    manifest.write_text("scan_id,operator_id,group,fps\nS004,OP3,trainee,30\n")
+    with pytest.raises(InputError) as error:
+        ingest_manifest(store, manifest)
+    assert "fps '25.0' -> '30.0'" in str(error.value) and "nan" not in str(error.value)
+
+
 def test_missing_required_manifest_columns(db_path, tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("scan,operator_id\nS1,A\n")
