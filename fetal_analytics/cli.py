@@ -70,16 +70,18 @@ def format_option(choices: tuple[str, ...] = FORMATS) -> Callable:
 
 @contextmanager
 def open_store(db_path: Path, *, read_only: bool, create: bool = False) -> Iterator[Any]:
-    """Open the store for one command and always close it (releasing DuckDB's file lock)."""
-    from fetal_analytics.store import Store, missing_database_error
+    """Open the store for one command and always close it (releasing DuckDB's file lock); a
+    database the command creates is removed again when the command fails."""
+    from fetal_analytics.store import Store, missing_database_error, removed_if_refused
 
     if not create and not db_path.exists():
         raise missing_database_error(db_path)
-    store = Store(db_path, read_only=read_only)
-    try:
-        yield store
-    finally:
-        store.close()
+    with removed_if_refused(db_path):
+        store = Store(db_path, read_only=read_only)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def emit(record: dict[str, Any] | list[dict[str, Any]], fmt: str, *, title: str = "",
@@ -1287,6 +1289,9 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
               help="Run to write [default: label-<model file stem>-<sha256 prefix>]; an existing "
                    "run of this name is continued.")
 @click.option("--force", is_flag=True, help="Label again the scans already finished in the run.")
+@click.option("--replace", is_flag=True,
+              help="Let --manifest correct scans and operators stored with other data (as "
+                   "`ingest manifest --replace`).")
 @click.option("--freezes/--no-freezes", default=True, show_default=True,
               help="Detect freeze frames on the same decoded frames.")
 @click.option("--freeze-preset", type=click.Choice(tuple(INDICATOR_PRESETS)),
@@ -1297,15 +1302,17 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
 @format_option(("table", "json"))
 def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest: Path | None,
                   db_path: Path, model: Path | None, run_name: str | None, force: bool,
-                  freezes: bool, freeze_preset: str, batch_size: int, fmt: str) -> None:
+                  replace: bool, freezes: bool, freeze_preset: str, batch_size: int,
+                  fmt: str) -> None:
     """Label full-length scan videos with a model: events, window probabilities, freezes.
 
     Each video is decoded once; every frame is cropped to the image area and resized as the
     model's training clips were; windows every hop (1 s) feed all the model's streams, whose
     probabilities are fused and decoded into events. Each scan's results are written in one
     transaction as one run, so an interrupted run keeps its finished scans and running it
-    again labels only the rest. A video that cannot be labelled is reported and the others go
-    on; the exit status is then 1.
+    again labels only the rest (Ctrl-C stops it so: it prints the scans kept and the command
+    that resumes, exit status 130). A video that cannot be labelled is reported and the others
+    go on; the exit status is then 1.
 
     \b
     Example:
@@ -1323,7 +1330,12 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
     )
 
     from inference.freeze import FreezeConfig
-    from inference.labelling import RunLeftRunningError, ScanVideo, label_scans
+    from inference.labelling import (
+        LabellingInterrupted,
+        RunLeftRunningError,
+        ScanVideo,
+        label_scans,
+    )
 
     if manifest is not None and (videos or scan_ids):
         raise click.UsageError("give VIDEOs (with --scan-id) or --manifest, not both")
@@ -1339,7 +1351,7 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
     console = _stderr_console()
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
-    left_running = None
+    left_running = interrupted = None
     with Progress(*columns, console=console, transient=True,
                   disable=not console.is_terminal) as bar:
         overall = bar.add_task("all scans", total=None)
@@ -1357,9 +1369,14 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
         try:
             result = label_scans(db_path, scans, manifest=manifest, model=model,
                                  run_name=run_name, force=force, batch_size=batch_size,
-                                 freezes=config, progress=show)
+                                 freezes=config, progress=show, replace=replace)
         except RunLeftRunningError as exc:  # the scans are reported, then the error
             result, left_running = exc.result, exc
+        except LabellingInterrupted as exc:
+            interrupted = exc
+    if interrupted is not None:
+        click.echo(str(interrupted), err=True)
+        raise SystemExit(130)
     if fmt == "json":
         emit(result.to_dict(), fmt)
     else:
