@@ -33,11 +33,27 @@ FORMATS = ("table", "json", "csv")
 
 
 class _Group(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _verbose_first(args))
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except UserError as exc:  # the user's to fix: one message, exit status 1
             raise click.ClickException(str(exc)) from exc
+
+
+def _verbose_first(args: list[str]) -> list[str]:
+    """Move ``-v``, ``-vv`` and ``--verbose`` given after the subcommand before it (not those
+    after ``--``), so they are accepted anywhere on the line."""
+    verbose, rest = [], []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        is_verbose = arg == "--verbose" or (len(arg) > 1 and arg.strip("v") == "-")
+        (verbose if is_verbose else rest).append(arg)
+    return verbose + rest
 
 
 def db_option(*, creates: bool) -> Callable:
@@ -152,7 +168,8 @@ def _cell(value: Any) -> str:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="fetal-analytics")
-@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
+@click.option("-v", "--verbose", count=True,
+              help="Log more (-v: info, -vv: debug); also accepted after the subcommand.")
 def main(verbose: int) -> None:
     """Workflow analytics of full-length fetal anomaly ultrasound scans.
 

@@ -17,6 +17,7 @@ from fetal_analytics.cli import main
 from fetal_analytics.store import SCHEMA_VERSION
 
 CLI = Path(sys.executable).with_name("fetal-analytics")
+MAIN = "from fetal_analytics.cli import main; main()"
 
 
 @pytest.fixture
@@ -146,3 +147,17 @@ def test_help_is_fast_and_never_imports_heavy_modules():
                        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
         timings.append(time.perf_counter() - start)
     assert min(timings) < 1.0, timings
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_is_accepted_before_or_after_the_subcommand(tmp_path, data_dir, where):
+    db = tmp_path / "v.duckdb"
+    command = ["ingest", "manifest", str(data_dir / "manifest.csv"), "--db", str(db)]
+    args = ["-v", *command] if where == "before" else [*command, "-v"]
+    done = subprocess.run([sys.executable, "-c", MAIN, *args],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "INFO: imported" in done.stderr
+    quiet = subprocess.run([sys.executable, "-c", MAIN, *command],
+                           capture_output=True, text=True, check=False)
+    assert quiet.returncode == 0 and "INFO" not in quiet.stderr
