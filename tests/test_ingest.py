@@ -352,3 +352,36 @@ def test_resolve_run_errors(store, data_dir):
         resolve_run(store, "x")
     assert resolve_run(store, "x", source="auto").run_id == 2
     assert resolve_run(store, "1").source == "manual"
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_files_from_excel_in_europe_are_read(db_path, tmp_path, separator):
+    # Excel where the comma is the decimal mark: semicolons (or tabs), decimal commas, a BOM
+    # and Windows line endings.
+    manifest = tmp_path / "manifest.csv"
+    rows = [["scan_id", "operator_id", "group", "fps", "years_experience"],
+            ["S1", "OP1", "expert", "29,97", "12,5"], ["S2", "OP2", "trainee", "25", "0,5"]]
+    manifest.write_text("\r\n".join(separator.join(r) for r in rows) + "\r\n",
+                        encoding="utf-8-sig")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\r\n".join(separator.join(r) for r in [
+        ["scan_id", "start_s", "end_s", "label"], ["S1", "0", "12,25", "Br"],
+        ["S1", "12,25", "30", "HeD"]]) + "\r\n", encoding="utf-8-sig")
+    with Store(db_path) as store:
+        ingest_manifest(store, manifest)
+        ingest_labels(store, labels)
+        assert store.con.execute("SELECT scan_id, fps FROM scans ORDER BY scan_id").fetchall() == [
+            ("S1", 29.97), ("S2", 25.0)]
+        assert store.con.execute(
+            "SELECT years_experience FROM operators ORDER BY operator_id").fetchall() == [
+            (12.5,), (0.5,)]
+        assert store.con.execute("SELECT start_s, end_s, label FROM events ORDER BY start_s"
+                                 ).fetchall() == [(0.0, 12.25, "Br"), (12.25, 30.0, "HeD")]
+
+
+def test_a_comma_separated_file_keeps_quoted_commas_as_text(db_path, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text('scan_id,operator_id,group\nS1,"Smith, J",expert\n')
+    with Store(db_path) as store:
+        ingest_manifest(store, manifest)
+        assert store.scalar("SELECT operator_id FROM operators") == "Smith, J"
