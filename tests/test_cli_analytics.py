@@ -230,3 +230,17 @@ def test_the_cli_holds_no_sql_and_no_pandas():
                            r"\.nunique\(|\.round\(")
     offending = [line for line in text.splitlines() if forbidden.search(line)]
     assert offending == []
+
+
+@pytest.mark.parametrize("order", [("expert", "trainee"), ("trainee", "expert")])
+def test_hedges_g_names_its_direction_in_groups_order(db, order):
+    table = invoke("compare", "--db", db, "--source", "auto", "--groups", *order).stdout
+    assert f"Hedges' g ({order[1]} - {order[0]})" in table
+    assert f"Hedges' g ({order[0]} - {order[1]})" not in table
+
+
+def test_stats_run_finds_a_run_of_either_source(db):
+    for run_ref, source in (("manual.csv", "manual"), ("auto.csv", "auto")):
+        report = json.loads(invoke("stats", "--db", db, "--run", run_ref, "--format",
+                                   "json").stdout)
+        assert source in report["selection"] and run_ref in report["selection"]
