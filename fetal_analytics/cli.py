@@ -786,8 +786,13 @@ def export_dfg(db_path: Path, out: Path, group: str | None, source: str | None,
       fetal-analytics export dfg --db out/demo/demo.duckdb --group trainee --out trainee.dot
     """
     from analytics.selection import select
-    from analytics.sequences import directly_follows_graph, write_dfg
+    from analytics.sequences import DFG_FORMATS, directly_follows_graph, write_dfg
+    from fetal_analytics.tabular import OutputFormatError, table_format
 
+    try:
+        table_format(out, formats=DFG_FORMATS)
+    except OutputFormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from exc
     with open_store(db_path, read_only=True) as store:
         selection = select(store, source=source, run=run_ref)
         graph = directly_follows_graph(store, selection, group=group)
@@ -885,8 +890,13 @@ def deidentify_command(source: Path, out: Path) -> None:
     Example:
       fetal-analytics deidentify scan.mp4 --out scan-deidentified.mp4
     """
-    from inference.deidentify import deidentify_file
+    from fetal_analytics.tabular import OutputFormatError
+    from inference.deidentify import check_output, deidentify_file
 
+    try:
+        check_output(source, out)
+    except OutputFormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from exc
     area = deidentify_file(source, out)
     click.echo(f"wrote {out}, keeping x {area.x0}:{area.x1}, y {area.y0}:{area.y1}")
 

@@ -161,3 +161,26 @@ def test_verbose_is_accepted_before_or_after_the_subcommand(tmp_path, data_dir, 
     quiet = subprocess.run([sys.executable, "-c", MAIN, *command],
                            capture_output=True, text=True, check=False)
     assert quiet.returncode == 0 and "INFO" not in quiet.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["export", "dfg", "--db", "{db}", "--out", "{tmp}/x.png"],
+     "x.png: cannot tell the format from the suffix '.png'; use one of .dot, .gv, .json"),
+    (["deidentify", "{still}", "--out", "{still}"],
+     "is the source: write the de-identified copy to another file, so the original stays"),
+    (["deidentify", "{still}", "--out", "{tmp}/x.mp4"],
+     "x.mp4: a still is written as an image; use one of .bmp, .jpeg, .jpg, .png, .tif, .tiff"),
+    (["deidentify", "{tmp}/scan.mp4", "--out", "{tmp}/x.png"],
+     "x.png: a video is written as H.264 MP4; use one of .mp4"),
+])
+def test_output_files_that_cannot_be_written_are_usage_errors(filled_db, tmp_path, args, message):
+    still = tmp_path / "screen.png"
+    still.write_bytes(b"not read: the output is checked first")
+    (tmp_path / "scan.mp4").write_bytes(b"")
+    values = {"db": filled_db, "tmp": tmp_path, "still": still}
+    before = sorted(tmp_path.iterdir())
+    result = CliRunner().invoke(main, [a.format(**values) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: Invalid value for --out: ")
+    assert message in result.output
+    assert sorted(tmp_path.iterdir()) == before
