@@ -386,6 +386,19 @@ def export_features(db_path: Path, out: Path, source: str | None, run_ref: str,
                f"({selection.description}) to {out}", err=True)
 
 
+def _image_out(_ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """An image file to write: its suffix must name an image format."""
+    from fetal_analytics.tabular import OutputFormatError, table_format
+    from inference.decode import STILL_SUFFIXES
+
+    if value is not None:
+        try:
+            table_format(value, formats={s: "image" for s in sorted(STILL_SUFFIXES)})
+        except OutputFormatError as exc:
+            raise click.BadParameter(str(exc), param=param) from exc
+    return value
+
+
 def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, int]:
     try:
         width, height = (int(part) for part in value.lower().split("x"))
@@ -410,7 +423,7 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> tup
 @click.option("--fps", type=click.FloatRange(min=1), default=30.0, show_default=True)
 @click.option("--size", default="640x480", show_default=True, callback=_parse_size,
               help="Video frame size, WIDTHxHEIGHT.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--manual-fraction", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="Share of scans that get manual labels.")
 @click.option("--no-video", is_flag=True, help="Write the CSVs only (fast: for analytics).")
@@ -471,12 +484,12 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None,
 
 @main.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="PNG file to write.")
+              callback=_image_out, help="Image file to write (.png, .jpg, ...).")
 @click.option("--size", default="320x240", show_default=True, callback=_parse_size,
               help="Size of each frame, WIDTHxHEIGHT.")
 @click.option("--preset", type=click.Choice(tuple(INDICATOR_PRESETS)), default=DEFAULT_SCREEN,
               show_default=True, help="Screen layout of the simulator.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def gallery(out: Path, size: tuple[int, int], preset: str, seed: int) -> None:
     """Draw one simulated screen frame per event class, as one labelled picture.
 
@@ -921,7 +934,8 @@ def dataset() -> None:
 @click.option("--others-as", default=None, metavar="CODE",
               help="Give labels outside the model's classes this code (e.g. Bk when the labels "
                    "are dense timelines) instead of dropping them.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the split.")
 def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: str,
                   clips_per_span: int, others_as: str | None, seed: int) -> None:
     """Cut clips from labelled scans into compressed shards, split by operator.
@@ -1096,7 +1110,7 @@ def combine_models(models: tuple[Path, ...], out: Path) -> None:
               help="Build parameters (width); input size and frames come from the dataset.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from a trained 2D SonoNet: inflated into sono_2dtcnn, copied by "
                    "layer name into the other architectures.")
@@ -1210,7 +1224,7 @@ def _parse_max_clips(_ctx: click.Context, _param: click.Parameter,
 @click.option("--streams", default=",".join(STREAMS), show_default=True,
               help="Clip streams of table 3, comma-separated ('none': no table 3).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--test-dataset", "test_dataset", type=click.Path(file_okay=False, path_type=Path),
               help="Test every model on ALL instances (train, val and test splits pooled) of "
                    "this dataset of a separate held-out cohort, instead of the test split: same "

@@ -314,9 +314,12 @@ class Store:
             raise StoreError(f"cannot create {self.path}: folder {self.path.parent} does not exist")
         if not read_only and not os.access(self.path.parent, os.W_OK):
             raise read_only_folder_error(self.path)
+        if read_only and self.path.is_file() and self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path} is an empty file, not a database: create one with "
+                             f"`fetal-analytics init-db --db {self.path}`")
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             raise _open_error(self.path, exc) from exc
         try:
             self._check_schema()
