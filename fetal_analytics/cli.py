@@ -183,6 +183,10 @@ def main(verbose: int) -> None:
       fetal-analytics ingest labels manual_labels.csv --db cohort.duckdb
       fetal-analytics info --db cohort.duckdb
     """
+    if verbose < 2:  # TensorFlow's start-up lines only with -vv
+        from inference.tf_startup import quiet_tensorflow_startup
+
+        quiet_tensorflow_startup()
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
     warnings.showwarning = _show_warning

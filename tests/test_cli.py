@@ -184,3 +184,29 @@ def test_output_files_that_cannot_be_written_are_usage_errors(filled_db, tmp_pat
     assert result.output.strip().splitlines()[-1].startswith("Error: Invalid value for --out: ")
     assert message in result.output
     assert sorted(tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(("env", "verbose"), [
+    ({"TF_CPP_MIN_LOG_LEVEL": "0", "TF_ENABLE_ONEDNN_OPTS": "1"}, []),
+    ({"TF_CPP_MIN_LOG_LEVEL": "0", "TF_ENABLE_ONEDNN_OPTS": "0"}, []),
+    ({"TF_CPP_MIN_LOG_LEVEL": "0"}, ["-vv"]),
+])
+def test_tensorflow_start_up_lines_reach_the_terminal_only_with_vv(tmp_path, env, verbose):
+    import cv2
+    import numpy as np
+
+    from inference.tf_startup import STARTUP_CHATTER
+
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.zeros((64, 64, 3), np.uint8))
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    # classify loads the demo model (TensorFlow starts), then refuses its clips in one line
+    done = subprocess.run([sys.executable, "-c", MAIN, *verbose, "classify", "demo", str(image)],
+                          capture_output=True, text=True, check=False, env={**clean, **env})
+    assert done.returncode == 1
+    assert "takes clips of frames; classify takes 2D models" in done.stderr
+    chatter = [line for line in done.stderr.splitlines() if STARTUP_CHATTER.search(line)]
+    assert bool(chatter) == bool(verbose), done.stderr
+    if not verbose:
+        assert done.stderr.startswith("Error: ") and len(done.stderr.splitlines()) == 1
