@@ -300,9 +300,11 @@ def ingest_labels(file: Path, db_path: Path, source: str, run_name: str | None,
         relabelled = (f"; {result.n_relabelled} events of labels outside the "
                       f"classes of {classes_of} imported as {result.others_as}"
                       + (f" ({labels})" if labels else ""))
+    removed = (f" (replacing {result.n_events_removed} events of {result.n_scans_removed} "
+               f"scans)" if result.status == "replaced" else "")
     click.echo(
         f"{file}: run {result.run_id} {result.run_name!r} ({result.source}) {result.status}: "
-        f"{result.n_events} events of {result.n_scans} scans{relabelled}"
+        f"{result.n_events} events of {result.n_scans} scans{removed}{relabelled}"
     )
 
 

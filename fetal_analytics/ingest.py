@@ -109,6 +109,8 @@ class LabelsImport:
     relabelled : dict
         Original label -> events imported as `others_as` (empty without it, or when every label
         was one of the classes).
+    n_scans_removed, n_events_removed : int
+        Scans and events the replaced run held before (0 unless ``replaced``).
     """
 
     run_id: int
@@ -119,6 +121,8 @@ class LabelsImport:
     n_events: int
     others_as: str | None
     relabelled: dict[str, int]
+    n_scans_removed: int = 0
+    n_events_removed: int = 0
 
     @property
     def n_relabelled(self) -> int:
@@ -634,9 +638,10 @@ def ingest_labels(
     n_scans, n_events = events["scan_id"].nunique(), len(events)
     existing = _existing_import(store, source, run_name, sha, params_json, path)
 
-    def outcome(run_id: int, name: str, status: str) -> LabelsImport:
+    def outcome(run_id: int, name: str, status: str, removed: tuple[int, int] = (0, 0)
+                ) -> LabelsImport:
         return LabelsImport(run_id, name, source, status, n_scans, n_events, others_as,
-                            relabelled)
+                            relabelled, *removed)
 
     if existing is not None and existing[2:] == (sha, params_json):
         run_id, name = existing[:2]
@@ -654,6 +659,9 @@ def ingest_labels(
             status = "created"
         else:
             run_id, name = existing[:2]
+            removed = store.con.execute(
+                "SELECT count(DISTINCT scan_id), count(*) FROM events WHERE run_id = ?",
+                [run_id]).fetchone()
             for table in ("events", "run_scans"):
                 store.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             store.con.execute(
@@ -669,7 +677,7 @@ def ingest_labels(
             [run_id])
     log.info("imported %d events of %d scans from %s as run %d (%s)", n_events, n_scans, path,
              run_id, status)
-    return outcome(run_id, name, status)
+    return outcome(run_id, name, status, removed if status == "replaced" else (0, 0))
 
 
 def _existing_import(store: Store, source: str, run_name: str | None, sha: str,

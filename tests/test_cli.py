@@ -210,3 +210,12 @@ def test_tensorflow_start_up_lines_reach_the_terminal_only_with_vv(tmp_path, env
     assert bool(chatter) == bool(verbose), done.stderr
     if not verbose:
         assert done.stderr.startswith("Error: ") and len(done.stderr.splitlines()) == 1
+
+
+def test_a_replaced_run_says_what_it_removed(run, filled_db, tmp_path):
+    edited = tmp_path / "edited.csv"
+    edited.write_text("scan_id,start_s,end_s,label\nS001,0,5,Br\n")
+    output = run("ingest", "labels", edited, "--db", filled_db, "--source", "auto",
+                 "--run-name", "model-v1").output
+    assert output == (f"{edited}: run 2 'model-v1' (auto) replaced: 1 events of 1 scans "
+                      f"(replacing 5 events of 2 scans)\n")

@@ -310,6 +310,9 @@ def test_a_named_run_is_replaced_in_place(store, data_dir, tmp_path):
     second = ingest_labels(store, edited, run_name="batch1")
     assert (second.status, second.run_id) == ("replaced", first.run_id)
     assert store.counts()["events"] == 1
+    assert (first.n_events_removed, first.n_scans_removed) == (0, 0)
+    assert (second.n_events_removed, second.n_scans_removed) == (first.n_events, first.n_scans)
+    assert (first.n_events, first.n_scans) == (11, 4)
     assert ingest_labels(store, edited, run_name="batch1").status == "unchanged"
 
 
