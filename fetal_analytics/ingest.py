@@ -14,7 +14,8 @@ Label columns
     ``start_frame, end_frame`` (0-based frame indices, end exclusive; the scan's fps must be known
     from the manifest); optional ``confidence`` in [0, 1]. Events are half-open intervals
     ``[start, end)``: one event may end where the next begins, but events of one scan must not
-    overlap.
+    overlap. Where a scan's length is known (its video was labelled), an event must not end after
+    it; within one frame of the end it is cut there.
 
 Labels for a model
     ``ingest_labels(..., others_as="Bk", classes=model_codes)`` imports every label outside a
@@ -61,6 +62,9 @@ MANIFEST_REQUIRED = ("scan_id", "operator_id", "group")
 MANIFEST_OPTIONAL = ("acquired_at", "video_path", "fps", "years_experience")
 LABELS_TIME_COLUMNS = (("start_s", "end_s"), ("start_frame", "end_frame"))
 LABELS_OPTIONAL = ("confidence",)
+DEFAULT_FPS = 30.0
+"""Frames per second assumed for the one-frame tolerance at a scan's end where its fps is
+unknown (the paper's frame rate)."""
 
 # Scan fields compared with what the database holds; an empty manifest cell keeps the stored value.
 _SCAN_FIELDS = ("operator_id", "acquired_at", "video_path", "fps")
@@ -454,7 +458,8 @@ def _remove_automatic_results(store: Store,
 
 # --- labels ---------------------------------------------------------------------------------
 
-def read_labels(path: str | Path, *, scan_fps: dict[str, float | None]) -> pd.DataFrame:
+def read_labels(path: str | Path, *, scan_fps: dict[str, float | None],
+                scan_durations: dict[str, float | None] | None = None) -> pd.DataFrame:
     """Read and validate a label file against the known scans.
 
     Parameters
@@ -464,6 +469,10 @@ def read_labels(path: str | Path, *, scan_fps: dict[str, float | None]) -> pd.Da
     scan_fps : dict
         Known scan ids mapped to their frame rate (None where unknown); labels for other scans
         are refused, and frame-based labels need the frame rate.
+    scan_durations : dict, optional
+        Scan id -> length of its video in seconds, where known (from decoding it). An event
+        ending after the end is refused naming its line; one ending within a frame after it
+        (1/fps, or 1/30 s where the fps is unknown) is cut at the end.
 
     Returns
     -------
@@ -532,6 +541,15 @@ def read_labels(path: str | Path, *, scan_fps: dict[str, float | None]) -> pd.Da
                     f"into seconds: add its fps to the manifest or give start_s, end_s"))
                 continue
             start, end = start / fps, end / fps
+        duration = (scan_durations or {}).get(scan_id)
+        if duration is not None and end > duration:
+            frame_s = 1 / (scan_fps[scan_id] or DEFAULT_FPS)
+            if end > duration + frame_s or start >= duration:
+                problems.append(table.problem(i, end_col, (
+                    f"this event ends at {end:g} s, after the end of scan {scan_id!r} "
+                    f"({duration:g} s): check the scan id and the times")))
+                continue
+            end = duration  # within a frame of the end: rounding, cut at the end
         rows.append((scan_id, start, end, label, confidence))
         row_index.append(i)
     for scan_id, indices in unknown_scans.items():
@@ -625,9 +643,11 @@ def ingest_labels(
                 f"--others-as {others_as} is not one of the model's classes "
                 f"({', '.join(classes)}): pick one of them, or check --classes-of"))])
         params_json = json.dumps({"others_as": others_as, "classes": list(classes)})
+    stored = store.con.execute("SELECT scan_id, fps, duration_s FROM scans").fetchall()
     scan_fps = {scan: (None if fps is None or math.isnan(fps) else fps)
-                for scan, fps in store.con.execute("SELECT scan_id, fps FROM scans").fetchall()}
-    events = read_labels(path, scan_fps=scan_fps)
+                for scan, fps, _ in stored}
+    events = read_labels(path, scan_fps=scan_fps,
+                         scan_durations={scan: duration for scan, _, duration in stored})
     relabelled: dict[str, int] = {}
     if others_as is not None:
         mapped = relabel_others(events, classes, code=others_as)

@@ -388,3 +388,23 @@ def test_a_comma_separated_file_keeps_quoted_commas_as_text(db_path, tmp_path):
     with Store(db_path) as store:
         ingest_manifest(store, manifest)
         assert store.scalar("SELECT operator_id FROM operators") == "Smith, J"
+
+
+def test_labels_after_the_end_of_a_scan_of_known_length_are_refused_naming_the_line(store,
+                                                                                     tmp_path):
+    store.con.execute("UPDATE scans SET duration_s = 100 WHERE scan_id = 'S002'")  # as label does
+    labels = tmp_path / "labels.csv"
+    labels.write_text("scan_id,start_s,end_s,label\nS002,0,60,Br\nS002,60,101,HeD\n"
+                      "S002,120,130,Sp\n")
+    with pytest.raises(InputError) as error:
+        ingest_labels(store, labels)
+    assert str(error.value).splitlines() == [
+        f"{labels}, line 3, column end_s: this event ends at 101 s, after the end of scan "
+        f"'S002' (100 s): check the scan id and the times",
+        f"{labels}, line 4, column end_s: this event ends at 130 s, after the end of scan "
+        f"'S002' (100 s): check the scan id and the times"]
+    assert store.counts()["runs"] == 0
+
+    labels.write_text("scan_id,start_frame,end_frame,label\nS002,0,1800,Br\nS002,1800,3001,HeD\n")
+    ingest_labels(store, labels)  # 3001 frames at 30 fps end one frame late: cut at 100 s
+    assert store.con.execute("SELECT max(end_s) FROM events").fetchone() == (100.0,)
