@@ -190,6 +190,7 @@ def read_manifest(path: str | Path) -> Manifest:
     scan_lines: dict[str, int] = {}
     operators: dict[str, dict] = {}
     operator_lines: dict[str, int] = {}
+    group_lines: dict[str, dict[str, int]] = {}  # casefolded -> each spelling's first row
 
     def cell(column: str, i: int) -> str:
         return table.columns[column][i] if column in table.columns else ""
@@ -231,6 +232,15 @@ def read_manifest(path: str | Path) -> Manifest:
         _merge_row(scans, scan_lines, scan_id, scan, i, table, problems, "scan_id")
         _merge_row(operators, operator_lines, operator_id, operator, i, table, problems,
                    "operator_id")
+        group = cell("group", i)
+        spelled = group_lines.setdefault(group.casefold(), {})
+        if group not in spelled:
+            spelled[group] = i
+            if len(spelled) == 2:
+                (first, line), = ((g, n) for g, n in spelled.items() if g != group)
+                problems.append(table.problem(i, "group", (
+                    f"group {group!r} differs only in case from {first!r} on "
+                    f"{table.location(line)}: spell each group one way")))
     if problems:
         raise InputError(problems)
     return Manifest(

@@ -408,3 +408,14 @@ def test_labels_after_the_end_of_a_scan_of_known_length_are_refused_naming_the_l
     labels.write_text("scan_id,start_frame,end_frame,label\nS002,0,1800,Br\nS002,1800,3001,HeD\n")
     ingest_labels(store, labels)  # 3001 frames at 30 fps end one frame late: cut at 100 s
     assert store.con.execute("SELECT max(end_s) FROM events").fetchone() == (100.0,)
+
+
+def test_group_names_differing_only_in_case_are_refused_naming_both(db_path, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scan_id,operator_id,group\nS1,A,expert\nS2,B,trainee\nS3,C,Expert\n"
+                        "S4,D,Expert\n")
+    with Store(db_path) as store, pytest.raises(InputError) as error:
+        ingest_manifest(store, manifest)
+    assert str(error.value).splitlines() == [
+        f"{manifest}, line 4, column group: group 'Expert' differs only in case from 'expert' "
+        f"on line 2: spell each group one way"]
