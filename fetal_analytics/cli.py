@@ -179,8 +179,8 @@ def main(verbose: int) -> None:
     \b
     Example:
       fetal-analytics init-db --db cohort.duckdb
-      fetal-analytics ingest manifest manifest.csv --db cohort.duckdb
-      fetal-analytics ingest labels manual_labels.csv --db cohort.duckdb
+      fetal-analytics ingest manifest out/demo/cohort/manifest.csv --db cohort.duckdb
+      fetal-analytics ingest labels out/demo/cohort/manual_labels.csv --db cohort.duckdb
       fetal-analytics info --db cohort.duckdb
     """
     if verbose < 2:  # TensorFlow's start-up lines only with -vv
@@ -229,7 +229,7 @@ def ingest_manifest(file: Path, db_path: Path, replace: bool, fmt: str) -> None:
 
     \b
     Example:
-      fetal-analytics ingest manifest manifest.csv --db cohort.duckdb
+      fetal-analytics ingest manifest out/demo/cohort/manifest.csv --db cohort.duckdb
     """
     from fetal_analytics.ingest import ingest_manifest as run_import
 
@@ -274,9 +274,12 @@ def ingest_labels(file: Path, db_path: Path, source: str, run_name: str | None,
 
     \b
     Example:
-      fetal-analytics ingest labels manual_labels.csv --db cohort.duckdb
-      fetal-analytics ingest labels auto.csv --db cohort.duckdb --source auto --run-name v1
-      fetal-analytics ingest labels truth.csv --db c.duckdb --others-as Bk --classes-of demo
+      fetal-analytics ingest manifest out/demo/cohort/manifest.csv --db cohort.duckdb
+      fetal-analytics ingest labels out/demo/cohort/manual_labels.csv --db cohort.duckdb
+      fetal-analytics ingest labels out/demo/cohort/truth/events.csv --db cohort.duckdb \\
+        --source auto --run-name v1
+      fetal-analytics ingest labels out/demo/cohort/truth/events.csv --db cohort.duckdb \\
+        --run-name truth --others-as Bk --classes-of demo
     """
     from fetal_analytics.ingest import ingest_labels as run_import
 
@@ -446,9 +449,9 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None,
 
     \b
     Example:
-      fetal-analytics simulate --out /tmp/sim --scans 4 --minutes 2 --seed 1
-      fetal-analytics simulate --out /tmp/big --scans 10000 --operators 100 --no-video
-      fetal-analytics simulate --out /tmp/train --scans 24 --operators 12 --excerpt 6 --jobs 2
+      fetal-analytics simulate --out sim --scans 4 --minutes 2 --seed 1
+      fetal-analytics simulate --out sim-cohort --scans 24 --operators 6 --no-video
+      fetal-analytics simulate --out sim-train --scans 24 --operators 12 --excerpt 6 --jobs 2
     """
     from rich.progress import (
         BarColumn,
@@ -501,7 +504,7 @@ def gallery(out: Path, size: tuple[int, int], preset: str, seed: int) -> None:
 
     \b
     Example:
-      fetal-analytics gallery --out docs/simulated_classes.png
+      fetal-analytics gallery --out simulated_classes.png
     """
     import cv2
 
@@ -836,7 +839,7 @@ def freeze(video: Path, preset: str, confirm: str, fmt: str) -> None:
 
     \b
     Example:
-      fetal-analytics freeze /tmp/sim/videos/SIM0001.mp4 --format json
+      fetal-analytics freeze out/demo/videos-cohort/videos/SIM0001.mp4 --format json
     """
     from inference.freeze import FreezeConfig, detect_freezes
 
@@ -863,7 +866,7 @@ def read_header(source: Path, fmt: str) -> None:
 
     \b
     Example:
-      fetal-analytics read-header ../shared/data/sononet/example_images/4CH.png --format json
+      fetal-analytics read-header out/demo/videos-cohort/videos/SIM0001.mp4 --format json
     """
     from inference.decode import sample_frames
     from inference.screen_text import read_screen_text
@@ -884,7 +887,7 @@ def roi(source: Path, fmt: str) -> None:
 
     \b
     Example:
-      fetal-analytics roi ../shared/data/sononet/example_images/4CH.png --format json
+      fetal-analytics roi out/demo/videos-cohort/videos/SIM0001.mp4 --format json
     """
     from inference.decode import STILL_SUFFIXES, sample_frames
     from inference.roi import detect_image_area, detect_image_area_from_frames
@@ -907,7 +910,7 @@ def deidentify_command(source: Path, out: Path) -> None:
 
     \b
     Example:
-      fetal-analytics deidentify scan.mp4 --out scan-deidentified.mp4
+      fetal-analytics deidentify out/demo/videos-cohort/videos/SIM0001.mp4 --out SIM0001-anon.mp4
     """
     from fetal_analytics.tabular import OutputFormatError
     from inference.deidentify import check_output, deidentify_file
@@ -952,8 +955,10 @@ def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: s
 
     \b
     Example:
-      fetal-analytics dataset build --manifest m.csv --labels manual_labels.csv --out ds
-      fetal-analytics dataset build --manifest m.csv --labels events.csv --others-as Bk --out d
+      fetal-analytics dataset build --manifest out/demo/videos-cohort/manifest.csv \\
+        --labels out/demo/videos-cohort/manual_labels.csv --out ds
+      fetal-analytics dataset build --manifest out/demo/videos-cohort/manifest.csv \\
+        --labels out/demo/videos-cohort/truth/events.csv --others-as Bk --out ds-dense
     """
     from rich.progress import Progress
 
@@ -1011,8 +1016,10 @@ def tune_decoding_command(db_path: Path, manual_ref: str, auto_ref: str, objecti
 
     \b
     Example:
-      fetal-analytics tune-decoding --db val.duckdb --manual truth --auto v1 --format json
-      fetal-analytics tune-decoding --db val.duckdb --manual truth --auto v1 --update-model v1.keras
+      fetal-analytics tune-decoding --db out/demo/labelled.duckdb --manual truth \\
+        --auto demo-model --top 3
+      fetal-analytics tune-decoding --db out/demo/labelled.duckdb --manual truth \\
+        --auto demo-model --update-model runs/s2d/model.keras
     """
     from inference.tuning import tune_decoding, write_sidecar_decoding
 
@@ -1048,7 +1055,7 @@ def import_sononet_command(npz: Path, out: Path) -> None:
 
     \b
     Example:
-      fetal-analytics import-sononet ../shared/data/sononet/SonoNet16.npz --out sononet16.keras
+      fetal-analytics import-sononet SonoNet16.npz --out sononet16.keras
     """
     from inference.model_file import sidecar_path
     from inference.sononet import import_sononet
@@ -1073,7 +1080,7 @@ def classify(model: Path, images: tuple[Path, ...], fmt: str) -> None:
 
     \b
     Example:
-      fetal-analytics classify sononet16.keras ../shared/data/sononet/example_images/*.png
+      fetal-analytics classify sononet16.keras simulated_classes.png
     """
     from inference.sononet import classify_images
 
@@ -1093,7 +1100,7 @@ def combine_models(models: tuple[Path, ...], out: Path) -> None:
 
     \b
     Example:
-      fetal-analytics combine-models runs/fr2/model.keras runs/fr4/model.keras --out multi.keras
+      fetal-analytics combine-models runs/s2d/model.keras runs/fr4/model.keras --out multi.keras
     """
     from inference.model_file import read_model_info
     from inference.models import combine_streams
@@ -1138,7 +1145,8 @@ def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs
     \b
     Example:
       fetal-analytics train --dataset ds --arch sononet --stream 2d --epochs 20 --out runs/s2d
-      fetal-analytics train --dataset ds --arch sono_2dtcnn --init-from runs/s2d/model.keras --out r
+      fetal-analytics train --dataset ds --arch sono_2dtcnn --stream fr4 \\
+        --init-from runs/s2d/model.keras --out runs/fr4
     """
     from inference.training import train
 
@@ -1258,10 +1266,10 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
 
     \b
     Example:
-      fetal-analytics simulate --out /tmp/sim --scans 24 --operators 12 --excerpt 6 --size 320x240
-      fetal-analytics benchmark-models --cohort /tmp/sim --out /tmp/bench --markdown BENCHMARKS.md
-      fetal-analytics benchmark-models --dataset ds --out b --sononet-npz SonoNet16.npz
-      fetal-analytics benchmark-models --dataset ds --test-dataset heldout-ds --out b
+      fetal-analytics simulate --out bench-cohort --scans 24 --operators 12 --excerpt 6 \\
+        --size 320x240
+      fetal-analytics benchmark-models --cohort bench-cohort --out bench --markdown BENCH.md
+      fetal-analytics benchmark-models --dataset ds --out bench-ds --sononet-npz SonoNet16.npz
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -1363,9 +1371,11 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
 
     \b
     Example:
-      fetal-analytics label --manifest /tmp/sim/manifest.csv --db cohort.duckdb
-      fetal-analytics label scans/S001.mp4 scans/S002.mp4 --db cohort.duckdb --model v1.keras
-      fetal-analytics label scans/a.mp4 --scan-id S001 --db cohort.duckdb --force
+      fetal-analytics label --manifest out/demo/videos-cohort/manifest.csv --db videos.duckdb
+      fetal-analytics label out/demo/videos-cohort/videos/SIM0001.mp4 \\
+        out/demo/videos-cohort/videos/SIM0002.mp4 --db videos.duckdb --model runs/s2d/model.keras
+      fetal-analytics label out/demo/videos-cohort/videos/SIM0001.mp4 --scan-id SIM0001 \\
+        --db videos.duckdb --force
     """
     from rich.progress import (
         BarColumn,
