@@ -3,8 +3,8 @@
 The cheap samples (the tests/data files imported into ``cohort.duckdb``, and the small
 simulated cohort in ``small``) are run in README order in an empty folder holding a copy of
 tests/data, and each command's output is compared with the lines under it. Absolute paths print
-as ``/…``; messages on stderr come before the output on stdout. Samples that need a file the README only names (``corrected.csv``) or another
-database are not run here.
+as ``/…``; messages on stderr come before the output on stdout. Samples that need a file the
+README only names (``corrected.csv``) or another database are not run here.
 """
 
 from __future__ import annotations
