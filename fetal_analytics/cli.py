@@ -659,7 +659,9 @@ def _print_correlation(result: Any, both: Any, stream: TextIO) -> None:
         f"\nFrames every {both.step_s:g} s labelled by hand: {both.n_frames_manual}, "
         f"{_percent(both.auto_coverage)} of them labelled by the automatic run with a category; "
         f"Cohen's kappa {_cell(kappa.kappa)} (95% CI {_cell(kappa.ci_low)} to "
-        f"{_cell(kappa.ci_high)}, {kappa.ci_method}; gaps and other labels count as 'other')\n")
+        f"{_cell(kappa.ci_high)}, {kappa.ci_method}; gaps and other labels count as 'other')\n"
+        f"Manual frames of labels outside the {len(both.categories)} categories, counted as "
+        f"'other': {both.n_frames_other}\n")
     for name, scores in (("all categories", both.segments),
                          ("Bk as background", both.segments_bk_as_background)):
         if scores is not None:
@@ -1038,6 +1040,10 @@ def tune_decoding_command(db_path: Path, manual_ref: str, auto_ref: str, objecti
                    f"(best {top} of {len(result.table)})")
         best = ", ".join(f"{k}={v:g}" for k, v in result.best.to_dict().items())
         click.echo(f"best: {best}")
+        if result.relabelled:
+            others = ", ".join(f"{label} {n}" for label, n in result.relabelled.items())
+            click.echo(f"reference labels outside the model's classes, counted as Bk (events): "
+                       f"{others}")
     if written is not None:
         click.echo(f"wrote the best decoding parameters to {written}", err=True)
 

@@ -244,3 +244,11 @@ def test_stats_run_finds_a_run_of_either_source(db):
         report = json.loads(invoke("stats", "--db", db, "--run", run_ref, "--format",
                                    "json").stdout)
         assert source in report["selection"] and run_ref in report["selection"]
+
+
+def test_correlate_paired_reports_manual_labels_outside_the_categories(db, tmp_path):
+    labels = tmp_path / "with_um.csv"
+    labels.write_text("scan_id,start_s,end_s,label\nS1,0,60,HeD\nS1,60,180,Br\nS1,180,200,Um\n")
+    invoke("ingest", "labels", labels, "--db", db, "--run-name", "with-um")
+    table = invoke("correlate", "--db", db, "--manual", "with-um", "--paired").output
+    assert "Manual frames of labels outside the 11 categories, counted as 'other': 20" in table
