@@ -322,6 +322,7 @@ def ingest_manifest(store: Store, path: str | Path, *, replace: bool = False) ->
         raise InputError([*op_problems, *scan_problems, Problem(
             table_path, None, None,
             "the database holds other data for these ids; pass --replace to overwrite it")])
+    _refuse_groups_differing_in_case(manifest.operators, stored_ops, table_path)
     _refuse_moving_labelled_scans(store, scan_updates, stored_scans, table_path)
     new_videos = _new_video_hashes(manifest.scans, scan_updates, stored_scans)
     new_ops = ~manifest.operators["operator_id"].isin(stored_ops["operator_id"])
@@ -368,6 +369,18 @@ def _changed_rows(incoming: pd.DataFrame, stored: pd.DataFrame, key: str, fields
             problems.append(Problem(
                 path, None, key, f"{values[key]!r} is stored with other data: {'; '.join(diffs)}"))
     return updates, problems
+
+
+def _refuse_groups_differing_in_case(incoming: pd.DataFrame, stored: pd.DataFrame,
+                                     path: Path) -> None:
+    """Refuse group names that differ from a stored group's only in case."""
+    known = {group.casefold(): group for group in stored["grp"].unique()}
+    clashes = sorted({(group, known[group.casefold()]) for group in incoming["grp"].unique()
+                      if group.casefold() in known and group != known[group.casefold()]})
+    if clashes:
+        raise InputError([Problem(path, None, "group", (
+            f"group {new!r} differs only in case from the database's {old!r}: spell each group "
+            f"one way")) for new, old in clashes])
 
 
 def _refuse_moving_labelled_scans(store: Store, updates: list[tuple[str, str]],

@@ -419,3 +419,13 @@ def test_group_names_differing_only_in_case_are_refused_naming_both(db_path, tmp
     assert str(error.value).splitlines() == [
         f"{manifest}, line 4, column group: group 'Expert' differs only in case from 'expert' "
         f"on line 2: spell each group one way"]
+
+
+def test_a_group_differing_in_case_from_a_stored_one_is_refused(store, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scan_id,operator_id,group\nS9,OP9,Trainee\n")
+    with pytest.raises(InputError) as error:
+        ingest_manifest(store, manifest)
+    assert str(error.value) == (f"{manifest}, column group: group 'Trainee' differs only in "
+                                f"case from the database's 'trainee': spell each group one way")
+    assert store.scalar("SELECT count(*) FROM scans WHERE scan_id = 'S9'") == 0
