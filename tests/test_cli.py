@@ -77,7 +77,7 @@ def test_ingest_reports_what_it_did(run, filled_db, data_dir):
                             "--format", "json").output)
     assert labels == {"run_id": 1, "run_name": "manual_labels.csv", "source": "manual",
                       "status": "unchanged", "n_scans": 4, "n_events": 11, "others_as": None,
-                      "relabelled": {}}
+                      "relabelled": {}, "n_scans_removed": 0, "n_events_removed": 0}
 
 
 def test_a_broken_labels_file_is_refused_and_the_database_unchanged(run, filled_db, data_dir):
