@@ -138,7 +138,9 @@ class GroupComparison(Result):
 
     def readable(self) -> list[dict[str, str]]:
         """One row per feature for people: each group's mean ± SD, each test's p (corrected),
-        and the effect size with its CI, as text (blank where not computable)."""
+        and the effect size with its CI, as text (blank where not computable). The column of
+        Hedges' g names its direction, e.g. ``Hedges' g (trainee - expert)``: the second group
+        minus the first, in the order of `groups`."""
         def short(value: float, spec: str) -> str:
             return "" if value != value else format(value, spec)  # NaN: not computable
 
@@ -156,9 +158,17 @@ class GroupComparison(Result):
                     if test.p == test.p else "")
             size, low, high = (short(first[c], ".2f") for c in
                                ("effect_size", "effect_ci_low", "effect_ci_high"))
-            row[first["effect"].replace("_", " ")] = f"{size} [{low}, {high}]" if low else size
+            row[self._effect_column(first["effect"])] = (f"{size} [{low}, {high}]" if low
+                                                          else size)
             rows.append(row)
         return rows
+
+    def _effect_column(self, effect: str) -> str:
+        """The readable name of the effect size; Hedges' g says its direction."""
+        if effect == "hedges_g":
+            first, second = self.groups
+            return f"Hedges' g ({second} - {first})"
+        return effect.replace("_", " ")
 
 
 @dataclass(frozen=True)

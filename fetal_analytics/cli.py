@@ -33,11 +33,27 @@ FORMATS = ("table", "json", "csv")
 
 
 class _Group(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _verbose_first(args))
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except UserError as exc:  # the user's to fix: one message, exit status 1
             raise click.ClickException(str(exc)) from exc
+
+
+def _verbose_first(args: list[str]) -> list[str]:
+    """Move ``-v``, ``-vv`` and ``--verbose`` given after the subcommand before it (not those
+    after ``--``), so they are accepted anywhere on the line."""
+    verbose, rest = [], []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        is_verbose = arg == "--verbose" or (len(arg) > 1 and arg.strip("v") == "-")
+        (verbose if is_verbose else rest).append(arg)
+    return verbose + rest
 
 
 def db_option(*, creates: bool) -> Callable:
@@ -70,16 +86,18 @@ def format_option(choices: tuple[str, ...] = FORMATS) -> Callable:
 
 @contextmanager
 def open_store(db_path: Path, *, read_only: bool, create: bool = False) -> Iterator[Any]:
-    """Open the store for one command and always close it (releasing DuckDB's file lock)."""
-    from fetal_analytics.store import Store, missing_database_error
+    """Open the store for one command and always close it (releasing DuckDB's file lock); a
+    database the command creates is removed again when the command fails."""
+    from fetal_analytics.store import Store, missing_database_error, removed_if_refused
 
     if not create and not db_path.exists():
         raise missing_database_error(db_path)
-    store = Store(db_path, read_only=read_only)
-    try:
-        yield store
-    finally:
-        store.close()
+    with removed_if_refused(db_path):
+        store = Store(db_path, read_only=read_only)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def emit(record: dict[str, Any] | list[dict[str, Any]], fmt: str, *, title: str = "",
@@ -154,7 +172,8 @@ def _cell(value: Any, column: str = "") -> str:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="fetal-analytics")
-@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
+@click.option("-v", "--verbose", count=True,
+              help="Log more (-v: info, -vv: debug); also accepted after the subcommand.")
 def main(verbose: int) -> None:
     """Workflow analytics of full-length fetal anomaly ultrasound scans.
 
@@ -164,10 +183,14 @@ def main(verbose: int) -> None:
     \b
     Example:
       fetal-analytics init-db --db cohort.duckdb
-      fetal-analytics ingest manifest manifest.csv --db cohort.duckdb
-      fetal-analytics ingest labels manual_labels.csv --db cohort.duckdb
+      fetal-analytics ingest manifest out/demo/cohort/manifest.csv --db cohort.duckdb
+      fetal-analytics ingest labels out/demo/cohort/manual_labels.csv --db cohort.duckdb
       fetal-analytics info --db cohort.duckdb
     """
+    if verbose < 2:  # TensorFlow's start-up lines only with -vv
+        from inference.tf_startup import quiet_tensorflow_startup
+
+        quiet_tensorflow_startup()
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
     warnings.showwarning = _show_warning
@@ -210,7 +233,7 @@ def ingest_manifest(file: Path, db_path: Path, replace: bool, fmt: str) -> None:
 
     \b
     Example:
-      fetal-analytics ingest manifest manifest.csv --db cohort.duckdb
+      fetal-analytics ingest manifest out/demo/cohort/manifest.csv --db cohort.duckdb
     """
     from fetal_analytics.ingest import ingest_manifest as run_import
 
@@ -224,6 +247,10 @@ def ingest_manifest(file: Path, db_path: Path, replace: bool, fmt: str) -> None:
         f"{result.scans_added} scans added, {result.scans_updated} updated, "
         f"{result.scans_unchanged} unchanged"
     )
+    for scan_id, n_events in result.auto_results_removed.items():
+        click.echo(f"scan {scan_id}: a video of other content; its automatic results "
+                   f"({n_events} events) were removed, its manual labels kept: label it again",
+                   err=True)
 
 
 @ingest.command("labels")
@@ -251,9 +278,12 @@ def ingest_labels(file: Path, db_path: Path, source: str, run_name: str | None,
 
     \b
     Example:
-      fetal-analytics ingest labels manual_labels.csv --db cohort.duckdb
-      fetal-analytics ingest labels auto.csv --db cohort.duckdb --source auto --run-name v1
-      fetal-analytics ingest labels truth.csv --db c.duckdb --others-as Bk --classes-of demo
+      fetal-analytics ingest manifest out/demo/cohort/manifest.csv --db cohort.duckdb
+      fetal-analytics ingest labels out/demo/cohort/manual_labels.csv --db cohort.duckdb
+      fetal-analytics ingest labels out/demo/cohort/truth/events.csv --db cohort.duckdb \\
+        --source auto --run-name v1
+      fetal-analytics ingest labels out/demo/cohort/truth/events.csv --db cohort.duckdb \\
+        --run-name truth --others-as Bk --classes-of demo
     """
     from fetal_analytics.ingest import ingest_labels as run_import
 
@@ -277,9 +307,11 @@ def ingest_labels(file: Path, db_path: Path, source: str, run_name: str | None,
         relabelled = (f"; {result.n_relabelled} events of labels outside the "
                       f"classes of {classes_of} imported as {result.others_as}"
                       + (f" ({labels})" if labels else ""))
+    removed = (f" (replacing {result.n_events_removed} events of {result.n_scans_removed} "
+               f"scans)" if result.status == "replaced" else "")
     click.echo(
         f"{file}: run {result.run_id} {result.run_name!r} ({result.source}) {result.status}: "
-        f"{result.n_events} events of {result.n_scans} scans{relabelled}"
+        f"{result.n_events} events of {result.n_scans} scans{removed}{relabelled}"
     )
 
 
@@ -367,6 +399,19 @@ def export_features(db_path: Path, out: Path, source: str | None, run_ref: str,
                f"({selection.description}) to {out}", err=True)
 
 
+def _image_out(_ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """An image file to write: its suffix must name an image format."""
+    from fetal_analytics.tabular import OutputFormatError, table_format
+    from inference.decode import STILL_SUFFIXES
+
+    if value is not None:
+        try:
+            table_format(value, formats={s: "image" for s in sorted(STILL_SUFFIXES)})
+        except OutputFormatError as exc:
+            raise click.BadParameter(str(exc), param=param) from exc
+    return value
+
+
 def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, int]:
     try:
         width, height = (int(part) for part in value.lower().split("x"))
@@ -391,7 +436,7 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> tup
 @click.option("--fps", type=click.FloatRange(min=1), default=30.0, show_default=True)
 @click.option("--size", default="640x480", show_default=True, callback=_parse_size,
               help="Video frame size, WIDTHxHEIGHT.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--manual-fraction", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="Share of scans that get manual labels.")
 @click.option("--no-video", is_flag=True, help="Write the CSVs only (fast: for analytics).")
@@ -408,9 +453,9 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None,
 
     \b
     Example:
-      fetal-analytics simulate --out /tmp/sim --scans 4 --minutes 2 --seed 1
-      fetal-analytics simulate --out /tmp/big --scans 10000 --operators 100 --no-video
-      fetal-analytics simulate --out /tmp/train --scans 24 --operators 12 --excerpt 6 --jobs 2
+      fetal-analytics simulate --out sim --scans 4 --minutes 2 --seed 1
+      fetal-analytics simulate --out sim-cohort --scans 24 --operators 6 --no-video
+      fetal-analytics simulate --out sim-train --scans 24 --operators 12 --excerpt 6 --jobs 2
     """
     from rich.progress import (
         BarColumn,
@@ -452,18 +497,18 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None,
 
 @main.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="PNG file to write.")
+              callback=_image_out, help="Image file to write (.png, .jpg, ...).")
 @click.option("--size", default="320x240", show_default=True, callback=_parse_size,
               help="Size of each frame, WIDTHxHEIGHT.")
 @click.option("--preset", type=click.Choice(tuple(INDICATOR_PRESETS)), default=DEFAULT_SCREEN,
               show_default=True, help="Screen layout of the simulator.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def gallery(out: Path, size: tuple[int, int], preset: str, seed: int) -> None:
     """Draw one simulated screen frame per event class, as one labelled picture.
 
     \b
     Example:
-      fetal-analytics gallery --out docs/simulated_classes.png
+      fetal-analytics gallery --out simulated_classes.png
     """
     import cv2
 
@@ -618,7 +663,9 @@ def _print_correlation(result: Any, both: Any, stream: TextIO) -> None:
         f"\nFrames every {both.step_s:g} s labelled by hand: {both.n_frames_manual}, "
         f"{_percent(both.auto_coverage)} of them labelled by the automatic run with a category; "
         f"Cohen's kappa {_cell(kappa.kappa)} (95% CI {_cell(kappa.ci_low)} to "
-        f"{_cell(kappa.ci_high)}, {kappa.ci_method}; gaps and other labels count as 'other')\n")
+        f"{_cell(kappa.ci_high)}, {kappa.ci_method}; gaps and other labels count as 'other')\n"
+        f"Manual frames of labels outside the {len(both.categories)} categories, counted as "
+        f"'other': {both.n_frames_other}\n")
     for name, scores in (("all categories", both.segments),
                          ("Bk as background", both.segments_bk_as_background)):
         if scores is not None:
@@ -767,8 +814,13 @@ def export_dfg(db_path: Path, out: Path, group: str | None, source: str | None,
       fetal-analytics export dfg --db out/demo/demo.duckdb --group trainee --out trainee.dot
     """
     from analytics.selection import select
-    from analytics.sequences import directly_follows_graph, write_dfg
+    from analytics.sequences import DFG_FORMATS, directly_follows_graph, write_dfg
+    from fetal_analytics.tabular import OutputFormatError, table_format
 
+    try:
+        table_format(out, formats=DFG_FORMATS)
+    except OutputFormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from exc
     with open_store(db_path, read_only=True) as store:
         selection = select(store, source=source, run=run_ref)
         graph = directly_follows_graph(store, selection, group=group)
@@ -793,7 +845,7 @@ def freeze(video: Path, preset: str, confirm: str, fmt: str) -> None:
 
     \b
     Example:
-      fetal-analytics freeze /tmp/sim/videos/SIM0001.mp4 --format json
+      fetal-analytics freeze out/demo/videos-cohort/videos/SIM0001.mp4 --format json
     """
     from inference.freeze import FreezeConfig, detect_freezes
 
@@ -820,7 +872,7 @@ def read_header(source: Path, fmt: str) -> None:
 
     \b
     Example:
-      fetal-analytics read-header ../shared/data/sononet/example_images/4CH.png --format json
+      fetal-analytics read-header out/demo/videos-cohort/videos/SIM0001.mp4 --format json
     """
     from inference.decode import sample_frames
     from inference.screen_text import read_screen_text
@@ -841,7 +893,7 @@ def roi(source: Path, fmt: str) -> None:
 
     \b
     Example:
-      fetal-analytics roi ../shared/data/sononet/example_images/4CH.png --format json
+      fetal-analytics roi out/demo/videos-cohort/videos/SIM0001.mp4 --format json
     """
     from inference.decode import STILL_SUFFIXES, sample_frames
     from inference.roi import detect_image_area, detect_image_area_from_frames
@@ -864,10 +916,15 @@ def deidentify_command(source: Path, out: Path) -> None:
 
     \b
     Example:
-      fetal-analytics deidentify scan.mp4 --out scan-deidentified.mp4
+      fetal-analytics deidentify out/demo/videos-cohort/videos/SIM0001.mp4 --out SIM0001-anon.mp4
     """
-    from inference.deidentify import deidentify_file
+    from fetal_analytics.tabular import OutputFormatError
+    from inference.deidentify import check_output, deidentify_file
 
+    try:
+        check_output(source, out)
+    except OutputFormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from exc
     area = deidentify_file(source, out)
     click.echo(f"wrote {out}, keeping x {area.x0}:{area.x1}, y {area.y0}:{area.y1}")
 
@@ -892,7 +949,8 @@ def dataset() -> None:
 @click.option("--others-as", default=None, metavar="CODE",
               help="Give labels outside the model's classes this code (e.g. Bk when the labels "
                    "are dense timelines) instead of dropping them.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the split.")
 def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: str,
                   clips_per_span: int, others_as: str | None, seed: int) -> None:
     """Cut clips from labelled scans into compressed shards, split by operator.
@@ -903,8 +961,10 @@ def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: s
 
     \b
     Example:
-      fetal-analytics dataset build --manifest m.csv --labels manual_labels.csv --out ds
-      fetal-analytics dataset build --manifest m.csv --labels events.csv --others-as Bk --out d
+      fetal-analytics dataset build --manifest out/demo/videos-cohort/manifest.csv \\
+        --labels out/demo/videos-cohort/manual_labels.csv --out ds
+      fetal-analytics dataset build --manifest out/demo/videos-cohort/manifest.csv \\
+        --labels out/demo/videos-cohort/truth/events.csv --others-as Bk --out ds-dense
     """
     from rich.progress import Progress
 
@@ -962,8 +1022,10 @@ def tune_decoding_command(db_path: Path, manual_ref: str, auto_ref: str, objecti
 
     \b
     Example:
-      fetal-analytics tune-decoding --db val.duckdb --manual truth --auto v1 --format json
-      fetal-analytics tune-decoding --db val.duckdb --manual truth --auto v1 --update-model v1.keras
+      fetal-analytics tune-decoding --db out/demo/labelled.duckdb --manual truth \\
+        --auto demo-model --top 3
+      fetal-analytics tune-decoding --db out/demo/labelled.duckdb --manual truth \\
+        --auto demo-model --update-model runs/s2d/model.keras
     """
     from inference.tuning import tune_decoding, write_sidecar_decoding
 
@@ -982,6 +1044,10 @@ def tune_decoding_command(db_path: Path, manual_ref: str, auto_ref: str, objecti
                    f"(best {top} of {len(result.table)})")
         best = ", ".join(f"{k}={v:g}" for k, v in result.best.to_dict().items())
         click.echo(f"best: {best}")
+        if result.relabelled:
+            others = ", ".join(f"{label} {n}" for label, n in result.relabelled.items())
+            click.echo(f"reference labels outside the model's classes, counted as Bk (events): "
+                       f"{others}")
     if written is not None:
         click.echo(f"wrote the best decoding parameters to {written}", err=True)
 
@@ -999,7 +1065,7 @@ def import_sononet_command(npz: Path, out: Path) -> None:
 
     \b
     Example:
-      fetal-analytics import-sononet ../shared/data/sononet/SonoNet16.npz --out sononet16.keras
+      fetal-analytics import-sononet SonoNet16.npz --out sononet16.keras
     """
     from inference.model_file import sidecar_path
     from inference.sononet import import_sononet
@@ -1024,7 +1090,7 @@ def classify(model: Path, images: tuple[Path, ...], fmt: str) -> None:
 
     \b
     Example:
-      fetal-analytics classify sononet16.keras ../shared/data/sononet/example_images/*.png
+      fetal-analytics classify sononet16.keras simulated_classes.png
     """
     from inference.sononet import classify_images
 
@@ -1044,7 +1110,7 @@ def combine_models(models: tuple[Path, ...], out: Path) -> None:
 
     \b
     Example:
-      fetal-analytics combine-models runs/fr2/model.keras runs/fr4/model.keras --out multi.keras
+      fetal-analytics combine-models runs/s2d/model.keras runs/fr4/model.keras --out multi.keras
     """
     from inference.model_file import read_model_info
     from inference.models import combine_streams
@@ -1067,7 +1133,7 @@ def combine_models(models: tuple[Path, ...], out: Path) -> None:
               help="Build parameters (width); input size and frames come from the dataset.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from a trained 2D SonoNet: inflated into sono_2dtcnn, copied by "
                    "layer name into the other architectures.")
@@ -1089,7 +1155,8 @@ def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs
     \b
     Example:
       fetal-analytics train --dataset ds --arch sononet --stream 2d --epochs 20 --out runs/s2d
-      fetal-analytics train --dataset ds --arch sono_2dtcnn --init-from runs/s2d/model.keras --out r
+      fetal-analytics train --dataset ds --arch sono_2dtcnn --stream fr4 \\
+        --init-from runs/s2d/model.keras --out runs/fr4
     """
     from inference.training import train
 
@@ -1181,7 +1248,7 @@ def _parse_max_clips(_ctx: click.Context, _param: click.Parameter,
 @click.option("--streams", default=",".join(STREAMS), show_default=True,
               help="Clip streams of table 3, comma-separated ('none': no table 3).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--test-dataset", "test_dataset", type=click.Path(file_okay=False, path_type=Path),
               help="Test every model on ALL instances (train, val and test splits pooled) of "
                    "this dataset of a separate held-out cohort, instead of the test split: same "
@@ -1209,10 +1276,10 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
 
     \b
     Example:
-      fetal-analytics simulate --out /tmp/sim --scans 24 --operators 12 --excerpt 6 --size 320x240
-      fetal-analytics benchmark-models --cohort /tmp/sim --out /tmp/bench --markdown BENCHMARKS.md
-      fetal-analytics benchmark-models --dataset ds --out b --sononet-npz SonoNet16.npz
-      fetal-analytics benchmark-models --dataset ds --test-dataset heldout-ds --out b
+      fetal-analytics simulate --out bench-cohort --scans 24 --operators 12 --excerpt 6 \\
+        --size 320x240
+      fetal-analytics benchmark-models --cohort bench-cohort --out bench --markdown BENCH.md
+      fetal-analytics benchmark-models --dataset ds --out bench-ds --sononet-npz SonoNet16.npz
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -1287,6 +1354,9 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
               help="Run to write [default: label-<model file stem>-<sha256 prefix>]; an existing "
                    "run of this name is continued.")
 @click.option("--force", is_flag=True, help="Label again the scans already finished in the run.")
+@click.option("--replace", is_flag=True,
+              help="Let --manifest correct scans and operators stored with other data (as "
+                   "`ingest manifest --replace`).")
 @click.option("--freezes/--no-freezes", default=True, show_default=True,
               help="Detect freeze frames on the same decoded frames.")
 @click.option("--freeze-preset", type=click.Choice(tuple(INDICATOR_PRESETS)),
@@ -1297,21 +1367,25 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
 @format_option(("table", "json"))
 def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest: Path | None,
                   db_path: Path, model: Path | None, run_name: str | None, force: bool,
-                  freezes: bool, freeze_preset: str, batch_size: int, fmt: str) -> None:
+                  replace: bool, freezes: bool, freeze_preset: str, batch_size: int,
+                  fmt: str) -> None:
     """Label full-length scan videos with a model: events, window probabilities, freezes.
 
     Each video is decoded once; every frame is cropped to the image area and resized as the
     model's training clips were; windows every hop (1 s) feed all the model's streams, whose
     probabilities are fused and decoded into events. Each scan's results are written in one
     transaction as one run, so an interrupted run keeps its finished scans and running it
-    again labels only the rest. A video that cannot be labelled is reported and the others go
-    on; the exit status is then 1.
+    again labels only the rest (Ctrl-C stops it so: it prints the scans kept and the command
+    that resumes, exit status 130). A video that cannot be labelled is reported and the others
+    go on; the exit status is then 1.
 
     \b
     Example:
-      fetal-analytics label --manifest /tmp/sim/manifest.csv --db cohort.duckdb
-      fetal-analytics label scans/S001.mp4 scans/S002.mp4 --db cohort.duckdb --model v1.keras
-      fetal-analytics label scans/a.mp4 --scan-id S001 --db cohort.duckdb --force
+      fetal-analytics label --manifest out/demo/videos-cohort/manifest.csv --db videos.duckdb
+      fetal-analytics label out/demo/videos-cohort/videos/SIM0001.mp4 \\
+        out/demo/videos-cohort/videos/SIM0002.mp4 --db videos.duckdb --model runs/s2d/model.keras
+      fetal-analytics label out/demo/videos-cohort/videos/SIM0001.mp4 --scan-id SIM0001 \\
+        --db videos.duckdb --force
     """
     from rich.progress import (
         BarColumn,
@@ -1323,7 +1397,12 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
     )
 
     from inference.freeze import FreezeConfig
-    from inference.labelling import RunLeftRunningError, ScanVideo, label_scans
+    from inference.labelling import (
+        LabellingInterrupted,
+        RunLeftRunningError,
+        ScanVideo,
+        label_scans,
+    )
 
     if manifest is not None and (videos or scan_ids):
         raise click.UsageError("give VIDEOs (with --scan-id) or --manifest, not both")
@@ -1339,7 +1418,7 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
     console = _stderr_console()
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
-    left_running = None
+    left_running = interrupted = None
     with Progress(*columns, console=console, transient=True,
                   disable=not console.is_terminal) as bar:
         overall = bar.add_task("all scans", total=None)
@@ -1357,9 +1436,14 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
         try:
             result = label_scans(db_path, scans, manifest=manifest, model=model,
                                  run_name=run_name, force=force, batch_size=batch_size,
-                                 freezes=config, progress=show)
+                                 freezes=config, progress=show, replace=replace)
         except RunLeftRunningError as exc:  # the scans are reported, then the error
             result, left_running = exc.result, exc
+        except LabellingInterrupted as exc:
+            interrupted = exc
+    if interrupted is not None:
+        click.echo(str(interrupted), err=True)
+        raise SystemExit(130)
     if fmt == "json":
         emit(result.to_dict(), fmt)
     else:

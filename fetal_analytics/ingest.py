@@ -14,7 +14,8 @@ Label columns
     ``start_frame, end_frame`` (0-based frame indices, end exclusive; the scan's fps must be known
     from the manifest); optional ``confidence`` in [0, 1]. Events are half-open intervals
     ``[start, end)``: one event may end where the next begins, but events of one scan must not
-    overlap.
+    overlap. Where a scan's length is known (its video was labelled), an event must not end after
+    it; within one frame of the end it is cut there.
 
 Labels for a model
     ``ingest_labels(..., others_as="Bk", classes=model_codes)`` imports every label outside a
@@ -61,6 +62,9 @@ MANIFEST_REQUIRED = ("scan_id", "operator_id", "group")
 MANIFEST_OPTIONAL = ("acquired_at", "video_path", "fps", "years_experience")
 LABELS_TIME_COLUMNS = (("start_s", "end_s"), ("start_frame", "end_frame"))
 LABELS_OPTIONAL = ("confidence",)
+DEFAULT_FPS = 30.0
+"""Frames per second assumed for the one-frame tolerance at a scan's end where its fps is
+unknown (the paper's frame rate)."""
 
 # Scan fields compared with what the database holds; an empty manifest cell keeps the stored value.
 _SCAN_FIELDS = ("operator_id", "acquired_at", "video_path", "fps")
@@ -76,6 +80,9 @@ class ManifestImport:
     path : Path
     operators_added, operators_updated : int
     scans_added, scans_updated, scans_unchanged : int
+    auto_results_removed : dict
+        Scan -> automatic events removed, for the scans given a video of other content whose
+        automatic results were removed (label them again).
     """
 
     path: Path
@@ -84,6 +91,7 @@ class ManifestImport:
     scans_added: int
     scans_updated: int
     scans_unchanged: int
+    auto_results_removed: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,8 @@ class LabelsImport:
     relabelled : dict
         Original label -> events imported as `others_as` (empty without it, or when every label
         was one of the classes).
+    n_scans_removed, n_events_removed : int
+        Scans and events the replaced run held before (0 unless ``replaced``).
     """
 
     run_id: int
@@ -115,6 +125,8 @@ class LabelsImport:
     n_events: int
     others_as: str | None
     relabelled: dict[str, int]
+    n_scans_removed: int = 0
+    n_events_removed: int = 0
 
     @property
     def n_relabelled(self) -> int:
@@ -178,6 +190,7 @@ def read_manifest(path: str | Path) -> Manifest:
     scan_lines: dict[str, int] = {}
     operators: dict[str, dict] = {}
     operator_lines: dict[str, int] = {}
+    group_lines: dict[str, dict[str, int]] = {}  # casefolded -> each spelling's first row
 
     def cell(column: str, i: int) -> str:
         return table.columns[column][i] if column in table.columns else ""
@@ -219,6 +232,15 @@ def read_manifest(path: str | Path) -> Manifest:
         _merge_row(scans, scan_lines, scan_id, scan, i, table, problems, "scan_id")
         _merge_row(operators, operator_lines, operator_id, operator, i, table, problems,
                    "operator_id")
+        group = cell("group", i)
+        spelled = group_lines.setdefault(group.casefold(), {})
+        if group not in spelled:
+            spelled[group] = i
+            if len(spelled) == 2:
+                (first, line), = ((g, n) for g, n in spelled.items() if g != group)
+                problems.append(table.problem(i, "group", (
+                    f"group {group!r} differs only in case from {first!r} on "
+                    f"{table.location(line)}: spell each group one way")))
     if problems:
         raise InputError(problems)
     return Manifest(
@@ -259,6 +281,12 @@ def _show(value: object) -> str:
 def ingest_manifest(store: Store, path: str | Path, *, replace: bool = False) -> ManifestImport:
     """Validate a manifest and add its operators and scans to the store, in one transaction.
 
+    A value the store lacks (an empty cell imported before) is filled in. A value that differs
+    from the stored one is a correction and needs `replace`. Corrections keep a scan's labels,
+    except that a new video whose content (SHA-256) differs from the one labelled removes the
+    scan's automatic results (events, window probabilities and freezes of every automatic run):
+    they describe another video. Manual labels are always kept.
+
     Parameters
     ----------
     store : Store
@@ -267,7 +295,8 @@ def ingest_manifest(store: Store, path: str | Path, *, replace: bool = False) ->
         The manifest (CSV or Parquet).
     replace : bool, optional
         Let the manifest change scans and operators already stored with other data (for
-        example a corrected operator id). Without it such a change is refused.
+        example a corrected date, video path or operator id). Without it such a change is
+        refused.
 
     Returns
     -------
@@ -276,79 +305,184 @@ def ingest_manifest(store: Store, path: str | Path, *, replace: bool = False) ->
     Raises
     ------
     InputError
-        The file is malformed, or (without `replace`) contradicts the stored data.
+        The file is malformed; or (without `replace`) it contradicts the stored data; or it
+        moves a scan that has labels to another operator (the store cannot change that in
+        place: build a new database from the corrected manifest).
     """
     manifest = read_manifest(path)
     table_path = manifest.path
     stored_ops = store.query_df("SELECT operator_id, grp, years_experience FROM operators")
     stored_scans = store.query_df(
-        "SELECT scan_id, operator_id, acquired_at, video_path, fps FROM scans")
-    ops_changed, op_problems = _changed_rows(manifest.operators, stored_ops, "operator_id",
-                                             _OPERATOR_FIELDS, table_path)
-    scans_changed, scan_problems = _changed_rows(manifest.scans, stored_scans, "scan_id",
-                                                 _SCAN_FIELDS, table_path)
+        "SELECT scan_id, operator_id, acquired_at, video_path, video_sha256, fps FROM scans")
+    op_updates, op_problems = _changed_rows(manifest.operators, stored_ops, "operator_id",
+                                            _OPERATOR_FIELDS, table_path)
+    scan_updates, scan_problems = _changed_rows(manifest.scans, stored_scans, "scan_id",
+                                                _SCAN_FIELDS, table_path)
     if (op_problems or scan_problems) and not replace:
         raise InputError([*op_problems, *scan_problems, Problem(
             table_path, None, None,
             "the database holds other data for these ids; pass --replace to overwrite it")])
+    _refuse_groups_differing_in_case(manifest.operators, stored_ops, table_path)
+    _refuse_moving_labelled_scans(store, scan_updates, stored_scans, table_path)
+    new_videos = _new_video_hashes(manifest.scans, scan_updates, stored_scans)
     new_ops = ~manifest.operators["operator_id"].isin(stored_ops["operator_id"])
     new_scans = ~manifest.scans["scan_id"].isin(stored_scans["scan_id"])
     with store.transaction():
         store.insert_frame("operators", manifest.operators[new_ops])
-        _update_rows(store, "operators", "operator_id", manifest.operators, ops_changed,
-                     _OPERATOR_FIELDS)
+        _update_rows(store, "operators", "operator_id", manifest.operators, op_updates)
         store.insert_frame("scans", manifest.scans[new_scans])
-        _update_rows(store, "scans", "scan_id", manifest.scans, scans_changed, _SCAN_FIELDS)
+        _update_rows(store, "scans", "scan_id", manifest.scans, scan_updates)
+        removed = _remove_automatic_results(store, new_videos)
+    changed_scans = {key for key, _field in scan_updates}
     result = ManifestImport(
         table_path,
-        operators_added=int(new_ops.sum()), operators_updated=len(ops_changed),
-        scans_added=int(new_scans.sum()), scans_updated=len(scans_changed),
-        scans_unchanged=int((~new_scans).sum()) - len(scans_changed),
+        operators_added=int(new_ops.sum()),
+        operators_updated=len({key for key, _field in op_updates}),
+        scans_added=int(new_scans.sum()), scans_updated=len(changed_scans),
+        scans_unchanged=int((~new_scans).sum()) - len(changed_scans),
+        auto_results_removed=removed,
     )
     log.info("imported %s: %s", table_path, result)
     return result
 
 
 def _changed_rows(incoming: pd.DataFrame, stored: pd.DataFrame, key: str, fields: tuple,
-                  path: Path) -> tuple[list[str], list[Problem]]:
-    """Keys whose non-empty incoming fields differ from the stored row, and a problem for each."""
+                  path: Path) -> tuple[list[tuple[str, str]], list[Problem]]:
+    """The (key, field) pairs the incoming rows set (a stored empty value filled in, or a stored
+    value changed), and a problem for each row that changes a stored value."""
     import pandas as pd
 
     both = incoming.merge(stored, on=key, suffixes=("", "_stored"))
-    changed, problems = [], []
+    updates, problems = [], []
     for row in both.itertuples(index=False):
         values = row._asdict()
-        diffs = [
-            f"{'group' if f == 'grp' else f} {_show(values[f + '_stored'])} -> {_show(values[f])}"
-            for f in fields
-            if not pd.isna(values[f]) and (pd.isna(values[f + "_stored"])
-                                           or values[f] != values[f + "_stored"])
-        ]
+        diffs = []
+        for field in fields:
+            new, old = values[field], values[field + "_stored"]
+            if pd.isna(new) or (not pd.isna(old) and new == old):
+                continue
+            updates.append((values[key], field))
+            if not pd.isna(old):  # filling in an empty value is no conflict
+                diffs.append(f"{'group' if field == 'grp' else field} {_show(old)} -> "
+                             f"{_show(new)}")
         if diffs:
-            changed.append(values[key])
             problems.append(Problem(
                 path, None, key, f"{values[key]!r} is stored with other data: {'; '.join(diffs)}"))
-    return changed, problems
+    return updates, problems
 
 
-def _update_rows(store: Store, table: str, key: str, incoming: pd.DataFrame, keys: list[str],
-                 fields: tuple) -> None:
-    if not keys:
+def _refuse_groups_differing_in_case(incoming: pd.DataFrame, stored: pd.DataFrame,
+                                     path: Path) -> None:
+    """Refuse group names that differ from a stored group's only in case."""
+    known = {group.casefold(): group for group in stored["grp"].unique()}
+    clashes = sorted({(group, known[group.casefold()]) for group in incoming["grp"].unique()
+                      if group.casefold() in known and group != known[group.casefold()]})
+    if clashes:
+        raise InputError([Problem(path, None, "group", (
+            f"group {new!r} differs only in case from the database's {old!r}: spell each group "
+            f"one way")) for new, old in clashes])
+
+
+def _refuse_moving_labelled_scans(store: Store, updates: list[tuple[str, str]],
+                                  stored: pd.DataFrame, path: Path) -> None:
+    """Refuse to change the operator of scans that have rows in other tables.
+
+    DuckDB rewrites a row whose indexed column (the operator's foreign key) changes, which it
+    cannot do while other tables refer to the row, even inside the transaction deleting them.
+    """
+    moved = [scan for scan, field in updates if field == "operator_id"]
+    if not moved:
         return
-    rows = incoming[incoming[key].isin(keys)]
-    view = f"_update_{table}"
-    store.con.register(view, rows)
-    try:
-        assignments = ", ".join(f"{f} = coalesce(u.{f}, {table}.{f})" for f in fields)
+    referenced = store.con.execute(
+        "SELECT DISTINCT scan_id FROM (SELECT scan_id FROM events UNION ALL "
+        "SELECT scan_id FROM window_probs UNION ALL SELECT scan_id FROM freeze_frames UNION ALL "
+        "SELECT scan_id FROM run_scans) WHERE list_contains(?, scan_id) ORDER BY scan_id",
+        [moved]).fetchall()
+    if referenced:
+        operator = stored.set_index("scan_id")["operator_id"]
+        raise InputError([Problem(path, None, "operator_id", (
+            f"scan {scan!r} already has labels, so its operator ({operator[scan]!r}) cannot be "
+            f"changed in this database: build a new database from the corrected manifest and "
+            f"import the labels again")) for (scan,) in referenced])
+
+
+def _new_video_hashes(incoming: pd.DataFrame, updates: list[tuple[str, str]],
+                      stored: pd.DataFrame) -> dict[str, tuple[str | None, bool]]:
+    """Scans given another video path: scan -> (the new file's SHA-256, None where it does not
+    exist yet; whether its content differs from the stored video's).
+
+    The stored video's hash is the one recorded (by `label`, or by an earlier correction), else
+    that of the old file if it still exists; where either is unknown, the new video counts as
+    other content. A video given to a scan that had none is no change of content.
+    """
+    import pandas as pd
+
+    old_rows = stored.set_index("scan_id")
+    new_paths = incoming.set_index("scan_id")["video_path"]
+    videos: dict[str, tuple[str | None, bool]] = {}
+    for scan, field in updates:
+        if field != "video_path":
+            continue
+        new_path = Path(new_paths[scan])
+        new_sha = file_sha256(new_path) if new_path.is_file() else None
+        old_path, old_sha = old_rows.at[scan, "video_path"], old_rows.at[scan, "video_sha256"]
+        if pd.isna(old_path):
+            videos[scan] = (new_sha, False)
+            continue
+        if pd.isna(old_sha):
+            old_sha = (file_sha256(old_path) if Path(old_path).is_file() else None)
+        videos[scan] = (new_sha, old_sha is None or new_sha != old_sha)
+    return videos
+
+
+def _update_rows(store: Store, table: str, key: str, incoming: pd.DataFrame,
+                 updates: list[tuple[str, str]]) -> None:
+    """Set each (key, field) of `updates` to the incoming value, one field at a time: an
+    unchanged indexed column is never rewritten (see `_refuse_moving_labelled_scans`)."""
+    fields = sorted({field for _key, field in updates})
+    for field in fields:
+        keys = [k for k, f in updates if f == field]
+        rows = incoming.loc[incoming[key].isin(keys), [key, field]]
+        view = f"_update_{table}"
+        store.con.register(view, rows)
+        try:
+            store.con.execute(f"UPDATE {table} SET {field} = u.{field} FROM {view} u "
+                              f"WHERE {table}.{key} = u.{key}")
+        finally:
+            store.con.unregister(view)
+
+
+def _remove_automatic_results(store: Store,
+                              videos: dict[str, tuple[str | None, bool]]) -> dict[str, int]:
+    """Record the new videos' hashes, and delete the automatic results of the scans whose video
+    changed content. Returns scan -> automatic events removed (scans that had automatic
+    results)."""
+    removed: dict[str, int] = {}
+    for scan, (sha, changed) in videos.items():
+        store.con.execute("UPDATE scans SET video_sha256 = ? WHERE scan_id = ?", [sha, scan])
+        if not changed:
+            continue
+        n_events = store.scalar(
+            "SELECT count(*) FROM events JOIN runs USING (run_id) "
+            "WHERE scan_id = ? AND source = 'auto'", [scan])
+        n_runs = store.scalar(
+            "SELECT count(*) FROM run_scans JOIN runs USING (run_id) "
+            "WHERE scan_id = ? AND source = 'auto'", [scan])
+        for table in ("events", "window_probs", "freeze_frames", "run_scans"):
+            store.con.execute(
+                f"DELETE FROM {table} WHERE scan_id = ? AND run_id IN "
+                f"(SELECT run_id FROM runs WHERE source = 'auto')", [scan])
         store.con.execute(
-            f"UPDATE {table} SET {assignments} FROM {view} u WHERE {table}.{key} = u.{key}")
-    finally:
-        store.con.unregister(view)
+            "UPDATE scans SET n_frames = NULL, duration_s = NULL WHERE scan_id = ?", [scan])
+        if n_events or n_runs:
+            removed[scan] = int(n_events)
+    return removed
 
 
 # --- labels ---------------------------------------------------------------------------------
 
-def read_labels(path: str | Path, *, scan_fps: dict[str, float | None]) -> pd.DataFrame:
+def read_labels(path: str | Path, *, scan_fps: dict[str, float | None],
+                scan_durations: dict[str, float | None] | None = None) -> pd.DataFrame:
     """Read and validate a label file against the known scans.
 
     Parameters
@@ -358,6 +492,10 @@ def read_labels(path: str | Path, *, scan_fps: dict[str, float | None]) -> pd.Da
     scan_fps : dict
         Known scan ids mapped to their frame rate (None where unknown); labels for other scans
         are refused, and frame-based labels need the frame rate.
+    scan_durations : dict, optional
+        Scan id -> length of its video in seconds, where known (from decoding it). An event
+        ending after the end is refused naming its line; one ending within a frame after it
+        (1/fps, or 1/30 s where the fps is unknown) is cut at the end.
 
     Returns
     -------
@@ -426,6 +564,15 @@ def read_labels(path: str | Path, *, scan_fps: dict[str, float | None]) -> pd.Da
                     f"into seconds: add its fps to the manifest or give start_s, end_s"))
                 continue
             start, end = start / fps, end / fps
+        duration = (scan_durations or {}).get(scan_id)
+        if duration is not None and end > duration:
+            frame_s = 1 / (scan_fps[scan_id] or DEFAULT_FPS)
+            if end > duration + frame_s or start >= duration:
+                problems.append(table.problem(i, end_col, (
+                    f"this event ends at {end:g} s, after the end of scan {scan_id!r} "
+                    f"({duration:g} s): check the scan id and the times")))
+                continue
+            end = duration  # within a frame of the end: rounding, cut at the end
         rows.append((scan_id, start, end, label, confidence))
         row_index.append(i)
     for scan_id, indices in unknown_scans.items():
@@ -519,9 +666,11 @@ def ingest_labels(
                 f"--others-as {others_as} is not one of the model's classes "
                 f"({', '.join(classes)}): pick one of them, or check --classes-of"))])
         params_json = json.dumps({"others_as": others_as, "classes": list(classes)})
+    stored = store.con.execute("SELECT scan_id, fps, duration_s FROM scans").fetchall()
     scan_fps = {scan: (None if fps is None or math.isnan(fps) else fps)
-                for scan, fps in store.con.execute("SELECT scan_id, fps FROM scans").fetchall()}
-    events = read_labels(path, scan_fps=scan_fps)
+                for scan, fps, _ in stored}
+    events = read_labels(path, scan_fps=scan_fps,
+                         scan_durations={scan: duration for scan, _, duration in stored})
     relabelled: dict[str, int] = {}
     if others_as is not None:
         mapped = relabel_others(events, classes, code=others_as)
@@ -532,9 +681,10 @@ def ingest_labels(
     n_scans, n_events = events["scan_id"].nunique(), len(events)
     existing = _existing_import(store, source, run_name, sha, params_json, path)
 
-    def outcome(run_id: int, name: str, status: str) -> LabelsImport:
+    def outcome(run_id: int, name: str, status: str, removed: tuple[int, int] = (0, 0)
+                ) -> LabelsImport:
         return LabelsImport(run_id, name, source, status, n_scans, n_events, others_as,
-                            relabelled)
+                            relabelled, *removed)
 
     if existing is not None and existing[2:] == (sha, params_json):
         run_id, name = existing[:2]
@@ -552,6 +702,9 @@ def ingest_labels(
             status = "created"
         else:
             run_id, name = existing[:2]
+            removed = store.con.execute(
+                "SELECT count(DISTINCT scan_id), count(*) FROM events WHERE run_id = ?",
+                [run_id]).fetchone()
             for table in ("events", "run_scans"):
                 store.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             store.con.execute(
@@ -567,7 +720,7 @@ def ingest_labels(
             [run_id])
     log.info("imported %d events of %d scans from %s as run %d (%s)", n_events, n_scans, path,
              run_id, status)
-    return outcome(run_id, name, status)
+    return outcome(run_id, name, status, removed if status == "replaced" else (0, 0))
 
 
 def _existing_import(store: Store, source: str, run_name: str | None, sha: str,

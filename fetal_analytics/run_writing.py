@@ -50,8 +50,10 @@ __all__ = [
     "ModelRecord",
     "RunWritingError",
     "ScanFacts",
+    "StoredLabelRun",
     "finish_run",
     "finished_scans",
+    "label_run",
     "open_for_write",
     "register_model",
     "start_label_run",
@@ -139,11 +141,15 @@ class ScanFacts:
         Length of the video, seconds.
     video_path : Path, optional
         The video labelled; stored only where the scan has no video path yet.
+    video_sha256 : str, optional
+        The SHA-256 of the video labelled, stored where it is the scan's video: a manifest
+        that later gives the scan a video of other content removes the automatic results.
     """
 
     n_frames: int
     duration_s: float
     video_path: Path | None = None
+    video_sha256: str | None = None
 
 
 def open_for_write(db: str | Path, *, wait_s: float | None = None) -> Store:
@@ -241,32 +247,61 @@ def start_label_run(store: Store, name: str, *, model: ModelRecord, params: Mapp
     """
     with store.transaction():
         register_model(store, model)
-        row = store.con.execute(
-            "SELECT run_id, kind, model_id, params_json FROM runs "
-            "WHERE source = 'auto' AND name = ?", [name]).fetchone()
-        if row is None:
+        existing = label_run(store, name, model=model, params=params)
+        if existing is None:
             run_id = store.scalar(
                 "INSERT INTO runs (name, source, kind, model_id, params_json, input_path, status) "
                 "VALUES (?, 'auto', 'label', ?, ?, ?, 'running') RETURNING run_id",
                 [name, model.model_id, json.dumps(dict(params)),
                  None if input_path is None else str(Path(input_path).resolve())])
             return LabelRun(run_id, name, continued=False)
-        run_id, kind, model_id, params_json = row
-        if kind != "label":
-            raise RunWritingError(
-                f"run name {name!r} belongs to an import of labels (run {run_id}); choose "
-                f"another --run-name")
-        before = json.loads(params_json or "{}")
-        changed = [key for key in LABEL_RUN_IDENTITY if before.get(key) != params.get(key)]
-        if model_id != model.model_id:
-            changed.insert(0, "model")
-        if changed:
-            raise RunWritingError(
-                f"run {name!r} (run {run_id}) was labelled with another {', '.join(changed)}; "
-                f"continue it with the same model and settings, or choose another --run-name")
         store.con.execute(
-            "UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?", [run_id])
-    return LabelRun(run_id, name, continued=True)
+            "UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?",
+            [existing.run_id])
+    return LabelRun(existing.run_id, name, continued=True)
+
+
+@dataclass(frozen=True)
+class StoredLabelRun:
+    """A label run as stored: its id and status (``running``, ``finished``, ``failed``)."""
+
+    run_id: int
+    status: str
+
+
+def label_run(store: Store, name: str, *, model: ModelRecord,
+              params: Mapping[str, Any]) -> StoredLabelRun | None:
+    """The label run of this name that `model` and `params` may continue, without writing.
+
+    Returns
+    -------
+    StoredLabelRun or None
+        None: no run of this name.
+
+    Raises
+    ------
+    RunWritingError
+        The name belongs to an import of labels, or to a run of another model or other settings.
+    """
+    row = store.con.execute(
+        "SELECT run_id, kind, model_id, params_json, status FROM runs "
+        "WHERE source = 'auto' AND name = ?", [name]).fetchone()
+    if row is None:
+        return None
+    run_id, kind, model_id, params_json, status = row
+    if kind != "label":
+        raise RunWritingError(
+            f"run name {name!r} belongs to an import of labels (run {run_id}); choose "
+            f"another --run-name")
+    before = json.loads(params_json or "{}")
+    changed = [key for key in LABEL_RUN_IDENTITY if before.get(key) != params.get(key)]
+    if model_id != model.model_id:
+        changed.insert(0, "model")
+    if changed:
+        raise RunWritingError(
+            f"run {name!r} (run {run_id}) was labelled with another {', '.join(changed)}; "
+            f"continue it with the same model and settings, or choose another --run-name")
+    return StoredLabelRun(run_id, status)
 
 
 def stored_videos(store: Store, scan_ids: Iterable[str]) -> dict[str, Path | None]:
@@ -336,12 +371,14 @@ def write_scan(store: Store, run_id: int, scan_id: str, *, events: pd.DataFrame,
     with store.transaction():
         if facts is not None:
             fps = facts.n_frames / facts.duration_s if facts.duration_s > 0 else None
+            video = None if facts.video_path is None else str(Path(facts.video_path).resolve())
             store.con.execute(
                 "UPDATE scans SET n_frames = ?, duration_s = ?, fps = coalesce(fps, ?), "
+                "video_sha256 = CASE WHEN coalesce(video_path, ?) = ? "
+                "THEN coalesce(?, video_sha256) ELSE video_sha256 END, "
                 "video_path = coalesce(video_path, ?) WHERE scan_id = ?",
-                [facts.n_frames, facts.duration_s, fps,
-                 None if facts.video_path is None else str(Path(facts.video_path).resolve()),
-                 scan_id])
+                [facts.n_frames, facts.duration_s, fps, video, video, facts.video_sha256,
+                 video, scan_id])
         for table in ("events", "window_probs"):
             store.con.execute(f"DELETE FROM {table} WHERE run_id = ? AND scan_id = ?",
                               [run_id, scan_id])

@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -43,6 +44,7 @@ __all__ = [
     "StoreError",
     "migrate",
     "missing_database_error",
+    "removed_if_refused",
 ]
 
 log = logging.getLogger(__name__)
@@ -310,9 +312,14 @@ class Store:
             raise missing_database_error(self.path)
         if not read_only and not self.path.parent.exists():
             raise StoreError(f"cannot create {self.path}: folder {self.path.parent} does not exist")
+        if not read_only and not os.access(self.path.parent, os.W_OK):
+            raise read_only_folder_error(self.path)
+        if read_only and self.path.is_file() and self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path} is an empty file, not a database: create one with "
+                             f"`fetal-analytics init-db --db {self.path}`")
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             raise _open_error(self.path, exc) from exc
         try:
             self._check_schema()
@@ -413,8 +420,37 @@ def missing_database_error(path: Path) -> StoreError:
         f"no database at {path}: create one with `fetal-analytics init-db --db {path}`")
 
 
+def read_only_folder_error(path: Path) -> StoreError:
+    """The error for a database to be written in a folder that cannot be written."""
+    return StoreError(
+        f"cannot write {path}: its folder {path.parent} is read-only (DuckDB writes a "
+        f"{path.name}.wal file beside the database); copy the database into a folder you can "
+        f"write, or give a --db there")
+
+
+@contextmanager
+def removed_if_refused(path: str | Path) -> Iterator[None]:
+    """Remove the database file (and its WAL) that the block creates if the block raises.
+
+    So a refused first import leaves no new, empty database behind. A file that existed before
+    is left alone.
+    """
+    path = Path(path)
+    existed = path.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            for leftover in (path, path.with_name(path.name + ".wal")):
+                with suppress(FileNotFoundError):
+                    leftover.unlink()
+        raise
+
+
 def _open_error(path: Path, exc: Exception) -> StoreError:
     text = str(exc)
+    if "read-only file system" in text.lower():
+        return read_only_folder_error(path)
     if "lock" in text.lower():
         pid = _LOCK_PID.search(text)
         holder = f" (process {pid.group(1)})" if pid else ""

@@ -9,6 +9,7 @@ column end_s: expected ...".
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,12 @@ MAX_PROBLEMS_SHOWN = 20
 
 TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 """File suffixes of the tables the package writes, and their formats."""
+
+CSV_SEPARATORS = (",", ";", "\t")
+"""Field separators a CSV may use: comma, or semicolon and tab as Excel writes them where the
+comma is the decimal mark."""
+
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,9 @@ def read_table(
     ----------
     path : str or Path
         ``.parquet`` files are read with pyarrow; anything else as UTF-8 CSV (a byte-order mark is
-        allowed, as Excel writes one).
+        allowed, as Excel writes one). The CSV separator is the one of `CSV_SEPARATORS` the
+        header line holds most of; in a file separated by semicolons or tabs a number with a
+        decimal comma (``12,5``) is read as ``12.5``.
     required : iterable of str, or of alternatives
         Columns that must be present. An item that is itself a tuple of column groups, e.g.
         ``(("start_s", "end_s"), ("start_frame", "end_frame"))``, requires exactly one group.
@@ -130,10 +139,17 @@ def read_table(
     return table
 
 
+def _separator(header_line: str) -> str:
+    """The separator of `CSV_SEPARATORS` the header line holds most of (comma on a tie)."""
+    return max(CSV_SEPARATORS, key=header_line.count)
+
+
 def _read_csv(path: Path) -> InputTable:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
+            separator = _separator(handle.readline())
+            handle.seek(0)
+            reader = csv.reader(handle, delimiter=separator)
             header = next(reader, None)
             if header is None or not any(cell.strip() for cell in header):
                 raise InputError(
@@ -155,7 +171,10 @@ def _read_csv(path: Path) -> InputTable:
                 else:
                     numbers.append(start)
                     for column, cell in zip(values, row, strict=True):
-                        column.append(cell.strip())
+                        cell = cell.strip()
+                        if separator != "," and _DECIMAL_COMMA.fullmatch(cell):
+                            cell = cell.replace(",", ".")
+                        column.append(cell)
                 start = reader.line_num + 1
     except UnicodeDecodeError as exc:
         raise InputError([Problem(path, None, None, f"expected UTF-8 text: {exc}")]) from exc

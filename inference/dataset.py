@@ -277,7 +277,9 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     out = Path(out)
     parsed = read_manifest(manifest)
     scans = parsed.scans.set_index("scan_id")
-    events = read_labels(labels, scan_fps={s: None for s in scans.index})
+    # Frame-based labels need each scan's fps, as `ingest labels` reads it from the manifest.
+    events = read_labels(labels, scan_fps={s: None if pd.isna(fps) else float(fps)
+                                           for s, fps in scans["fps"].items()})
     relabelled: dict[str, int] = {}
     if spec.others_as is None:
         unlisted = ~events.label.isin(spec.classes)

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fetal_analytics.tabular import OutputFormatError
 from inference.decode import STILL_SUFFIXES, iter_frames, load_still, probe, sample_frames
 from inference.roi import ImageArea, detect_image_area, detect_image_area_from_frames
 
-__all__ = ["deidentify_file", "deidentify_frame"]
+__all__ = ["VIDEO_OUT_SUFFIXES", "check_output", "deidentify_file", "deidentify_frame"]
+
+VIDEO_OUT_SUFFIXES = (".mp4",)
+"""Suffixes of a de-identified video (H.264 in MP4)."""
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,30 @@ def deidentify_frame(frame: np.ndarray, area: ImageArea) -> np.ndarray:
     return out
 
 
+def check_output(source: str | Path, out: str | Path) -> None:
+    """Check that `out` can hold the de-identified copy of `source`, before any work.
+
+    A still goes to a still suffix (`inference.decode.STILL_SUFFIXES`), a video to
+    `VIDEO_OUT_SUFFIXES`, and never onto the source itself.
+
+    Raises
+    ------
+    OutputFormatError
+        `out` is the source, or its suffix does not suit the source; the message says which
+        suffixes do.
+    """
+    source, out = Path(source), Path(out)
+    if out.resolve() == source.resolve():
+        raise OutputFormatError(f"{out} is the source: write the de-identified copy to another "
+                                f"file, so the original stays")
+    still = source.suffix.lower() in STILL_SUFFIXES
+    valid = sorted(STILL_SUFFIXES) if still else VIDEO_OUT_SUFFIXES
+    if out.suffix.lower() not in valid:
+        raise OutputFormatError(
+            f"{out}: a {'still' if still else 'video'} is written as "
+            f"{'an image' if still else 'H.264 MP4'}; use one of {', '.join(valid)}")
+
+
 def deidentify_file(source: str | Path, out: str | Path) -> ImageArea:
     """Write a copy of a still or video with everything outside the image area blacked out.
 
@@ -61,6 +89,8 @@ def deidentify_file(source: str | Path, out: str | Path) -> ImageArea:
 
     Raises
     ------
+    OutputFormatError
+        `out` is the source or has a suffix that does not suit it (`check_output`).
     DecodeError
         `source` cannot be read.
     ValueError
@@ -70,8 +100,7 @@ def deidentify_file(source: str | Path, out: str | Path) -> ImageArea:
     import cv2
 
     source, out = Path(source), Path(out)
-    if out.resolve() == source.resolve():
-        raise ValueError(f"{out}: write the de-identified copy to another file than the source")
+    check_output(source, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if source.suffix.lower() in STILL_SUFFIXES:
         still = load_still(source)

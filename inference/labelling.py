@@ -45,18 +45,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fetal_analytics.errors import UserError
+from fetal_analytics.hashing import file_sha256
 from fetal_analytics.results import Result, plain
 from fetal_analytics.run_writing import (
     ModelRecord,
     ScanFacts,
     finish_run,
     finished_scans,
+    label_run,
     open_for_write,
     start_label_run,
     stored_videos,
     write_scan,
 )
-from fetal_analytics.store import StoreBusyError
+from fetal_analytics.store import StoreBusyError, removed_if_refused
 from inference.clips import clip_span_s, window_centres, window_times
 from inference.crop import cropped_frame, video_image_area
 from inference.decode import Frame, FrameRing, iter_frames, probe
@@ -78,6 +80,7 @@ __all__ = [
     "LabelProgress",
     "LabelResult",
     "LabellingError",
+    "LabellingInterrupted",
     "ModelSpec",
     "ModelStream",
     "RunLeftRunningError",
@@ -765,6 +768,22 @@ class LabelResult(Result):
         return pd.DataFrame(self.scan_rows())
 
 
+class LabellingInterrupted(KeyboardInterrupt):
+    """Labelling stopped by Ctrl-C; the finished scans are kept and the run can be resumed.
+
+    Attributes
+    ----------
+    kept : int
+        Scans finished in the run (by this call or earlier ones).
+    command : str
+        The `fetal-analytics label` command that resumes the run.
+    """
+
+    def __init__(self, message: str, *, kept: int, command: str) -> None:
+        super().__init__(message)
+        self.kept, self.command = kept, command
+
+
 class RunLeftRunningError(UserError, RuntimeError):
     """The scans were labelled, but the run could not be marked finished (a busy database).
 
@@ -810,7 +829,7 @@ def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
                 run_name: str | None = None, force: bool = False, hop_s: float | None = None,
                 batch_size: int = DEFAULT_BATCH, freezes: FreezeConfig | None = DEFAULT_FREEZES,
                 progress: Callable[[LabelProgress], None] | None = None,
-                write_wait_s: float | None = None) -> LabelResult:
+                write_wait_s: float | None = None, replace: bool = False) -> LabelResult:
     """Label scans with a model and store events, window probabilities and freezes as one run.
 
     The run is written through `fetal_analytics.run_writing`: started (or continued), one
@@ -849,12 +868,16 @@ def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
         reader such as the dashboard); default
         `fetal_analytics.run_writing.DEFAULT_WRITE_WAIT_S`. A scan whose write waits longer is
         reported failed.
+    replace : bool
+        Let `manifest` correct scans and operators stored with other data
+        (`fetal_analytics.ingest.ingest_manifest`).
 
     Returns
     -------
     LabelResult
         One outcome per scan. A scan that fails (an unreadable video, no image area, ...) is
-        reported in it and the other scans go on.
+        reported in it and the other scans go on. When every scan is skipped (finished in a
+        finished run, or without a video) nothing is written: the file is left untouched.
 
     Raises
     ------
@@ -866,6 +889,9 @@ def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
         Every scan was labelled or reported, but the database was still busy after
         `write_wait_s` when the run was to be marked finished; the error names the command that
         finishes it, and carries the result.
+    LabellingInterrupted
+        Ctrl-C (KeyboardInterrupt): the scans finished so far are kept and the run is marked
+        failed; the error names the command that resumes it.
     StoreBusyError
         The database was busy for longer than `write_wait_s` before labelling began.
     ModelFileError
@@ -883,29 +909,31 @@ def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
     loaded = model if _is_loaded(model) else load_labelling_model(model)
     spec = model_spec(loaded, hop_s=hop_s)
     name = run_name or f"label-{spec.path.stem}-{spec.sha256[:8]}"
-    store = open_for_write(db, wait_s=write_wait_s)
-    try:
-        targets = _targets(store, scans, manifest)
-        run = start_label_run(store, name, model=spec.record(loaded.sidecar.get("metrics")),
-                              params=spec.params(), input_path=manifest)
-        finished = finished_scans(store, run.run_id)
-    finally:
-        store.close()
+    record = spec.record(loaded.sidecar.get("metrics"))
+    with removed_if_refused(db):  # a refused manifest leaves no new database behind
+        store = open_for_write(db, wait_s=write_wait_s)
+        try:
+            targets = _targets(store, scans, manifest, replace=replace)
+            stored = label_run(store, name, model=record, params=spec.params())
+            finished = frozenset() if stored is None else finished_scans(store, stored.run_id)
+            todo = [t for t in targets
+                    if t.video is not None and (force or t.scan_id not in finished)]
+            if stored is not None and stored.status == "finished" and not todo:
+                return LabelResult(stored.run_id, name, spec.model_id, stored.status,
+                                   tuple(_skipped(t, finished) for t in targets))
+            run = start_label_run(store, name, model=record, params=spec.params(),
+                                  input_path=manifest)
+        finally:
+            store.close()
     log.info("run %d %r: %d scans, %d finished before", run.run_id, name, len(targets),
              len(finished & {t.scan_id for t in targets}))
-    todo = [t for t in targets if t.video is not None and (force or t.scan_id not in finished)]
     durations = {t.scan_id: _probe_duration(t.video) for t in todo}
     tracker = _Tracker(progress, sum(durations.values()))
     outcomes: list[ScanOutcome] = []
     try:
         for target in targets:
-            if target.video is None:
-                outcomes.append(ScanOutcome(target.scan_id, None, "skipped",
-                                            "no video in the store"))
-            elif target.scan_id in finished and not force:
-                outcomes.append(ScanOutcome(target.scan_id, target.video, "skipped",
-                                            "already labelled in this run (--force labels "
-                                            "again)"))
+            if target.video is None or (target.scan_id in finished and not force):
+                outcomes.append(_skipped(target, finished))
             else:
                 tracker.start(target.scan_id, durations[target.scan_id])
                 outcome = _label_one(db, run.run_id, target, loaded, spec,
@@ -913,6 +941,15 @@ def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
                                      on_decoded=tracker.advance, write_wait_s=write_wait_s)
                 tracker.done(outcome.status)
                 outcomes.append(outcome)
+    except KeyboardInterrupt:
+        _mark_failed(db, run.run_id)
+        kept = _finished_count(db, run.run_id, write_wait_s)
+        command = _resume_command(db, name, manifest, targets,
+                                  None if model is None else spec.path)
+        raise LabellingInterrupted(
+            f"interrupted: run {run.run_id} {name!r} keeps the {kept} scans finished in it; "
+            f"resume with `{command}` (finished scans are skipped)", kept=kept,
+            command=command) from None
     except BaseException:
         _mark_failed(db, run.run_id)
         raise
@@ -934,6 +971,21 @@ def label_scans(db: str | Path, scans: Sequence[ScanVideo] | None = None, *,
     return LabelResult(run.run_id, name, spec.model_id, status, tuple(outcomes))
 
 
+def _skipped(target: ScanVideo, finished: frozenset[str]) -> ScanOutcome:
+    if target.video is None:
+        return ScanOutcome(target.scan_id, None, "skipped", "no video in the store")
+    return ScanOutcome(target.scan_id, target.video, "skipped",
+                       "already labelled in this run (--force labels again)")
+
+
+def _finished_count(db: Path, run_id: int, write_wait_s: float | None) -> int:
+    store = open_for_write(db, wait_s=write_wait_s)
+    try:
+        return len(finished_scans(store, run_id))
+    finally:
+        store.close()
+
+
 def _is_loaded(model: Any) -> bool:
     return model is not None and not isinstance(model, str | Path)
 
@@ -949,7 +1001,8 @@ def _label_one(db: Path, run_id: int, target: ScanVideo, loaded: LoadedModel, sp
         store = open_for_write(db, wait_s=write_wait_s)
         try:
             write_scan(store, run_id, target.scan_id, **rows,
-                       facts=ScanFacts(labels.n_frames, labels.duration_s, Path(target.video)))
+                       facts=ScanFacts(labels.n_frames, labels.duration_s, Path(target.video),
+                                       file_sha256(target.video)))
         finally:
             store.close()
     except Exception as exc:  # one bad scan is reported; the others go on
@@ -1026,12 +1079,12 @@ class _Tracker:
 
 
 def _targets(store: Store, scans: Sequence[ScanVideo] | None,
-             manifest: str | Path | None) -> list[ScanVideo]:
+             manifest: str | Path | None, *, replace: bool) -> list[ScanVideo]:
     """The scans to label, registered in the store, with their videos."""
     if manifest is not None:
         from fetal_analytics.ingest import ingest_manifest, read_manifest
 
-        ingest_manifest(store, manifest)
+        ingest_manifest(store, manifest, replace=replace)
         ids = list(read_manifest(manifest).scans["scan_id"])
         stored = stored_videos(store, ids)
         return [ScanVideo(i, stored.get(i)) for i in ids]

@@ -14,19 +14,28 @@ from pathlib import Path
 
 import numpy as np
 
+from fetal_analytics.errors import UserError
 from inference.augment import augment_clip
 
-__all__ = ["class_weights", "clip_batches", "keras_sequence", "load_metadata", "shard_paths",
-           "standardise"]
+__all__ = ["DatasetFolderError", "class_weights", "clip_batches", "keras_sequence",
+           "load_metadata", "shard_paths", "standardise"]
+
+
+class DatasetFolderError(UserError, FileNotFoundError):
+    """A folder is not a dataset built by `fetal-analytics dataset build`, or lacks shards."""
 
 
 def load_metadata(folder: str | Path) -> dict:
     """The ``dataset.json`` of a dataset folder."""
     path = Path(folder) / "dataset.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: build the dataset with "
-                                f"`fetal-analytics dataset build`")
-    return json.loads(path.read_text())
+        raise DatasetFolderError(f"{path} not found: build the dataset with "
+                                 f"`fetal-analytics dataset build`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetFolderError(f"{path} is damaged ({exc}): build the dataset again with "
+                                 f"`fetal-analytics dataset build`") from exc
 
 
 def shard_paths(folder: str | Path, split: str, stream: str) -> list[Path]:
@@ -37,7 +46,8 @@ def shard_paths(folder: str | Path, split: str, stream: str) -> list[Path]:
 def _shards(folder: Path, split: str, stream: str) -> list[Path]:
     shards = shard_paths(folder, split, stream)
     if not shards:
-        raise FileNotFoundError(f"no shards in {folder / split / stream}")
+        raise DatasetFolderError(f"no shards in {folder / split / stream}: build the dataset "
+                                 f"with this stream, or choose another")
     return shards
 
 

@@ -102,7 +102,7 @@ def import_sononet(npz_path: str | Path, out_path: str | Path) -> Path:
     try:
         with np.load(npz_path) as npz:
             arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError) as exc:
         raise ModelFileError(f"{npz_path}: not a SonoNet weights file ({exc})") from exc
     if len(arrays) != 5 * len(SONONET_LAYERS):
         raise ModelFileError(f"{npz_path}: expected {5 * len(SONONET_LAYERS)} arrays "

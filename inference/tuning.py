@@ -123,6 +123,8 @@ class TuningResult:
         order).
     classes : tuple of str
         The automatic run's classes, in output order.
+    relabelled : dict
+        Reference label outside `classes` -> its events in the scans scored, counted as Bk.
     """
 
     best: DecodingParams
@@ -130,12 +132,14 @@ class TuningResult:
     scans: tuple[str, ...]
     objective: str
     classes: tuple[str, ...] = ()
+    relabelled: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self, *, top: int | None = None) -> dict[str, Any]:
         """JSON-ready: ``best`` (all parameters), ``objective``, ``scans`` and ``table`` rows
         (the first `top` only, if given)."""
         return {"best": self.best.to_dict(), "objective": self.objective,
                 "scans": list(self.scans), "classes": list(self.classes),
+                "relabelled": dict(self.relabelled),
                 "n_combinations": len(self.table),
                 "table": [dict(row) for row in self.table[:top]]}
 
@@ -230,13 +234,18 @@ def _reference_frames(events: Any, centres: np.ndarray) -> np.ndarray:
 
 
 def _prepare_scans(store: Store, manual: Run, auto: Run, windows: dict, classes: list[str],
-                   hop_s: float) -> list[_Scan]:
+                   hop_s: float) -> tuple[list[_Scan], dict[str, int]]:
+    """The scans both runs label, and the reference's labels outside `classes` counted as Bk
+    (label -> events)."""
     from fetal_analytics.events import relabel_others, run_events
     from fetal_analytics.segments import DEFAULT_FRAME_STEP_S, frame_centres
 
-    reference = relabel_others(run_events(store, manual), classes, code=BACKGROUND).events
+    events = run_events(store, manual)
+    reference = relabel_others(events, classes, code=BACKGROUND).events
     by_scan = dict(tuple(reference.groupby("scan_id", sort=True)))
     shared = sorted(set(windows) & set(by_scan))
+    relabelled = relabel_others(events[events["scan_id"].isin(shared)], classes,
+                                code=BACKGROUND).relabelled
     if not shared:
         raise TuningError(
             f"no scan has both window probabilities in run {auto.run_id} {auto.name!r} "
@@ -273,7 +282,7 @@ def _prepare_scans(store: Store, manual: Run, auto: Run, windows: dict, classes:
         centres = frame_centres(0.0, float(duration), DEFAULT_FRAME_STEP_S)
         scans.append(_Scan(scan_id, times, probs / sums, float(duration), centres,
                            _reference_frames(by_scan[scan_id], centres)))
-    return scans
+    return scans, relabelled
 
 
 def _run_priors(params: dict[str, Any], n_classes: int, run: Run) -> np.ndarray | None:
@@ -383,7 +392,7 @@ def tune_decoding(store: Store, manual_ref: str | int, auto_ref: str | int, *,
             log.info("run %d has no background class %r: %s has no effect, trying %s only",
                      auto.run_id, BACKGROUND, name, values[name][0])
             values[name] = values[name][:1]
-    scans = _prepare_scans(store, manual, auto, windows, classes, base.hop_s)
+    scans, relabelled = _prepare_scans(store, manual, auto, windows, classes, base.hop_s)
     log.info("tuning decoding on %d scans (%d windows), %d combinations", len(scans),
              sum(len(s.times_s) for s in scans), math.prod(len(v) for v in values.values()))
 
@@ -413,7 +422,7 @@ def tune_decoding(store: Store, manual_ref: str | int, auto_ref: str | int, *,
     best = replace(base, **{name: table[0][name] for name in TUNABLE})
     log.info("best %s %.2f with %s", objective, table[0][objective] or math.nan, best)
     return TuningResult(best=best, table=table, scans=tuple(s.scan_id for s in scans),
-                        objective=objective, classes=tuple(classes))
+                        objective=objective, classes=tuple(classes), relabelled=relabelled)
 
 
 def write_sidecar_decoding(model_path: str | Path, params: DecodingParams, *,

@@ -25,7 +25,6 @@ if [ ! -f "$model" ]; then
 fi
 model_args=()
 if [ -n "${DEMO_MODEL:-}" ]; then model_args=(--model "$DEMO_MODEL"); fi
-export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}  # TensorFlow's start-up chatter
 mkdir -p "$out"
 section() { printf '\n===== %s =====\n' "$*"; }
 

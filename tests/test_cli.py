@@ -17,6 +17,7 @@ from fetal_analytics.cli import main
 from fetal_analytics.store import SCHEMA_VERSION
 
 CLI = Path(sys.executable).with_name("fetal-analytics")
+MAIN = "from fetal_analytics.cli import main; main()"
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_ingest_reports_what_it_did(run, filled_db, data_dir):
                             "--format", "json").output)
     assert labels == {"run_id": 1, "run_name": "manual_labels.csv", "source": "manual",
                       "status": "unchanged", "n_scans": 4, "n_events": 11, "others_as": None,
-                      "relabelled": {}}
+                      "relabelled": {}, "n_scans_removed": 0, "n_events_removed": 0}
 
 
 def test_a_broken_labels_file_is_refused_and_the_database_unchanged(run, filled_db, data_dir):
@@ -146,3 +147,75 @@ def test_help_is_fast_and_never_imports_heavy_modules():
                        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
         timings.append(time.perf_counter() - start)
     assert min(timings) < 1.0, timings
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_is_accepted_before_or_after_the_subcommand(tmp_path, data_dir, where):
+    db = tmp_path / "v.duckdb"
+    command = ["ingest", "manifest", str(data_dir / "manifest.csv"), "--db", str(db)]
+    args = ["-v", *command] if where == "before" else [*command, "-v"]
+    done = subprocess.run([sys.executable, "-c", MAIN, *args],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "INFO: imported" in done.stderr
+    quiet = subprocess.run([sys.executable, "-c", MAIN, *command],
+                           capture_output=True, text=True, check=False)
+    assert quiet.returncode == 0 and "INFO" not in quiet.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["export", "dfg", "--db", "{db}", "--out", "{tmp}/x.png"],
+     "x.png: cannot tell the format from the suffix '.png'; use one of .dot, .gv, .json"),
+    (["deidentify", "{still}", "--out", "{still}"],
+     "is the source: write the de-identified copy to another file, so the original stays"),
+    (["deidentify", "{still}", "--out", "{tmp}/x.mp4"],
+     "x.mp4: a still is written as an image; use one of .bmp, .jpeg, .jpg, .png, .tif, .tiff"),
+    (["deidentify", "{tmp}/scan.mp4", "--out", "{tmp}/x.png"],
+     "x.png: a video is written as H.264 MP4; use one of .mp4"),
+])
+def test_output_files_that_cannot_be_written_are_usage_errors(filled_db, tmp_path, args, message):
+    still = tmp_path / "screen.png"
+    still.write_bytes(b"not read: the output is checked first")
+    (tmp_path / "scan.mp4").write_bytes(b"")
+    values = {"db": filled_db, "tmp": tmp_path, "still": still}
+    before = sorted(tmp_path.iterdir())
+    result = CliRunner().invoke(main, [a.format(**values) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: Invalid value for --out: ")
+    assert message in result.output
+    assert sorted(tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(("env", "verbose"), [
+    ({"TF_CPP_MIN_LOG_LEVEL": "0", "TF_ENABLE_ONEDNN_OPTS": "1"}, []),
+    ({"TF_CPP_MIN_LOG_LEVEL": "0", "TF_ENABLE_ONEDNN_OPTS": "0"}, []),
+    ({"TF_CPP_MIN_LOG_LEVEL": "0"}, ["-vv"]),
+])
+def test_tensorflow_start_up_lines_reach_the_terminal_only_with_vv(tmp_path, env, verbose):
+    import cv2
+    import numpy as np
+
+    from inference.tf_startup import STARTUP_CHATTER
+
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.zeros((64, 64, 3), np.uint8))
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    # classify loads the demo model (TensorFlow starts), then refuses its clips in one line
+    done = subprocess.run([sys.executable, "-c", MAIN, *verbose, "classify", "demo", str(image)],
+                          capture_output=True, text=True, check=False, env={**clean, **env})
+    assert done.returncode == 1
+    assert "takes clips of frames; classify takes 2D models" in done.stderr
+    chatter = [line for line in done.stderr.splitlines() if STARTUP_CHATTER.search(line)]
+    assert bool(chatter) == bool(verbose), done.stderr
+    if not verbose:
+        assert done.stderr.startswith("Error: ") and len(done.stderr.splitlines()) == 1
+
+
+def test_a_replaced_run_says_what_it_removed(run, filled_db, tmp_path):
+    edited = tmp_path / "edited.csv"
+    edited.write_text("scan_id,start_s,end_s,label\nS001,0,5,Br\n")
+    output = run("ingest", "labels", edited, "--db", filled_db, "--source", "auto",
+                 "--run-name", "model-v1").output
+    assert output == (f"{edited}: run 2 'model-v1' (auto) replaced: 1 events of 1 scans "
+                      f"(replacing 5 events of 2 scans)\n")

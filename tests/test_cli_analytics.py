@@ -235,3 +235,25 @@ def test_the_cli_holds_no_sql_and_no_pandas():
 def test_skill_needs_two_operators_on_each_side(db):
     result = invoke("skill", "--db", db, code=1)
     assert "needs at least 2 operators in 'expert' and 2 outside it, got 1 and 1" in result.output
+
+
+@pytest.mark.parametrize("order", [("expert", "trainee"), ("trainee", "expert")])
+def test_hedges_g_names_its_direction_in_groups_order(db, order):
+    table = invoke("compare", "--db", db, "--source", "auto", "--groups", *order).stdout
+    assert f"Hedges' g ({order[1]} - {order[0]})" in table
+    assert f"Hedges' g ({order[0]} - {order[1]})" not in table
+
+
+def test_stats_run_finds_a_run_of_either_source(db):
+    for run_ref, source in (("manual.csv", "manual"), ("auto.csv", "auto")):
+        report = json.loads(invoke("stats", "--db", db, "--run", run_ref, "--format",
+                                   "json").stdout)
+        assert source in report["selection"] and run_ref in report["selection"]
+
+
+def test_correlate_paired_reports_manual_labels_outside_the_categories(db, tmp_path):
+    labels = tmp_path / "with_um.csv"
+    labels.write_text("scan_id,start_s,end_s,label\nS1,0,60,HeD\nS1,60,180,Br\nS1,180,200,Um\n")
+    invoke("ingest", "labels", labels, "--db", db, "--run-name", "with-um")
+    table = invoke("correlate", "--db", db, "--manual", "with-um", "--paired").output
+    assert "Manual frames of labels outside the 11 categories, counted as 'other': 20" in table

@@ -104,6 +104,93 @@ def test_a_manifest_that_contradicts_the_database_needs_replace(store, tmp_path)
     assert row[2].endswith("S001.mp4")  # an empty cell keeps the stored value
 
 
+def labelled_store(store, data_dir, tmp_path):
+    """The sample store with manual labels and an automatic import (scan S001 in both)."""
+    ingest_labels(store, data_dir / "manual_labels.csv")
+    ingest_labels(store, data_dir / "auto_labels_frames.csv", source="auto", run_name="v1")
+    return store
+
+
+def event_counts(store) -> dict[str, int]:
+    return dict(store.con.execute(
+        "SELECT source, count(*) FROM events JOIN runs USING (run_id) WHERE scan_id = 'S001' "
+        "GROUP BY source").fetchall())
+
+
+def test_replace_corrects_the_date_of_a_labelled_scan_and_keeps_its_labels(store, data_dir,
+                                                                         tmp_path):
+    labelled_store(store, data_dir, tmp_path)
+    before = event_counts(store)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scan_id,operator_id,group,acquired_at\nS001,OP1,expert,2024-04-04\n")
+    result = ingest_manifest(store, manifest, replace=True)
+    assert (result.scans_updated, result.auto_results_removed) == (1, {})
+    assert store.scalar("SELECT acquired_at FROM scans WHERE scan_id = 'S001'") == datetime(
+        2024, 4, 4)
+    assert event_counts(store) == before and before["auto"] > 0
+
+
+def test_a_video_of_other_content_removes_the_automatic_results_only(store, data_dir, tmp_path):
+    labelled_store(store, data_dir, tmp_path)
+    manual_before = event_counts(store)["manual"]
+    manifest = tmp_path / "m.csv"
+
+    def give_video(content: bytes, name: str):
+        video = tmp_path / name
+        video.write_bytes(content)
+        manifest.write_text(f"scan_id,operator_id,group,video_path\nS001,OP1,expert,{video}\n")
+        return ingest_manifest(store, manifest, replace=True)
+
+    # the stored video does not exist here: its content is unknown, so it counts as changed
+    first = give_video(b"the video", "a.mp4")
+    n_auto = first.auto_results_removed["S001"]
+    assert n_auto > 0 and event_counts(store) == {"manual": manual_before}
+    ingest_labels(store, data_dir / "auto_labels_frames.csv", source="auto", run_name="v1b")
+
+    moved = give_video(b"the video", "moved.mp4")  # same content, another file: kept
+    assert (moved.scans_updated, moved.auto_results_removed) == (1, {})
+    assert event_counts(store)["auto"] == n_auto
+
+    other = give_video(b"another scan", "other.mp4")
+    assert other.auto_results_removed == {"S001": n_auto}
+    assert event_counts(store) == {"manual": manual_before}
+    assert store.scalar("SELECT video_sha256 FROM scans WHERE scan_id = 'S001'") == sha(
+        tmp_path / "other.mp4")
+    assert store.scalar("SELECT count(*) FROM run_scans JOIN runs USING (run_id) "
+                        "WHERE scan_id = 'S001' AND source = 'auto'") == 0
+
+
+def test_moving_a_labelled_scan_to_another_operator_is_refused_naming_it(store, data_dir,
+                                                                          tmp_path, db_path):
+    labelled_store(store, data_dir, tmp_path)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scan_id,operator_id,group\nS001,OP2,trainee\n")
+    store.con.execute("CHECKPOINT")
+    before = db_path.read_bytes()
+    with pytest.raises(InputError, match="scan 'S001' already has labels, so its operator "
+                                         r"\('OP1'\) cannot be changed"):
+        ingest_manifest(store, manifest, replace=True)
+    store.con.execute("CHECKPOINT")
+    assert db_path.read_bytes() == before
+    manifest.write_text("scan_id,operator_id,group\nS005,OP3,trainee\n")
+    ingest_manifest(store, manifest)
+    manifest.write_text("scan_id,operator_id,group\nS005,OP2,trainee\n")  # unlabelled: moves
+    assert ingest_manifest(store, manifest, replace=True).scans_updated == 1
+    assert store.scalar("SELECT operator_id FROM scans WHERE scan_id = 'S005'") == "OP2"
+
+
+def test_a_value_filled_in_later_is_no_conflict(store, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scan_id,operator_id,group,fps\nS004,OP3,trainee,25\n")
+    result = ingest_manifest(store, manifest)  # S004 had no fps: no --replace needed
+    assert (result.scans_updated, result.scans_unchanged) == (1, 0)
+    assert store.scalar("SELECT fps FROM scans WHERE scan_id = 'S004'") == 25.0
+    manifest.write_text("scan_id,operator_id,group,fps\nS004,OP3,trainee,30\n")
+    with pytest.raises(InputError) as error:
+        ingest_manifest(store, manifest)
+    assert "fps '25.0' -> '30.0'" in str(error.value) and "nan" not in str(error.value)
+
+
 def test_missing_required_manifest_columns(db_path, tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("scan,operator_id\nS1,A\n")
@@ -223,6 +310,9 @@ def test_a_named_run_is_replaced_in_place(store, data_dir, tmp_path):
     second = ingest_labels(store, edited, run_name="batch1")
     assert (second.status, second.run_id) == ("replaced", first.run_id)
     assert store.counts()["events"] == 1
+    assert (first.n_events_removed, first.n_scans_removed) == (0, 0)
+    assert (second.n_events_removed, second.n_scans_removed) == (first.n_events, first.n_scans)
+    assert (first.n_events, first.n_scans) == (11, 4)
     assert ingest_labels(store, edited, run_name="batch1").status == "unchanged"
 
 
@@ -265,3 +355,77 @@ def test_resolve_run_errors(store, data_dir):
         resolve_run(store, "x")
     assert resolve_run(store, "x", source="auto").run_id == 2
     assert resolve_run(store, "1").source == "manual"
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_files_from_excel_in_europe_are_read(db_path, tmp_path, separator):
+    # Excel where the comma is the decimal mark: semicolons (or tabs), decimal commas, a BOM
+    # and Windows line endings.
+    manifest = tmp_path / "manifest.csv"
+    rows = [["scan_id", "operator_id", "group", "fps", "years_experience"],
+            ["S1", "OP1", "expert", "29,97", "12,5"], ["S2", "OP2", "trainee", "25", "0,5"]]
+    manifest.write_text("\r\n".join(separator.join(r) for r in rows) + "\r\n",
+                        encoding="utf-8-sig")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\r\n".join(separator.join(r) for r in [
+        ["scan_id", "start_s", "end_s", "label"], ["S1", "0", "12,25", "Br"],
+        ["S1", "12,25", "30", "HeD"]]) + "\r\n", encoding="utf-8-sig")
+    with Store(db_path) as store:
+        ingest_manifest(store, manifest)
+        ingest_labels(store, labels)
+        assert store.con.execute("SELECT scan_id, fps FROM scans ORDER BY scan_id").fetchall() == [
+            ("S1", 29.97), ("S2", 25.0)]
+        assert store.con.execute(
+            "SELECT years_experience FROM operators ORDER BY operator_id").fetchall() == [
+            (12.5,), (0.5,)]
+        assert store.con.execute("SELECT start_s, end_s, label FROM events ORDER BY start_s"
+                                 ).fetchall() == [(0.0, 12.25, "Br"), (12.25, 30.0, "HeD")]
+
+
+def test_a_comma_separated_file_keeps_quoted_commas_as_text(db_path, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text('scan_id,operator_id,group\nS1,"Smith, J",expert\n')
+    with Store(db_path) as store:
+        ingest_manifest(store, manifest)
+        assert store.scalar("SELECT operator_id FROM operators") == "Smith, J"
+
+
+def test_labels_after_the_end_of_a_scan_of_known_length_are_refused_naming_the_line(store,
+                                                                                     tmp_path):
+    store.con.execute("UPDATE scans SET duration_s = 100 WHERE scan_id = 'S002'")  # as label does
+    labels = tmp_path / "labels.csv"
+    labels.write_text("scan_id,start_s,end_s,label\nS002,0,60,Br\nS002,60,101,HeD\n"
+                      "S002,120,130,Sp\n")
+    with pytest.raises(InputError) as error:
+        ingest_labels(store, labels)
+    assert str(error.value).splitlines() == [
+        f"{labels}, line 3, column end_s: this event ends at 101 s, after the end of scan "
+        f"'S002' (100 s): check the scan id and the times",
+        f"{labels}, line 4, column end_s: this event ends at 130 s, after the end of scan "
+        f"'S002' (100 s): check the scan id and the times"]
+    assert store.counts()["runs"] == 0
+
+    labels.write_text("scan_id,start_frame,end_frame,label\nS002,0,1800,Br\nS002,1800,3001,HeD\n")
+    ingest_labels(store, labels)  # 3001 frames at 30 fps end one frame late: cut at 100 s
+    assert store.con.execute("SELECT max(end_s) FROM events").fetchone() == (100.0,)
+
+
+def test_group_names_differing_only_in_case_are_refused_naming_both(db_path, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scan_id,operator_id,group\nS1,A,expert\nS2,B,trainee\nS3,C,Expert\n"
+                        "S4,D,Expert\n")
+    with Store(db_path) as store, pytest.raises(InputError) as error:
+        ingest_manifest(store, manifest)
+    assert str(error.value).splitlines() == [
+        f"{manifest}, line 4, column group: group 'Expert' differs only in case from 'expert' "
+        f"on line 2: spell each group one way"]
+
+
+def test_a_group_differing_in_case_from_a_stored_one_is_refused(store, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scan_id,operator_id,group\nS9,OP9,Trainee\n")
+    with pytest.raises(InputError) as error:
+        ingest_manifest(store, manifest)
+    assert str(error.value) == (f"{manifest}, column group: group 'Trainee' differs only in "
+                                f"case from the database's 'trainee': spell each group one way")
+    assert store.scalar("SELECT count(*) FROM scans WHERE scan_id = 'S9'") == 0

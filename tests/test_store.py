@@ -1,14 +1,18 @@
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from analytics.features import scan_features
 from analytics.selection import select
 from fetal_analytics import taxonomy
+from fetal_analytics.cli import main
 from fetal_analytics.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -19,6 +23,7 @@ from fetal_analytics.store import (
 )
 
 CORE_TABLES = {"schema_version", "event_labels", "operators", "scans", "runs", "events"}
+DATA = Path(__file__).parent / "data"
 INFERENCE_TABLES = {"freeze_frames", "models", "window_probs"}
 RUN_TABLES = {"run_scans"}
 ALL_TABLES = CORE_TABLES | INFERENCE_TABLES | RUN_TABLES
@@ -205,3 +210,22 @@ def test_a_locked_database_reports_who_holds_it(db_path):
         except StoreBusyError:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+
+
+def test_a_database_in_a_read_only_folder_is_refused_in_one_line(db_path, monkeypatch):
+    Store(db_path).close()
+    before = db_path.read_bytes()
+    real_access = os.access
+    # The folder as a user without write permission sees it (the tests may run as root).
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+        False if Path(path) == db_path.parent and mode == os.W_OK else real_access(path, mode)))
+    result = CliRunner().invoke(main, ["ingest", "manifest", str(DATA / "manifest.csv"),
+                                       "--db", str(db_path)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: cannot write {db_path}: its folder {db_path.parent} is read-only (DuckDB writes "
+        f"a {db_path.name}.wal file beside the database); copy the database into a folder you "
+        f"can write, or give a --db there\n")
+    assert db_path.read_bytes() == before
+    reading = CliRunner().invoke(main, ["info", "--db", str(db_path)])
+    assert reading.exit_code == 0, reading.output  # reading needs no write access

@@ -509,3 +509,78 @@ def test_videos_or_a_manifest_are_required(tmp_path):
     assert result.exit_code == 2 and "give the VIDEOs to label" in result.output
     result = run("label", "a.mp4", "b.mp4", "--scan-id", "S1", "--db", tmp_path / "x.duckdb")
     assert result.exit_code == 2 and "one --scan-id per video" in result.output
+
+
+def test_ctrl_c_keeps_the_finished_scans_prints_the_resume_command_and_exits_130(
+        short_scans, model_path, clean_db, tmp_path):
+    db = tmp_path / "interrupted.duckdb"
+    process = _label_cli(short_scans, db, model_path)
+    watchdog = threading.Timer(300, process.kill)
+    watchdog.start()
+    try:
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if "labelled scan" in line:
+                process.send_signal(signal.SIGINT)
+                break
+        lines.extend(process.stderr)
+        process.wait(timeout=60)
+    finally:
+        watchdog.cancel()
+    output = "".join(lines)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("interrupted: run 1 'label-two_streams-") and "keeps the 1 scans" in last
+    command = last.split("`")[1]
+    assert command.startswith(f"fetal-analytics label --manifest {short_scans / 'manifest.csv'} "
+                              f"--db {db} --model {model_path} --run-name label-two_streams-")
+    with Store(db, read_only=True) as store:
+        assert store.scalar("SELECT status FROM runs") == "failed"
+        assert store.scalar("SELECT count(DISTINCT scan_id) FROM events") == 1
+    resumed = run(*shlex.split(command)[1:])
+    assert resumed.exit_code == 0, resumed.output
+    assert "(auto, finished): 2 labelled, 1 skipped, 0 failed" in resumed.output
+    _assert_same_contents(db, clean_db)
+
+
+def test_a_rerun_that_skips_every_scan_leaves_the_file_untouched(short_scans, model_path,
+                                                                  clean_db, tmp_path):
+    db = tmp_path / "again.duckdb"
+    shutil.copy(clean_db, db)
+    before = (db.read_bytes(), db.stat().st_mtime_ns)
+    again = run("label", "--manifest", short_scans / "manifest.csv", "--db", db, "--model",
+                model_path)
+    assert again.exit_code == 0, again.output
+    assert "(auto, finished): 0 labelled, 3 skipped, 0 failed" in again.output
+    assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+    assert not db.with_name(db.name + ".wal").exists()
+
+
+def test_label_replace_corrects_the_manifest_and_a_refused_one_leaves_no_new_file(
+        short_scans, model_path, clean_db, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    rows = (short_scans / "manifest.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first = rows[1].split(",")
+    first[header.index("video_path")] = str(short_scans / "videos" / "SIM0001.mp4")
+    first[header.index("acquired_at")] = "2025-01-02T10:00"
+    manifest.write_text("\n".join([rows[0], ",".join(first)]) + "\n")
+    db = tmp_path / "corrected.duckdb"
+    shutil.copy(clean_db, db)
+    refused = run("label", "--manifest", manifest, "--db", db, "--model", model_path)
+    assert refused.exit_code == 1 and "pass --replace" in refused.output
+    done = run("label", "--manifest", manifest, "--db", db, "--model", model_path, "--replace")
+    assert done.exit_code == 0, done.output
+    assert "0 labelled, 1 skipped" in done.output  # the same video: its labels are kept
+    with Store(db, read_only=True) as store:
+        assert str(store.scalar("SELECT acquired_at FROM scans WHERE scan_id = 'SIM0001'")) == (
+            "2025-01-02 10:00:00")
+
+    new_db = tmp_path / "new" / "fresh.duckdb"
+    new_db.parent.mkdir()
+    manifest.write_text("scan_id,operator_id\nS1,A\n")  # no group column
+    refused = run("label", "--manifest", manifest, "--db", new_db, "--model", model_path)
+    assert refused.exit_code == 1 and "group" in refused.output
+    assert list(new_db.parent.iterdir()) == []

@@ -259,3 +259,21 @@ def test_others_as_gives_labels_outside_the_classes_the_code(cohort, tmp_path):
             **{code: own[code] for code in ("HeD", "Br") if code in own},
             "Bk": sum(n for code, n in own.items() if code not in ("HeD", "Br"))}
     assert load_metadata(tmp_path / "ds")["relabelled_labels"] == summary.relabelled_labels
+
+
+def test_labels_in_frames_take_the_fps_of_the_manifest(cohort, tmp_path):
+    # Regression: `dataset build` ignored the manifest's fps, so labels in frames were refused.
+    labels = pd.read_csv(cohort / "manual_labels.csv")
+    fps = pd.read_csv(cohort / "manifest.csv").set_index("scan_id")["fps"]
+    in_frames = labels.assign(
+        start_frame=(labels.start_s * labels.scan_id.map(fps)).round().astype(int),
+        end_frame=(labels.end_s * labels.scan_id.map(fps)).round().astype(int),
+    ).drop(columns=["start_s", "end_s"])
+    in_frames.to_csv(tmp_path / "frames.csv", index=False)
+    spec = DatasetSpec(size=24, streams=("2d",), split_fractions=(0.34, 0.33, 0.33))
+    from_frames = build_dataset(cohort / "manifest.csv", tmp_path / "frames.csv",
+                                tmp_path / "frames", spec=spec)
+    from_seconds = build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv",
+                                 tmp_path / "seconds", spec=spec)
+    assert from_frames.counts == from_seconds.counts
+    assert sum(sum(c.values()) for c in from_frames.counts["train"].values()) > 0

@@ -195,6 +195,7 @@ def test_reference_labels_outside_the_model_classes_count_as_bk(store):
     # Um counted as Bk the accuracy of the best decoding is high.
     result = tune_decoding(store, "truth", "v1", grid={"min_duration_s": [2.0]})
     assert result.table[0]["accuracy"] > 0.9
+    assert result.relabelled == {"Um": 1} and result.to_dict()["relabelled"] == {"Um": 1}
     events = pd.DataFrame({"start_s": [0.0, 2.0, 4.0], "end_s": [2.0, 3.0, 5.0],
                            "label": ["Br", "Um", "Fe"]})
     as_model_sees = relabel_others(events, CLASSES, code="Bk").events
@@ -301,6 +302,7 @@ def test_the_cli_table_names_the_best_combination(cohort):
     assert "Decoding parameters by edit over 3 scans (best 2 of 243)" in out
     assert "background_share" in out and "background_segment_s" in out
     assert "best: hop_s=1, temperature=" in out
+    assert "reference labels outside the model's classes, counted as Bk (events): Um 1" in out
 
 
 def test_the_cli_reports_a_run_without_window_probabilities(cohort):
