@@ -27,10 +27,13 @@ $cli simulate --out "$out/cohort" --scans 40 --operators 12 --seed 2019 --manual
   --no-video
 $cli simulate --out "$out/video" --scans 4 --operators 4 --excerpt 4 --seed 7
 # The video scans get their own ids (both simulations number scans from SIM0001); their
-# operators OP01-OP04 are the cohort's (the simulator alternates expert and trainee in both).
+# operators OP01-OP04 are the cohort's (the simulator alternates expert and trainee in both), so
+# the video manifest leaves out its own draw of their years of experience (the last column).
 for file in manifest.csv truth/events.csv; do
   sed -i 's/^SIM/VID/' "$out/video/$file"
 done
+cut -d, -f1-6 "$out/video/manifest.csv" > "$out/video/manifest.tmp"
+mv "$out/video/manifest.tmp" "$out/video/manifest.csv"
 
 $cli init-db --db "$db"
 $cli ingest manifest "$out/cohort/manifest.csv" --db "$db"
