@@ -40,6 +40,7 @@ __all__ = [
     "list_scans",
     "newest_runs_of_scan",
     "overview",
+    "run_pairs",
     "scan_events",
     "scan_freezes",
     "window_probabilities",
@@ -425,3 +426,26 @@ def list_models(store: Store) -> pd.DataFrame:
                   m.metrics_json, m.created_at, count(r.run_id) AS n_runs
            FROM models m LEFT JOIN runs r USING (model_id)
            GROUP BY ALL ORDER BY m.created_at, m.model_id""").reset_index(drop=True)
+
+
+def run_pairs(store: Store) -> pd.DataFrame:
+    """Every pair of a finished manual run and a finished automatic run, with the scans both
+    label: the candidates for a manual-vs-automatic comparison.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``manual_run_id, manual_run, auto_run_id, auto_run, n_scans`` (scans with
+        events in both runs), pairs sharing no scan left out; most shared scans first, then the
+        newer runs first.
+    """
+    return store.query_df(
+        """WITH labelled AS (
+               SELECT DISTINCT e.run_id, r.name, r.source, e.scan_id
+               FROM events e JOIN runs r USING (run_id) WHERE r.status = 'finished')
+           SELECT m.run_id AS manual_run_id, m.name AS manual_run,
+                  a.run_id AS auto_run_id, a.name AS auto_run, count(*) AS n_scans
+           FROM labelled m JOIN labelled a
+             ON a.scan_id = m.scan_id AND m.source = 'manual' AND a.source = 'auto'
+           GROUP BY ALL
+           ORDER BY n_scans DESC, manual_run_id DESC, auto_run_id DESC""").reset_index(drop=True)
