@@ -24,4 +24,9 @@ navigation = st.navigation([
     st.Page(VIEWS / "models.py", title="Models", url_path="models"),
 ])
 ui.database_box()
-navigation.run()
+drawn = False
+with ui.guarded():
+    ui.sidebar(navigation.url_path or "cohort")
+    drawn = True
+if drawn:
+    navigation.run()

@@ -243,27 +243,29 @@ def compare_groups(filters: Filters):
 
 @st.cache_data(show_spinner=False)
 def transitions(filters: Filters) -> Noted[dict]:
-    """`analytics.sequences.transition_matrices` per group."""
+    """`analytics.sequences.transition_matrices` per group, background (Bk) left out."""
     from analytics.sequences import transition_matrices
 
-    return _read(filters, transition_matrices)
+    return _read(filters, lambda store, sel: transition_matrices(store, sel,
+                                                                 skip_background=True))
 
 
 @st.cache_data(show_spinner=False)
 def transition_test(filters: Filters, groups: tuple[str, str]):
-    """`analytics.sequences.transition_permutation_test` of two groups."""
+    """`analytics.sequences.transition_permutation_test` of two groups, background left out."""
     from analytics.sequences import transition_permutation_test
 
     return _read(filters, lambda store, sel: transition_permutation_test(
-        store, sel, groups=groups, n_perm=PERMUTATIONS))
+        store, sel, groups=groups, n_perm=PERMUTATIONS, skip_background=True))
 
 
 @st.cache_data(show_spinner=False)
 def ngrams(filters: Filters, n: int) -> Noted[pd.DataFrame]:
-    """`analytics.sequences.ngrams`: the 10 most frequent per group."""
+    """`analytics.sequences.ngrams`: the 10 most frequent per group, background left out."""
     from analytics.sequences import ngrams as read
 
-    return _read(filters, lambda store, sel: read(store, sel, n=n, top=10))
+    return _read(filters, lambda store, sel: read(store, sel, n=n, top=10,
+                                                  skip_background=True))
 
 
 @st.cache_data(show_spinner=False)

@@ -154,7 +154,8 @@ def transition_heatmap(matrix: pd.DataFrame, group: str) -> go.Figure:
                                colorbar={"title": "P"},
                                hovertemplate="%{y} -> %{x}: %{z:.2f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="from")
-    return _layout(fig, f"Transitions, {group}", xaxis_title="to", height=420)
+    return _layout(fig, f"Transitions, {group} (background left out)", xaxis_title="to",
+                   height=420)
 
 
 def ngram_bars(table: pd.DataFrame, groups: list[str]) -> go.Figure:
@@ -165,7 +166,7 @@ def ngram_bars(table: pd.DataFrame, groups: list[str]) -> go.Figure:
         fig.add_trace(go.Bar(x=part["share"], y=part["ngram"], orientation="h", name=group,
                              marker_color=GROUP_COLOURS[i % len(GROUP_COLOURS)]))
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, "Most common sequences", barmode="group", xaxis_title="share",
+    return _layout(fig, "Most common sequences (background left out)", barmode="group", xaxis_title="share",
                    height=max(HEIGHT, 22 * table["ngram"].nunique() + 120))
 
 
@@ -203,21 +204,27 @@ def trend_chart(points: pd.DataFrame, feature: str, highlight: str | None) -> go
 
 # --- agreement -----------------------------------------------------------------------------------
 
-def minutes_scatter(per_category: pd.DataFrame) -> go.Figure:
-    """The paper's comparison: mean minutes per category, manual (x) against automatic (y)."""
-    top = float(max(per_category["manual_mean_min"].max(), per_category["auto_mean_min"].max(),
-                    0.1))
-    fig = go.Figure([
-        go.Scatter(x=[0, top], y=[0, top], mode="lines", name="equal",
-                   line={"dash": "dot", "color": "#888888"}),
-        go.Scatter(x=per_category["manual_mean_min"], y=per_category["auto_mean_min"],
-                   mode="markers+text", text=per_category["label"], textposition="top center",
-                   name="category", marker={"size": 11, "color": [
-                       colour(c) for c in per_category["label"]]},
-                   hovertemplate="%{text}: manual %{x:.2f}, auto %{y:.2f} min<extra></extra>"),
-    ])
+def minutes_scatter(per_category: pd.DataFrame, paired: pd.DataFrame | None = None
+                    ) -> go.Figure:
+    """Mean minutes per category, manual (x) against automatic (y): the paper's unpaired
+    comparison (every scan of each run) and, where given, the paired one (the scans of both,
+    automatic labels inside the manually labelled spans)."""
+    frames = [per_category] + ([] if paired is None else [paired])
+    top = float(max(max(f["manual_mean_min"].max(), f["auto_mean_min"].max()) for f in frames))
+    fig = go.Figure(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="equal",
+                               line={"dash": "dot", "color": "#888888"}))
+    for table, label, symbol in ((per_category, "all scans of each run (paper)", "circle"),
+                                 (paired, "scans of both, manual spans", "diamond-open")):
+        if table is None:
+            continue
+        fig.add_trace(go.Scatter(
+            x=table["manual_mean_min"], y=table["auto_mean_min"], mode="markers+text",
+            text=table["label"], textposition="top center", name=label,
+            marker={"size": 11, "symbol": symbol,
+                    "color": [colour(c) for c in table["label"]]},
+            hovertemplate="%{text}: manual %{x:.2f}, auto %{y:.2f} min<extra></extra>"))
     return _layout(fig, "Mean minutes per scan and category", xaxis_title="manual (minutes)",
-                   yaxis_title="automatic (minutes)", showlegend=False)
+                   yaxis_title="automatic (minutes)", legend_title="scans compared")
 
 
 def bland_altman(per_category: pd.DataFrame) -> go.Figure:

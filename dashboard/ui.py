@@ -3,8 +3,8 @@ with a CSV download, and sentences in place of what cannot be shown.
 
 The filters are widgets bound to the URL's query parameters (``group``, ``operator``, ``from``,
 ``to``, ``source``, ``run``, ``scan``, ``manual_run``, ``auto_run``), so a view with its filters
-is a link that can be shared; every view draws the same sidebar, so the parameters survive a
-move to another view.
+is a link that can be shared. The entry script draws them (`sidebar`) before it runs the view:
+Streamlit keeps the parameters of the entry script's widgets when the user moves to another view.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,9 +105,12 @@ def notes(noted: data.Noted) -> Any:
     return noted.value
 
 
-def table(frame: pd.DataFrame, name: str, **kwargs: Any) -> None:
-    """A table with its CSV download (`name`.csv)."""
-    st.dataframe(frame, hide_index=True, **kwargs)
+def table(frame: pd.DataFrame, name: str) -> None:
+    """A table with its CSV download (`name`.csv, every digit); decimals shown to 4
+    significant digits."""
+    floats = frame.select_dtypes("float").columns
+    st.dataframe(frame, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.4g") for c in floats})
     st.download_button(f"Download {name}.csv", frame.to_csv(index=False).encode(),
                        file_name=f"{name}.csv", mime="text/csv", key=f"csv_{name}")
 
@@ -158,10 +161,9 @@ def scan_filters() -> data.Filters:
                         date_to=None if date_to == last else date_to)
 
 
-def run_filter(filters: data.Filters, *, preferred: Callable[[list[Run]], Run] | None = None
-               ) -> data.Filters:
-    """The sidebar's source and run: one run at a time, of the chosen source. The default run
-    is `preferred` of the source's runs (default: the run labelling most scans)."""
+def run_filter(filters: data.Filters) -> data.Filters:
+    """The sidebar's source and run: one run at a time, of the chosen source; by default the
+    run labelling most scans. The choice is the same on every view (it stays in the URL)."""
     st.sidebar.markdown("**Labels**")
     source = st.sidebar.radio("Source", ["auto", "manual"], horizontal=True, key="source",
                               bind="query-params",
@@ -170,9 +172,9 @@ def run_filter(filters: data.Filters, *, preferred: Callable[[list[Run]], Run] |
     runs = finished_runs(filters.db, filters.stamp, source)
     if not runs:
         return filters
-    pick = preferred or (lambda rs: max(rs, key=lambda r: (r.n_scans, r.run_id)))
     by_id = {r.run_id: r for r in runs}
-    run = choice("Run", list(by_id), key="run", default=pick(runs).run_id,
+    most = max(runs, key=lambda r: (r.n_scans, r.run_id))
+    run = choice("Run", list(by_id), key="run", default=most.run_id,
                   format_func=lambda i: _run_label(by_id[i]))
     return replace(filters, run=run)
 
@@ -201,3 +203,67 @@ def caption(filters: data.Filters, run: Run | None = None) -> None:
     scans = filters.scans().describe() or "all scans"
     what = f"run {run.run_id} '{run.name}' ({run.source})" if run else ""
     st.caption(" · ".join(p for p in (f"`{filters.db}`", scans, what) if p))
+
+
+def default_scan(filters: data.Filters, labelled: pd.DataFrame) -> str:
+    """The scan the Scan view shows first: one labelled by a model (a labelling run, which
+    stores window probabilities and freezes) and by hand, else one labelled both ways, else
+    the first of `labelled` (`data.scans` rows)."""
+    models = {r.name for r in finished_runs(filters.db, filters.stamp, "auto")
+              if r.kind == "label"}
+    both = labelled[labelled["manual_runs"].map(bool) & labelled["auto_runs"].map(bool)]
+    by_model = both[both["auto_runs"].map(lambda names: bool(models & set(names)))]
+    for candidates in (by_model, both, labelled):
+        if len(candidates):
+            return candidates["scan_id"].iloc[0]
+    raise ValueError("`labelled` holds no scan")
+
+
+@dataclass(frozen=True)
+class Sidebar:
+    """What the sidebar chose for the view being shown.
+
+    Attributes
+    ----------
+    filters : data.Filters
+        The scans and, where the view reads one, the run.
+    scan_id : str or None
+        The Scan view's scan (None: no labelled scan matches the filters).
+    manual, auto : Run or None
+        The Agreement view's runs (None where the database has none of that source).
+    """
+
+    filters: data.Filters
+    scan_id: str | None = None
+    manual: Run | None = None
+    auto: Run | None = None
+
+
+SIDEBAR_KEY = "sidebar_choice"
+"""Where `sidebar` leaves its choice for the view (`current`)."""
+
+
+def sidebar(view: str) -> Sidebar:
+    """Draw the filters of a view (its ``url_path``) and remember the choice for `current`."""
+    filters = scan_filters()
+    choice_ = Sidebar(filters)
+    if view in ("cohort", "operators"):
+        choice_ = Sidebar(run_filter(filters))
+    elif view == "scan":
+        scans = data.scans(filters)
+        labelled = scans[scans["manual_runs"].map(len) + scans["auto_runs"].map(len) > 0]
+        if len(labelled):
+            st.sidebar.markdown("**Scan**")
+            scan_id = choice("Scan", list(labelled["scan_id"]), key="scan",
+                             default=default_scan(filters, labelled))
+            choice_ = Sidebar(run_filter(filters), scan_id=scan_id)
+    elif view == "agreement":
+        manual, auto = run_pair(filters)
+        choice_ = Sidebar(filters, manual=manual, auto=auto)
+    st.session_state[SIDEBAR_KEY] = choice_
+    return choice_
+
+
+def current() -> Sidebar:
+    """The sidebar's choice for the view being shown (see `sidebar`)."""
+    return st.session_state[SIDEBAR_KEY]

@@ -19,7 +19,8 @@ def load(filters: data.Filters, manual_run: int, auto_run: int) -> dict:
 def build(loaded: dict) -> dict:
     """The view's figures (the paired ones only where scans have both labellings)."""
     correlation, paired = loaded["agreement"].value
-    built = {"minutes": figures.minutes_scatter(correlation.per_category)}
+    built = {"minutes": figures.minutes_scatter(
+        correlation.per_category, None if paired is None else paired.per_category)}
     if paired is not None:
         built["bland_altman"] = figures.bland_altman(paired.per_category)
         built["confusion"] = figures.confusion_heatmap(
@@ -51,8 +52,8 @@ def render() -> None:
     """Draw the view."""
     st.title("Agreement")
     with ui.guarded():
-        filters = ui.scan_filters()
-        manual, auto = ui.run_pair(filters)
+        chosen = ui.current()
+        filters, manual, auto = chosen.filters, chosen.manual, chosen.auto
         if manual is None or auto is None:
             missing = "manual" if manual is None else "automatic"
             ui.say(f"No agreement can be shown: the database has no finished {missing} run "

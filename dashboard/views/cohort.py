@@ -29,7 +29,7 @@ def render() -> None:
     """Draw the view."""
     st.title("Cohort")
     with ui.guarded():
-        filters = ui.run_filter(ui.scan_filters())
+        filters = ui.current().filters
         if filters.run is None:
             ui.say("No finished labelling run has events in this database: import labels "
                    "(`fetal-analytics ingest labels`) or label videos (`fetal-analytics label`).")

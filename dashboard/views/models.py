@@ -11,12 +11,12 @@ import streamlit as st
 
 from dashboard import data, figures, ui
 
+# Where evaluation results (`fetal-analytics benchmark-models`' results.json) are looked for,
+# and the sidecar entries shown per model. (Comments, not docstrings: Streamlit's magic would
+# print a bare string of a page's module on the page.)
 RESULTS_FOLDER = "out"
-"""Where evaluation results (`fetal-analytics benchmark-models`' results.json) are looked for."""
-
 SIDECAR_FIELDS = ("name", "arch", "preset", "width", "input_shape", "frames", "classes",
                   "keras_version", "sha256")
-"""Sidecar entries shown per model."""
 
 
 def load(filters: data.Filters, folder: str) -> dict:
@@ -54,7 +54,7 @@ def render() -> None:
     """Draw the view."""
     st.title("Models")
     with ui.guarded():
-        filters = ui.scan_filters()
+        filters = ui.current().filters
         ui.caption(filters)
         folder = st.text_input("Evaluation results folder", RESULTS_FOLDER, key="results_dir",
                                help="Searched for results.json of `fetal-analytics "

@@ -9,8 +9,9 @@ import streamlit as st
 from analytics.groups import GroupError
 from dashboard import data, figures, ui
 
+# The reference group of the one-operator comparison, where present. (View modules hold no
+# bare strings at module level: Streamlit's magic would print them on the page.)
 REFERENCE = "expert"
-"""The reference group of the one-operator comparison, where present."""
 
 
 def load(filters: data.Filters, operator: str | None, reference: str | None) -> dict:
@@ -52,7 +53,7 @@ def render() -> None:
     """Draw the view."""
     st.title("Operators")
     with ui.guarded():
-        filters = ui.run_filter(ui.scan_filters())
+        filters = ui.current().filters
         if filters.run is None:
             ui.say("No finished labelling run has events in this database.")
             return

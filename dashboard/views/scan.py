@@ -12,33 +12,25 @@ from dashboard import data, figures, ui
 
 
 def load(filters: data.Filters, scan_id: str) -> dict:
-    """The scan's rows: its newest manual run and the chosen automatic run (or, reading
-    manual labels, the chosen manual run), with that run's freezes and window probabilities.
-    """
+    """The scan's rows: the sidebar's run where it labels the scan, else the scan's newest run
+    of that source (``"instead"`` then names the sidebar's run), and the scan's newest run of
+    the other source; the first one's freezes and window probabilities."""
     newest = data.newest_runs_of_scan(filters.db, filters.stamp, scan_id)
-    chosen = next(r for r in ui.finished_runs(filters.db, filters.stamp)
+    picked = next(r for r in ui.finished_runs(filters.db, filters.stamp)
                   if r.run_id == filters.run)
+    labels_scan = filters.run in set(
+        data.scan_events(filters.db, filters.stamp, scan_id, (filters.run,))["run_id"])
+    chosen = picked if labels_scan else next(
+        (r for r in newest if r.source == picked.source), picked)
     others = [r for r in newest if r.source != chosen.source]
     rows = sorted([chosen, *others], key=lambda r: r.source != "manual")
     events = data.scan_events(filters.db, filters.stamp, scan_id,
                               tuple(r.run_id for r in rows))
     return {"runs": rows, "chosen": chosen, "events": events,
+            "instead": None if chosen.run_id == picked.run_id else picked,
             "freezes": data.scan_freezes(filters.db, filters.stamp, scan_id, chosen.run_id),
             "probs": data.window_probabilities(filters.db, filters.stamp, scan_id,
                                                chosen.run_id)}
-
-
-def default_scan(filters: data.Filters, labelled) -> str:
-    """The scan shown first: one labelled by a model (a labelling run) and by hand, else one
-    labelled both ways, else the first."""
-    models = {r.name for r in ui.finished_runs(filters.db, filters.stamp, "auto")
-              if r.kind == "label"}
-    both = labelled[labelled["manual_runs"].map(bool) & labelled["auto_runs"].map(bool)]
-    by_model = both[both["auto_runs"].map(lambda names: bool(models & set(names)))]
-    for candidates in (by_model, both, labelled):
-        if len(candidates):
-            return candidates["scan_id"].iloc[0]
-    raise ValueError("no labelled scan")
 
 
 def row_name(run) -> str:
@@ -69,34 +61,27 @@ def render() -> None:
     """Draw the view."""
     st.title("Scan")
     with ui.guarded():
-        filters = ui.scan_filters()
-        scans = data.scans(filters)
-        labelled = scans[scans["manual_runs"].map(len) + scans["auto_runs"].map(len) > 0]
-        if labelled.empty:
+        picked = ui.current()
+        filters, scan_id = picked.filters, picked.scan_id
+        if scan_id is None:
             ui.say("No scan with labels matches these filters.")
             return
-        st.sidebar.markdown("**Scan**")
-        scan_id = ui.choice("Scan", list(labelled["scan_id"]), key="scan",
-                            default=default_scan(filters, labelled))
-        row = labelled[labelled["scan_id"] == scan_id].iloc[0]
-        newest = data.newest_runs_of_scan(filters.db, filters.stamp, scan_id)
-        filters = ui.run_filter(filters, preferred=lambda runs: next(
-            (r for r in newest if r.run_id in {x.run_id for x in runs}),
-            max(runs, key=lambda r: r.run_id)))
+        scans = data.scans(filters)
+        row = scans[scans["scan_id"] == scan_id].iloc[0]
         if filters.run is None:
-            ui.say("No finished run of this source has events.")
+            ui.say("No finished run of this source has events: choose the other source in "
+                   "the sidebar.")
             return
         loaded = load(filters, scan_id)
         chosen = loaded["chosen"]
         ui.caption(filters, chosen)
+        if loaded["instead"] is not None:
+            st.caption(f"Run '{loaded['instead'].name}' (sidebar) does not label {scan_id}: "
+                       f"shown is the scan's newest {chosen.source} run, '{chosen.name}'.")
         st.markdown(f"**{scan_id}** · operator {row['operator_id']} ({row['group']})"
                     + (f" · {row['acquired_at']:%Y-%m-%d %H:%M}"
                        if row["acquired_at"] == row["acquired_at"] else ""))
         events = loaded["events"]
-        if not (events["run_id"] == chosen.run_id).any():
-            ui.say(f"Run '{chosen.name}' has no events of scan {scan_id}: choose another run "
-                   f"in the sidebar (runs of this scan: "
-                   f"{', '.join(row['manual_runs'] + row['auto_runs'])}).")
         streams = sorted(loaded["probs"].probs)
         stream = ("fused" if "fused" in streams else streams[0]) if streams else None
         built = build(loaded, stream)
