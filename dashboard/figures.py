@@ -166,7 +166,8 @@ def ngram_bars(table: pd.DataFrame, groups: list[str]) -> go.Figure:
         fig.add_trace(go.Bar(x=part["share"], y=part["ngram"], orientation="h", name=group,
                              marker_color=GROUP_COLOURS[i % len(GROUP_COLOURS)]))
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, "Most common sequences (background left out)", barmode="group", xaxis_title="share",
+    return _layout(fig, "Most common sequences (background left out)", barmode="group",
+                   xaxis_title="share",
                    height=max(HEIGHT, 22 * table["ngram"].nunique() + 120))
 
 
