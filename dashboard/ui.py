@@ -129,7 +129,13 @@ def choice(label: str, options: list, *, key: str, default: Any = None,
 
 
 def _run_label(run: Run) -> str:
-    return f"{run.run_id} · {run.name} ({run.source}, {run.n_scans} scans)"
+    """A run by its name: the URL then holds ``run=simulator-truth``, not a number that means
+    another run in another database."""
+    return run.name
+
+
+def _runs_help(runs: list[Run]) -> str:
+    return "; ".join(f"{r.name}: run {r.run_id}, {r.n_scans} scans, {r.kind}" for r in runs)
 
 
 def finished_runs(db: str, stamp: tuple[float, float], source: str | None = None) -> list[Run]:
@@ -191,10 +197,12 @@ def run_pair(filters: data.Filters) -> tuple[Run | None, Run | None]:
     best = pairs.iloc[0] if len(pairs) else None
     manual_run = choice("Manual run", list(manual), key="manual_run",
                          default=None if best is None else int(best["manual_run_id"]),
-                         format_func=lambda i: _run_label(manual[i]))
+                         format_func=lambda i: _run_label(manual[i]),
+                         help=_runs_help(list(manual.values())))
     auto_run = choice("Automatic run", list(auto), key="auto_run",
                        default=None if best is None else int(best["auto_run_id"]),
-                       format_func=lambda i: _run_label(auto[i]))
+                       format_func=lambda i: _run_label(auto[i]),
+                       help=_runs_help(list(auto.values())))
     return manual[manual_run], auto[auto_run]
 
 

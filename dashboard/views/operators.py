@@ -4,6 +4,8 @@ a reference group, and each operator's learning curve over dates."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from analytics.groups import GroupError
@@ -28,7 +30,9 @@ def load(filters: data.Filters, operator: str | None, reference: str | None) -> 
     loaded["test"] = (data.transition_test(filters, tuple(groups[:2])) if len(groups) == 2
                       else f"the permutation test compares two groups; {len(groups)} present")
     if operator is not None and reference is not None:
-        loaded["profile"] = data.operator_profile(filters, operator, reference)
+        # Against the reference group's operators whatever the group and operator filters.
+        loaded["profile"] = data.operator_profile(replace(filters, group=None, operator=None),
+                                                  operator, reference)
     return loaded
 
 
@@ -60,7 +64,8 @@ def render() -> None:
         ui.caption(filters)
         features = ui.notes(data.scan_features(filters))
         operators = sorted(features["operator_id"].unique())
-        groups = sorted(features["group"].unique())
+        groups = sorted(data.scans(replace(filters, group=None, operator=None))["group"]
+                        .dropna().unique())
         operator = filters.operator or (operators[0] if operators else None)
         reference = REFERENCE if REFERENCE in groups else (groups[0] if groups else None)
         loaded = load(filters, operator, reference)
@@ -114,8 +119,11 @@ def render() -> None:
             else:
                 profile = ui.notes(loaded["profile"])
                 st.caption(f"{profile.operator} ({profile.group}) against the other operators "
-                           f"of group '{profile.reference}' (choose the operator in the "
-                           f"sidebar).")
+                           f"of group '{profile.reference}' over the same dates, whatever the "
+                           f"group and operator filters (choose the operator in the sidebar).")
+                if profile.table["reference_n"].eq(0).all():
+                    ui.say(f"No other operator of group '{profile.reference}' has scans in "
+                           f"this selection, so {profile.operator} cannot be compared.")
                 ui.chart(built["profile"], "profile")
                 ui.table(profile.to_frame(), f"profile_{profile.operator}")
         ui.notes(loaded["trends"])

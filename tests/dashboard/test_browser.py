@@ -13,7 +13,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from dashboard_paths import APP, REPO, SHIPPED_DB, VIEWS
 
 CHROMIUM = Path("/usr/bin/chromium")
