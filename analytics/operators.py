@@ -30,7 +30,10 @@ __all__ = [
     "UnknownOperatorError",
     "operator_profile",
     "operator_trends",
+    "profile_of",
     "structure_coverage",
+    "structure_coverage_of",
+    "trends_of",
 ]
 
 TREND_FEATURES = ("total_min", "fasp_coverage")
@@ -58,9 +61,15 @@ def structure_coverage(store: Store, selection: EventSelection) -> pd.DataFrame:
         (the operator's scans), ``n_seen`` (scans with any time on the structure) and
         ``share_seen`` (their ratio, in [0, 1]). Sorted by group, operator, then structure.
     """
+    return structure_coverage_of(category_times(store, selection, categories=FASP_REQUIRED))
+
+
+def structure_coverage_of(times: pd.DataFrame) -> pd.DataFrame:
+    """`structure_coverage` from a selection's `analytics.features.category_times` at hand
+    (with every FASP-required structure among its categories, as by default)."""
     import pandas as pd
 
-    times = category_times(store, selection, categories=FASP_REQUIRED)
+    times = times[times["label"].isin(FASP_REQUIRED)]
     times = times.assign(seen=times["duration_s"] > 0)
     table = (times.groupby(["operator_id", "group", "label"], sort=False)["seen"]
              .agg(n_scans="count", n_seen="sum").reset_index())
@@ -133,10 +142,17 @@ def operator_profile(store: Store, selection: EventSelection, operator: str, *,
     UnknownOperatorError
         The operator has no scans in the selection (naming the operators present).
     """
+    return profile_of(operator_values(store, selection), operator, reference=reference,
+                      selection=selection.description)
+
+
+def profile_of(values: pd.DataFrame, operator: str, *, reference: str = "expert",
+               selection: str = "") -> OperatorProfile:
+    """`operator_profile` on operator-level values at hand
+    (`analytics.groups.operator_values_of`)."""
     import numpy as np
     import pandas as pd
 
-    values = operator_values(store, selection)
     _check_operator(operator, values["operator_id"].unique().tolist())
     own = values[values["operator_id"] == operator]
     others = values[(values["group"] == reference) & (values["operator_id"] != operator)]
@@ -155,7 +171,7 @@ def operator_profile(store: Store, selection: EventSelection, operator: str, *,
                      "z": z, "percentile": percentile})
     return OperatorProfile(table=pd.DataFrame(rows), operator=operator,
                            group=str(own["group"].iloc[0]), reference=reference,
-                           selection=selection.description)
+                           selection=selection)
 
 
 @dataclass(frozen=True)
@@ -219,6 +235,13 @@ def operator_trends(store: Store, selection: EventSelection, *,
     ValueError
         A feature that is not a numeric scan feature (naming the valid ones).
     """
+    return trends_of(scan_features(store, selection), features=features, operators=operators,
+                     selection=selection.description)
+
+
+def trends_of(scans: pd.DataFrame, *, features: Sequence[str] = TREND_FEATURES,
+              operators: Sequence[str] | None = None, selection: str = "") -> OperatorTrends:
+    """`operator_trends` from a selection's `analytics.features.scan_features` at hand."""
     import numpy as np
     import pandas as pd
 
@@ -228,7 +251,6 @@ def operator_trends(store: Store, selection: EventSelection, *,
     if unknown:
         raise ValueError(f"unknown feature(s) {', '.join(map(repr, unknown))}; choose from "
                          f"{', '.join(SCAN_FEATURE_NUMERIC)}")
-    scans = scan_features(store, selection)
     scans = scans[scans["acquired_at"].notna()]
     if operators is not None:
         scans = scans[scans["operator_id"].isin(list(operators))]
@@ -251,4 +273,4 @@ def operator_trends(store: Store, selection: EventSelection, *,
     slopes = pd.DataFrame(rows, columns=["operator_id", "group", "feature", "n_scans", "slope",
                                          "slope_per_30_days"])
     return OperatorTrends(points=points.reset_index(drop=True), slopes=slopes,
-                          features=tuple(features), selection=selection.description)
+                          features=tuple(features), selection=selection)

@@ -152,15 +152,6 @@ def _read(filters: Filters, call: Callable[[Store, EventSelection], T]) -> Noted
 # --- the database as a whole ---------------------------------------------------------------------
 
 @st.cache_data(show_spinner=False)
-def overview(db: str, stamp: tuple[float, float]):
-    """`fetal_analytics.queries.overview`."""
-    from fetal_analytics.queries import overview as read
-
-    with opened(db) as store:
-        return read(store)
-
-
-@st.cache_data(show_spinner=False)
 def runs(db: str, stamp: tuple[float, float]) -> list:
     """`fetal_analytics.runs.list_runs`: every run, oldest first."""
     from fetal_analytics.runs import list_runs
@@ -208,6 +199,8 @@ def models(db: str, stamp: tuple[float, float]) -> pd.DataFrame:
 
 
 # --- cohort and operators ------------------------------------------------------------------------
+# Two reads per filter state (`scan_features`, `category_times`); the analyses below work on
+# those frames (the library's ``*_of`` functions), so no view reads them twice.
 
 @st.cache_data(show_spinner=False)
 def scan_features(filters: Filters) -> Noted[pd.DataFrame]:
@@ -218,27 +211,51 @@ def scan_features(filters: Filters) -> Noted[pd.DataFrame]:
 
 
 @st.cache_data(show_spinner=False)
+def category_times(filters: Filters) -> Noted[pd.DataFrame]:
+    """`analytics.features.category_times` of the filters' run and scans."""
+    from analytics.features import category_times as read
+
+    return _read(filters, read)
+
+
+@st.cache_data(show_spinner=False)
 def structure_coverage(filters: Filters) -> Noted[pd.DataFrame]:
-    """`analytics.operators.structure_coverage`."""
-    from analytics.operators import structure_coverage as read
+    """`analytics.operators.structure_coverage` (of `category_times`)."""
+    from analytics.operators import structure_coverage_of
 
-    return _read(filters, read)
-
-
-@st.cache_data(show_spinner=False)
-def category_summary(filters: Filters):
-    """`analytics.summary.describe` by group: minutes per category with 95% CIs."""
-    from analytics.summary import describe
-
-    return _read(filters, lambda store, sel: describe(store, sel, by="group"))
+    return _noted(lambda: structure_coverage_of(category_times(filters).value))
 
 
 @st.cache_data(show_spinner=False)
-def compare_groups(filters: Filters):
-    """`analytics.groups.compare_groups` of every group present."""
-    from analytics.groups import compare_groups as read
+def category_summary(filters: Filters) -> Noted:
+    """`analytics.summary.summarise` by group of `category_times`: minutes per category with
+    95% CIs clustered by operator."""
+    from analytics.summary import summarise
 
-    return _read(filters, read)
+    return _noted(lambda: summarise(category_times(filters).value, by="group"))
+
+
+@st.cache_data(show_spinner=False)
+def operator_values(filters: Filters) -> Noted[pd.DataFrame]:
+    """`analytics.groups.operator_values` (of `scan_features` and `category_times`)."""
+    from analytics.groups import operator_values_of
+
+    return _noted(lambda: operator_values_of(scan_features(filters).value,
+                                             category_times(filters).value))
+
+
+@st.cache_data(show_spinner=False)
+def compare_groups(filters: Filters) -> Noted:
+    """`analytics.groups.compare_groups` of every group present.
+
+    Raises
+    ------
+    analytics.groups.GroupError
+        Fewer than two groups.
+    """
+    from analytics.groups import compare_groups_of
+
+    return _noted(lambda: compare_groups_of(operator_values(filters).value))
 
 
 @st.cache_data(show_spinner=False)
@@ -269,19 +286,20 @@ def ngrams(filters: Filters, n: int) -> Noted[pd.DataFrame]:
 
 
 @st.cache_data(show_spinner=False)
-def operator_profile(filters: Filters, operator: str, reference: str):
-    """`analytics.operators.operator_profile`."""
-    from analytics.operators import operator_profile as read
+def operator_profile(filters: Filters, operator: str, reference: str) -> Noted:
+    """`analytics.operators.operator_profile` (of `operator_values`)."""
+    from analytics.operators import profile_of
 
-    return _read(filters, lambda store, sel: read(store, sel, operator, reference=reference))
+    return _noted(lambda: profile_of(operator_values(filters).value, operator,
+                                     reference=reference))
 
 
 @st.cache_data(show_spinner=False)
-def operator_trends(filters: Filters):
-    """`analytics.operators.operator_trends` of every operator."""
-    from analytics.operators import operator_trends as read
+def operator_trends(filters: Filters) -> Noted:
+    """`analytics.operators.operator_trends` of every operator (of `scan_features`)."""
+    from analytics.operators import trends_of
 
-    return _read(filters, read)
+    return _noted(lambda: trends_of(scan_features(filters).value))
 
 
 # --- one scan ------------------------------------------------------------------------------------

@@ -148,9 +148,10 @@ def feature_distributions(values: pd.DataFrame, feature: str, groups: list[str])
 
 
 def transition_heatmap(matrix: pd.DataFrame, group: str) -> go.Figure:
-    """A group's row-stochastic transition matrix: from (rows) -> to (columns)."""
+    """A group's row-stochastic transition matrix: from (rows) -> to (columns); the colour
+    scale runs from 0 to the largest probability, so rare transitions stay visible."""
     fig = go.Figure(go.Heatmap(z=matrix.to_numpy(), x=list(matrix.columns),
-                               y=list(matrix.index), zmin=0, zmax=1, colorscale="Blues",
+                               y=list(matrix.index), zmin=0, colorscale="Blues",
                                colorbar={"title": "P"},
                                hovertemplate="%{y} -> %{x}: %{z:.2f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="from")

@@ -111,3 +111,22 @@ def test_a_scan_filter_that_keeps_no_labelled_scan_says_so(four_operators):
         select(four_operators, scans=ScanFilter.of(date_from=pd.Timestamp("2025-01-01")))
     with pytest.raises(ValueError, match="a date must be YYYY-MM-DD, got 'soon'"):
         ScanFilter.of(date_to="soon")
+
+
+def test_the_functions_on_frames_at_hand_give_what_the_store_functions_give(four_operators):
+    from analytics.features import category_times
+    from analytics.groups import compare_groups, compare_groups_of, operator_values_of
+    from analytics.operators import profile_of, structure_coverage_of, trends_of
+
+    store = four_operators
+    selection = select(store)
+    scans, cats = scan_features(store, selection), category_times(store, selection)
+    values = operator_values_of(scans, cats)
+    pd.testing.assert_frame_equal(structure_coverage_of(cats),
+                                  structure_coverage(store, selection))
+    pd.testing.assert_frame_equal(compare_groups_of(values).table,
+                                  compare_groups(store, selection).table)
+    pd.testing.assert_frame_equal(profile_of(values, "T1").table,
+                                  operator_profile(store, selection, "T1").table)
+    pd.testing.assert_frame_equal(trends_of(scans).slopes,
+                                  operator_trends(store, selection).slopes)
