@@ -48,10 +48,11 @@ def build(loaded: dict, stream: str | None) -> dict:
     return built
 
 
-def _preview(video: str, end_s: float) -> None:
+def _preview(video: str, end_s: float, first_freeze_s: float | None) -> None:
     st.subheader("Frame preview (de-identified)")
-    t_s = st.slider("Time (seconds)", 0.0, max(float(end_s), 1.0), 0.0, step=1.0,
-                    key="preview_t")
+    start = 0.0 if first_freeze_s is None else float(round(first_freeze_s))
+    t_s = st.slider("Time (seconds; starts at the first freeze)", 0.0,
+                    max(float(end_s), 1.0), start, step=1.0, key="preview_t")
     image, shown_s = data.preview(video, Path(video).stat().st_mtime, t_s)
     st.image(image, caption=f"{Path(video).name} at {shown_s:.2f} s: everything outside the "
                             f"image area blacked out", width=640)
@@ -98,7 +99,9 @@ def render() -> None:
         else:
             ui.chart(built["probs"], "probs")
         if row["video_present"]:
-            _preview(row["video_path"], float(events["end_s"].max()))
+            freezes = loaded["freezes"]["t_s"]
+            _preview(row["video_path"], float(events["end_s"].max()),
+                     float(freezes.iloc[0]) if len(freezes) else None)
         else:
             where = (f" ({row['video_path']} is not on this machine)"
                      if isinstance(row["video_path"], str) else " (none is recorded)")
