@@ -15,7 +15,13 @@ times, in seconds:
 ``page_cold`` and ``page_cached``
     the whole page as Streamlit runs it (`streamlit.testing.v1.AppTest`: sidebar, reads,
     figures, tables, serialisation to the browser's messages; not the browser's drawing),
-    from an empty cache and again with the same filters.
+    from an empty cache and again with the same filters;
+``browser_first_chart`` and ``browser_done`` (with ``--browser``)
+    what a user sees: ``streamlit run`` serving the database, Debian's chromium (Playwright)
+    moving to the view by its sidebar link, until its first chart is drawn and until the page
+    has finished running; the app precomputes every view's default state when it starts on a
+    database (`dashboard.ui.precompute`), and the browser waits ``--settle`` seconds for it
+    before the first view.
 
 The 10,000-scan cohort is built with the CLI as a user would (``fetal-analytics simulate
 --no-video``; its freeze-clip manual labels as the manual run ``manual-clips`` and its truth as
@@ -24,7 +30,7 @@ the automatic run ``simulator-truth``) unless ``--big`` names one already built.
 Usage::
 
     python benchmarks/dashboard_speed.py [--demo data/demo.duckdb] [--big out/big.duckdb]
-                                         [--scans 10000] [--repeat 3] [--json]
+                                         [--scans 10000] [--repeat 3] [--browser] [--json]
 
 Each figure is the best of ``--repeat`` rounds.
 """
@@ -176,6 +182,57 @@ def measure(db: str, name: str, repeat: int) -> dict[str, float]:
     return {k: round(v, 3) for k, v in best.items()}
 
 
+def browser_times(db: str, name: str, settle: float) -> dict[str, float]:
+    """Each view reached by its sidebar link in chromium: seconds to its first chart and to
+    the end of its run."""
+    import socket
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
+         "--server.headless", "true", "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--browser.gatherUsageStats", "false", "--", "--db", db],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    out: dict[str, float] = {}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                 args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            for _ in range(100):
+                try:
+                    page.goto(f"http://127.0.0.1:{port}/models")
+                    break
+                except Exception:  # the server is still starting
+                    time.sleep(0.3)
+            page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+            time.sleep(settle)
+            for view in VIEWS:
+                title = view.capitalize()
+                start = time.perf_counter()
+                page.locator('[data-testid="stSidebarNav"] a', has_text=title).click()
+                page.wait_for_function(
+                    f"document.querySelector('h1')?.innerText === '{title}' && "
+                    "document.querySelector('.js-plotly-plot')", timeout=120_000)
+                out[f"{name}.{view}.browser_first_chart"] = time.perf_counter() - start
+                page.wait_for_function(
+                    "!document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                    timeout=120_000)
+                out[f"{name}.{view}.browser_done"] = time.perf_counter() - start
+                if page.locator('[data-testid="stException"]').count():
+                    raise RuntimeError(f"{view}: an exception on the page")
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {k: round(v, 3) for k, v in out.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo", default=str(REPO / "data" / "demo.duckdb"))
@@ -185,14 +242,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3,
                         help="Rounds; each figure is the best of them (a shared machine's "
                              "other work only ever adds time).")
+    parser.add_argument("--browser", action="store_true",
+                        help="Also time each view in chromium (Debian's /usr/bin/chromium).")
+    parser.add_argument("--settle", type=float, default=20.0,
+                        help="Seconds the browser waits for the app's precomputation.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     results = {"cpus": os.cpu_count()}
     results.update(measure(args.demo, "demo", args.repeat))
+    if args.browser:
+        results.update(browser_times(args.demo, "demo", args.settle))
     with tempfile.TemporaryDirectory() as tmp:
         big = args.big or str(build_big(Path(tmp), args.scans))
         results.update(measure(big, f"scans{args.scans}", args.repeat))
+        if args.browser:
+            results.update(browser_times(big, f"scans{args.scans}", args.settle))
     report(results, as_json=args.json)
 
 

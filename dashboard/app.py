@@ -24,6 +24,7 @@ navigation = st.navigation([
     st.Page(VIEWS / "models.py", title="Models", url_path="models"),
 ])
 ui.database_box()
+ui.start_precompute()
 drawn = False
 with ui.guarded():
     ui.sidebar(navigation.url_path or "cohort")
