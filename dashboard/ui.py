@@ -125,7 +125,7 @@ def chart(figure: go.Figure, key: str) -> None:
 
 
 def choice(label: str, options: list, *, key: str, default: Any = None,
-            format_func: Callable[[Any], str] = str, help: str | None = None) -> Any:
+           format_func: Callable[[Any], str] = str, help: str | None = None) -> Any:
     """A sidebar selectbox bound to the query parameter `key`."""
     index = options.index(default) if default in options else 0
     return st.sidebar.selectbox(label, options, index=index, key=key, bind="query-params",

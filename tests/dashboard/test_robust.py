@@ -136,3 +136,18 @@ def test_a_new_run_written_to_the_file_shows_without_a_restart(app, cohort_store
         ingest_labels(store, labels, source="manual", run_name="late")
     at.run()
     assert at.dataframe[0].value["name"].tolist() == [*before, "late"]
+
+
+def test_the_database_is_the_one_given_else_the_environments_else_the_demos(tmp_path,
+                                                                          monkeypatch):
+    from dashboard.ui import DB_ENV, SHIPPED_DB, default_db
+
+    monkeypatch.chdir(tmp_path)
+    env = {DB_ENV: "env.duckdb"}
+    assert default_db(["app.py", "--db", "given.duckdb"], env) == "given.duckdb"
+    assert default_db(["app.py", "--db=given.duckdb"], env) == "given.duckdb"
+    assert default_db(["app.py"], env) == "env.duckdb"
+    assert default_db(["app.py"], {}) == str(SHIPPED_DB)
+    (tmp_path / "out" / "demo").mkdir(parents=True)
+    (tmp_path / "out" / "demo" / "demo.duckdb").write_bytes(b"")
+    assert default_db(["app.py"], {}) == "out/demo/demo.duckdb"
