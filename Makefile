@@ -1,6 +1,7 @@
 # Two commands do all set-up (see README.md):
 #   make demo   install into .venv and run the main job on the demo cohort
 #   make test   install into .venv (and the Debian packages the tests need) and run every check
+#   make demo-data   rebuild the dashboard's shipped demo database data/demo.duckdb (a few minutes)
 #   make demo-model  re-train the shipped demo model from a seeded simulated cohort (~1 h)
 #   make benchmark-models  regenerate the paper's tables 2 and 3 in BENCHMARKS.md (~1 h)
 PYTHON ?= python3
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= out/demo
 
-.PHONY: demo demo-model benchmark-models test lint system-deps clean
+.PHONY: demo demo-data demo-model benchmark-models test lint system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ test: $(STAMP) system-deps lint
 
 demo: $(STAMP)
 	@scripts/demo.sh $(DEMO_DIR)
+
+# The dashboard's shipped demo database (data/demo.duckdb); `make demo` never rebuilds it.
+demo-data: $(STAMP)
+	@scripts/demo-data.sh out/demo-data
 
 # Re-train the shipped demo model (data/demo_model.keras) from its seeded simulated cohort.
 demo-model: $(STAMP)

@@ -45,11 +45,13 @@ __all__ = [
     "SingleGroupError",
     "UnknownGroupError",
     "compare_groups",
+    "compare_groups_of",
     "compare_values",
     "groups_present",
     "mixed_model_durations",
     "mixed_model_fit",
     "operator_values",
+    "operator_values_of",
     "resolve_groups",
 ]
 
@@ -252,10 +254,16 @@ def operator_values(store: Store, selection: EventSelection, *,
         category in scope. NaN scan values (e.g. a scan that never covered the protocol) are
         left out of the mean; ``value`` is NaN where all of the operator's scans are NaN.
     """
+    return operator_values_of(scan_features(store, selection), category_times(store, selection),
+                              groups=groups)
+
+
+def operator_values_of(scans: pd.DataFrame, cats: pd.DataFrame, *,
+                       groups: Sequence[str] | None = None) -> pd.DataFrame:
+    """`operator_values` from a selection's `scan_features` and `category_times` at hand (a
+    dashboard reads them once for several analyses)."""
     import pandas as pd
 
-    scans = scan_features(store, selection)
-    cats = category_times(store, selection)
     order = [*SCAN_FEATURE_NUMERIC,
              *(DURATION_PREFIX + c for c in pd.unique(cats["label"]))]
     long = pd.concat([
@@ -324,6 +332,24 @@ def compare_groups(store: Store, selection: EventSelection, *,
     return compare_values(operator_values(store, selection, groups=chosen), groups=chosen,
                           correction=correction, features=features, ci=ci,
                           selection=selection.description)
+
+
+def compare_groups_of(values: pd.DataFrame, *, groups: Sequence[str] | None = None,
+                      correction: str = "holm", features: Sequence[str] | None = None,
+                      ci: float = 0.95, selection: str = "") -> GroupComparison:
+    """`compare_groups` on the operator-level values of a selection at hand
+    (`operator_values_of`): the groups present are those of `values`.
+
+    Raises
+    ------
+    SingleGroupError, UnknownGroupError, ValueError
+        As `compare_groups`.
+    """
+    check_choice("correction", correction, CORRECTIONS)
+    present = values.groupby("group", sort=True)["operator_id"].nunique()
+    chosen = resolve_groups({str(g): int(n) for g, n in present.items()}, groups)
+    return compare_values(values[values["group"].isin(chosen)], groups=chosen,
+                          correction=correction, features=features, ci=ci, selection=selection)
 
 
 def compare_values(values: pd.DataFrame, *, groups: Sequence[str],

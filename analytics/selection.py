@@ -10,10 +10,11 @@ The selection becomes a SQL common table expression, so every analysis runs insi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fetal_analytics.errors import UserError
+from fetal_analytics.queries import ScanFilter
 from fetal_analytics.runs import LATEST, SOURCES, list_runs, resolve_run
 
 if TYPE_CHECKING:
@@ -37,19 +38,30 @@ class EventSelection:
     run_id : int or None
         One run; None means "per scan, the newest finished run of `source`".
     description : str
-        For people: "manual labels (newest run per scan)" or "run 3 'labels.csv' (auto)".
+        For people: "manual labels (newest run per scan)" or "run 3 'labels.csv' (auto)",
+        followed by the scan filter where there is one ("...; group expert, from 2024-01-08").
+    scans : ScanFilter
+        Only the events of these scans (by group, operator and date; default: every scan).
     """
 
     source: str | None
     run_id: int | None
     description: str
+    scans: ScanFilter = field(default_factory=ScanFilter)
 
     def cte(self, name: str = "sel") -> tuple[str, list]:
         """SQL ``name AS (...)`` selecting ``run_id, scan_id, start_s, end_s, label, confidence``
         of the chosen events, and its parameters. Prefix it with ``WITH``."""
         columns = "e.run_id, e.scan_id, e.start_s, e.end_s, e.label, e.confidence"
+        if self.scans.empty:
+            scan_filter, filter_params = "", []
+        else:
+            where, filter_params = self.scans.where("fs", "fo")
+            scan_filter = (f"AND e.scan_id IN (SELECT fs.scan_id FROM scans fs JOIN operators fo "
+                           f"ON fo.operator_id = fs.operator_id WHERE {where})")
         if self.run_id is not None:
-            return f"{name} AS (SELECT {columns} FROM events e WHERE e.run_id = ?)", [self.run_id]
+            return (f"{name} AS (SELECT {columns} FROM events e WHERE e.run_id = ? "
+                    f"{scan_filter})", [self.run_id, *filter_params])
         return (
             f"""{name} AS (
                 SELECT {columns}
@@ -61,8 +73,9 @@ class EventSelection:
                                                  ORDER BY rs.written_at DESC, rs.run_id DESC) = 1
                      ) newest
                   ON e.scan_id = newest.scan_id AND e.run_id = newest.run_id
+                WHERE TRUE {scan_filter}
             )""",
-            [self.source],
+            [self.source, *filter_params],
         )
 
 
@@ -79,7 +92,7 @@ def default_source(store: Store) -> str:
 
 
 def select(store: Store, *, source: str | None = None, run: str | int | None = None,
-           require_events: bool = True) -> EventSelection:
+           scans: ScanFilter | None = None, require_events: bool = True) -> EventSelection:
     """Choose the events to analyse.
 
     Parameters
@@ -92,6 +105,8 @@ def select(store: Store, *, source: str | None = None, run: str | int | None = N
         `LATEST` (``"latest"``, the default when None: per scan, the newest finished run of
         `source`), `LAST` (``"last"``: the single newest finished run), a run id or a run name
         (of any source unless `source` is given).
+    scans : ScanFilter, optional
+        Only the events of the scans it keeps (by group, operator, date; default: all scans).
     require_events : bool, optional
         Raise `EmptySelectionError` when the selection holds no events.
 
@@ -114,6 +129,9 @@ def select(store: Store, *, source: str | None = None, run: str | int | None = N
     else:
         source = source or default_source(store)
         selection = EventSelection(source, None, f"{source} labels (newest run per scan)")
+    if scans is not None and not scans.empty:
+        selection = EventSelection(selection.source, selection.run_id,
+                                   f"{selection.description}; {scans.describe()}", scans)
     if require_events:
         cte, params = selection.cte()
         if not store.scalar(f"WITH {cte} SELECT count(*) FROM sel", params):
@@ -123,7 +141,7 @@ def select(store: Store, *, source: str | None = None, run: str | int | None = N
 
 def _empty_message(store: Store, selection: EventSelection) -> str:
     """Why a selection holds no events, and what to do."""
-    if selection.run_id is not None:
+    if selection.run_id is not None or not selection.scans.empty:
         return f"{selection.description} has no events in {store.path}"
     runs = list_runs(store, source=selection.source)
     unfinished = [r for r in runs if r.status != "finished" and r.n_events]

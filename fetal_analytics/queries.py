@@ -33,12 +33,14 @@ if TYPE_CHECKING:
 __all__ = [
     "SCAN_COLUMNS",
     "Overview",
+    "ScanFilter",
     "UnknownScanError",
     "WindowProbabilities",
     "list_models",
     "list_scans",
     "newest_runs_of_scan",
     "overview",
+    "run_pairs",
     "scan_events",
     "scan_freezes",
     "window_probabilities",
@@ -107,10 +109,92 @@ def overview(store: Store) -> Overview:
         first_scan=first, last_scan=last)
 
 
-def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
+def _as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
     if value is None:
         return None
-    return [value] if isinstance(value, str) else list(value)
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _as_date(value: date | datetime | str | None) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ValueError(f"a date must be YYYY-MM-DD, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class ScanFilter:
+    """Which scans to keep: by the operator's group, the operator and the date.
+
+    Attributes
+    ----------
+    groups, operators : tuple of str or None
+        Only scans of operators of these groups, or of these operators (None: all).
+    date_from, date_to : date or None
+        Only scans acquired on or after `date_from` and on or before `date_to`, whole days.
+        Scans without a date are left out when either is given.
+
+    Examples
+    --------
+    >>> ScanFilter.of(groups="expert", date_from="2024-01-08").describe()
+    'group expert, from 2024-01-08'
+    """
+
+    groups: tuple[str, ...] | None = None
+    operators: tuple[str, ...] | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+    @classmethod
+    def of(cls, *, groups: str | Sequence[str] | None = None,
+           operators: str | Sequence[str] | None = None,
+           date_from: date | datetime | str | None = None,
+           date_to: date | datetime | str | None = None) -> ScanFilter:
+        """A filter from loose values: a single string or a sequence; dates as ISO strings.
+
+        Raises
+        ------
+        ValueError
+            A date that is not ``YYYY-MM-DD``.
+        """
+        return cls(_as_tuple(groups), _as_tuple(operators), _as_date(date_from),
+                   _as_date(date_to))
+
+    @property
+    def empty(self) -> bool:
+        """True when the filter keeps every scan."""
+        return self == ScanFilter()
+
+    def where(self, scan: str = "s", operator: str = "o") -> tuple[str, list]:
+        """SQL condition on the aliases of ``scans`` (`scan`) and ``operators`` (`operator`),
+        and its parameters."""
+        return (
+            f"""(?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], {operator}.grp))
+            AND (?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], {scan}.operator_id))
+            AND (?::DATE IS NULL OR {scan}.acquired_at >= ?::DATE)
+            AND (?::DATE IS NULL OR {scan}.acquired_at < ?::DATE + INTERVAL 1 DAY)""",
+            [*[list(self.groups) if self.groups is not None else None] * 2,
+             *[list(self.operators) if self.operators is not None else None] * 2,
+             *[self.date_from] * 2, *[self.date_to] * 2])
+
+    def describe(self) -> str:
+        """For people: ``"group expert, operator OP01, from 2024-01-08 to 2024-02-01"``."""
+        parts = []
+        if self.groups is not None:
+            parts.append(f"group {', '.join(self.groups)}")
+        if self.operators is not None:
+            parts.append(f"operator {', '.join(self.operators)}")
+        dates = [f"{word} {day.isoformat()}" for word, day in
+                 (("from", self.date_from), ("to", self.date_to)) if day is not None]
+        if dates:
+            parts.append(" ".join(dates))
+        return ", ".join(parts)
 
 
 def list_scans(store: Store, *, groups: str | Sequence[str] | None = None,
@@ -138,8 +222,10 @@ def list_scans(store: Store, *, groups: str | Sequence[str] | None = None,
     """
     import pandas as pd
 
+    where, params = ScanFilter.of(groups=groups, operators=operators, date_from=date_from,
+                                  date_to=date_to).where()
     frame = store.query_df(
-        """
+        f"""
         WITH labelled AS (
             SELECT e.scan_id, r.source, r.run_id, r.name
             FROM events e JOIN runs r USING (run_id)
@@ -155,15 +241,10 @@ def list_scans(store: Store, *, groups: str | Sequence[str] | None = None,
         FROM scans s
         JOIN operators o USING (operator_id)
         LEFT JOIN labelled l USING (scan_id)
-        WHERE (?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], o.grp))
-          AND (?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], s.operator_id))
-          AND (?::DATE IS NULL OR s.acquired_at >= ?::DATE)
-          AND (?::DATE IS NULL OR s.acquired_at < ?::DATE + INTERVAL 1 DAY)
+        WHERE {where}
         GROUP BY ALL
         ORDER BY s.acquired_at NULLS LAST, s.scan_id
-        """,
-        [*[_as_list(groups)] * 2, *[_as_list(operators)] * 2, date_from, date_from, date_to,
-         date_to])
+        """, params)
     frame["video_present"] = pd.Series(
         [bool(p) and Path(p).is_file() for p in frame["video_path"].fillna("")],
         index=frame.index, dtype=bool)
@@ -345,3 +426,26 @@ def list_models(store: Store) -> pd.DataFrame:
                   m.metrics_json, m.created_at, count(r.run_id) AS n_runs
            FROM models m LEFT JOIN runs r USING (model_id)
            GROUP BY ALL ORDER BY m.created_at, m.model_id""").reset_index(drop=True)
+
+
+def run_pairs(store: Store) -> pd.DataFrame:
+    """Every pair of a finished manual run and a finished automatic run, with the scans both
+    label: the candidates for a manual-vs-automatic comparison.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``manual_run_id, manual_run, auto_run_id, auto_run, n_scans`` (scans with
+        events in both runs), pairs sharing no scan left out; most shared scans first, then the
+        newer runs first.
+    """
+    return store.query_df(
+        """WITH labelled AS (
+               SELECT DISTINCT e.run_id, r.name, r.source, e.scan_id
+               FROM events e JOIN runs r USING (run_id) WHERE r.status = 'finished')
+           SELECT m.run_id AS manual_run_id, m.name AS manual_run,
+                  a.run_id AS auto_run_id, a.name AS auto_run, count(*) AS n_scans
+           FROM labelled m JOIN labelled a
+             ON a.scan_id = m.scan_id AND m.source = 'manual' AND a.source = 'auto'
+           GROUP BY ALL
+           ORDER BY n_scans DESC, manual_run_id DESC, auto_run_id DESC""").reset_index(drop=True)

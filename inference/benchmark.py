@@ -97,11 +97,13 @@ __all__ = [
     "BenchmarkRow",
     "Finding",
     "PaperRow",
+    "SavedResults",
     "compute_findings",
     "dataset_from_cohort",
     "dynamic_confusion",
     "evaluate_pretrained",
     "markdown",
+    "read_saved_results",
     "run_benchmark",
     "table_records",
 ]
@@ -1137,6 +1139,72 @@ def run_benchmark(dataset_dir: str | Path, out_dir: str | Path, *,
         test_dataset=test.folder if test.held_out else None, test_data=test.summary(needed))
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2, default=_json) + "\n")
     return result
+
+
+@dataclass(frozen=True)
+class SavedResults:
+    """A benchmark's ``results.json`` read back (no model loaded).
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    started : str
+        ISO 8601 start time of the benchmark.
+    rows : pandas.DataFrame
+        One row per model or fusion of tables 2 and 3: ``table`` (2 or 3), ``key, name,
+        precision, recall, f1, top1, top3, n`` (metrics as fractions in [0, 1]).
+    confusions : dict of str to pandas.DataFrame
+        Row key -> test confusion counts (rows true, columns predicted), where saved.
+    """
+
+    path: Path
+    started: str
+    rows: Any
+    confusions: dict[str, Any]
+
+
+def read_saved_results(folder: str | Path, *, max_depth: int = 3) -> list[SavedResults]:
+    """Every benchmark ``results.json`` under a folder, newest first.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Where to look; a missing folder gives an empty list.
+    max_depth : int, optional
+        Folder levels below `folder` searched.
+
+    Returns
+    -------
+    list of SavedResults
+        Files that are not benchmark results (no ``table2``) are skipped.
+    """
+    import pandas as pd
+
+    folder = Path(folder)
+    found = [p for depth in range(max_depth + 1)
+             for p in folder.glob("/".join(["*"] * depth + ["results.json"]))] \
+        if folder.is_dir() else []
+    saved = []
+    for path in found:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict) or "table2" not in record:
+            continue
+        rows, confusions = [], {}
+        for table in (2, 3):
+            for row in record.get(f"table{table}") or []:
+                rows.append({"table": table, **{k: row.get(k) for k in (
+                    "key", "name", "precision", "recall", "f1", "top1", "top3", "n")}})
+                if row.get("confusion"):
+                    classes = row["confusion"]["classes"]
+                    confusions[row["key"]] = pd.DataFrame(row["confusion"]["matrix"],
+                                                          index=classes, columns=classes)
+        saved.append(SavedResults(path, str(record.get("started", "")), pd.DataFrame(rows),
+                                  confusions))
+    return sorted(saved, key=lambda r: r.started, reverse=True)
 
 
 def _json(value: Any) -> Any:

@@ -26,6 +26,7 @@ __all__ = [
     "Frame",
     "FrameRing",
     "VideoInfo",
+    "frame_at",
     "iter_frames",
     "load_still",
     "probe",
@@ -226,6 +227,61 @@ def iter_frames(path: str | Path, *, size: tuple[int, int] | None = None,
         if header_s is not None and last_t + frame_s < header_s - TRUNCATION_TOLERANCE_S:
             raise DecodeError(path, f"the file is truncated: its header says {header_s:.3f} s",
                               last_good_s=last_t, n_frames=index)
+
+
+def frame_at(path: str | Path, t_s: float, *, colour: bool = True) -> Frame:
+    """The frame shown at time `t_s`: the last frame whose timestamp is <= `t_s`.
+
+    Seeks to the keyframe before `t_s`, then decodes forward (a plain seek lands on the
+    keyframe), so reading one frame of a long video costs at most one group of pictures.
+
+    Parameters
+    ----------
+    path : str or Path
+        A container FFmpeg reads, or a DICOM multi-frame file (decoded from its start).
+    t_s : float
+        Seconds from the start of the video; before the first frame gives the first frame,
+        past the end the last one.
+    colour : bool
+        RGB (H, W, 3) instead of greyscale (H, W).
+
+    Raises
+    ------
+    DecodeError
+        The video cannot be read, or no frame can be decoded.
+    """
+    path = Path(path)
+    if path.is_file() and _is_dicom(path):
+        shown = None
+        for frame in _iter_dicom(path, size=None, colour=colour):
+            if shown is not None and frame.t_s > t_s:
+                break
+            shown = frame
+        return shown
+    import av
+
+    fmt = "rgb24" if colour else "gray"
+    container = _open(path)
+    with container:
+        stream = container.streams.video[0]
+        base = float(stream.time_base)
+        start = stream.start_time or 0
+        target = max(int(t_s / base) + start, start)
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            shown = None
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                if shown is not None and frame.pts > target:
+                    break
+                shown = frame
+        except av.error.FFmpegError as exc:
+            raise DecodeError(path, f"corrupt data: {exc}") from exc
+        if shown is None:
+            raise DecodeError(path, "no frame could be decoded")
+        index = round((shown.pts - start) * base * float(stream.average_rate or 0))
+        return Frame(index, (shown.pts - start) * base, shown.to_ndarray(format=fmt))
 
 
 class FrameRing:

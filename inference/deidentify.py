@@ -15,10 +15,19 @@ from pathlib import Path
 import numpy as np
 
 from fetal_analytics.tabular import OutputFormatError
-from inference.decode import STILL_SUFFIXES, iter_frames, load_still, probe, sample_frames
+from inference.crop import video_image_area
+from inference.decode import (
+    STILL_SUFFIXES,
+    frame_at,
+    iter_frames,
+    load_still,
+    probe,
+    sample_frames,
+)
 from inference.roi import ImageArea, detect_image_area, detect_image_area_from_frames
 
-__all__ = ["VIDEO_OUT_SUFFIXES", "check_output", "deidentify_file", "deidentify_frame"]
+__all__ = ["VIDEO_OUT_SUFFIXES", "check_output", "deidentify_file", "deidentify_frame",
+           "preview_frame"]
 
 VIDEO_OUT_SUFFIXES = (".mp4",)
 """Suffixes of a de-identified video (H.264 in MP4)."""
@@ -70,6 +79,33 @@ def check_output(source: str | Path, out: str | Path) -> None:
         raise OutputFormatError(
             f"{out}: a {'still' if still else 'video'} is written as "
             f"{'an image' if still else 'H.264 MP4'}; use one of {', '.join(valid)}")
+
+
+def preview_frame(video: str | Path, t_s: float) -> tuple[np.ndarray, float]:
+    """The de-identified frame of a video at a time, in colour, for showing to people.
+
+    Parameters
+    ----------
+    video : str or Path
+        Any video `inference.decode` reads.
+    t_s : float
+        Seconds from the start of the video.
+
+    Returns
+    -------
+    (image, t_s) : ((H, W, 3) uint8 ndarray, float)
+        The frame shown at `t_s` (see `inference.decode.frame_at`) with everything outside the
+        video's image area (detected from its first seconds) black, and the frame's own time.
+
+    Raises
+    ------
+    inference.decode.DecodeError
+        The video cannot be read.
+    ValueError
+        No image area is found.
+    """
+    frame = frame_at(video, t_s, colour=True)
+    return deidentify_frame(frame.image, video_image_area(video)), frame.t_s
 
 
 def deidentify_file(source: str | Path, out: str | Path) -> ImageArea:

@@ -64,3 +64,6 @@ section "Part 2: simulated annotators' freeze clips (manual) vs 'simulator-truth
 $cli correlate --db "$db" --paired
 section "Part 2: expert vs trainee (from 'simulator-truth')"
 $cli compare --db "$db" --groups expert trainee
+
+section "Dashboard: open it on what was just built with"
+echo "$bin/streamlit run dashboard/app.py -- --db $db"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need when run as root; otherwise say exactly what is missing.
 set -euo pipefail
-packages=(tesseract-ocr tesseract-ocr-eng)
+packages=(tesseract-ocr tesseract-ocr-eng chromium)  # chromium: the dashboard's browser test
 
 missing=()
 for package in "${packages[@]}"; do
@@ -9,6 +9,8 @@ for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
       || missing+=("$package")
   elif [[ $package == tesseract-ocr ]] && ! command -v tesseract >/dev/null 2>&1; then
+    missing+=("$package")
+  elif [[ $package == chromium ]] && ! command -v chromium >/dev/null 2>&1; then
     missing+=("$package")
   fi
 done

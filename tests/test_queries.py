@@ -143,3 +143,27 @@ def test_a_labelling_runs_probabilities_freezes_and_model(store):
         assert [r.run_id for r in queries.newest_runs_of_scan(reader, "S1")] == [3, second]
         assert queries.list_scans(reader).set_index("scan_id").loc["S1", "auto_runs"] == [
             "auto1.csv", "first", "second"]
+
+
+def test_run_pairs_counts_the_scans_a_manual_and_an_automatic_run_both_label(tmp_path):
+    from fetal_analytics.ingest import ingest_labels, ingest_manifest
+    from fetal_analytics.queries import run_pairs
+    from fetal_analytics.store import Store
+
+    (tmp_path / "m.csv").write_text("scan_id,operator_id,group\nS1,A,expert\nS2,B,trainee\n"
+                                    "S3,B,trainee\n")
+
+    def labels(name: str, scans: list[str]):
+        (tmp_path / name).write_text("scan_id,start_s,end_s,label\n"
+                                     + "".join(f"{s},0,10,HeD\n" for s in scans))
+        return tmp_path / name
+
+    with Store(tmp_path / "pairs.duckdb") as store:
+        ingest_manifest(store, tmp_path / "m.csv")
+        ingest_labels(store, labels("clips.csv", ["S1", "S2"]), source="manual")
+        ingest_labels(store, labels("model.csv", ["S1", "S2", "S3"]), source="auto")
+        ingest_labels(store, labels("other.csv", ["S3"]), source="auto")
+        pairs = run_pairs(store)
+    assert pairs.to_dict(orient="records") == [
+        {"manual_run_id": 1, "manual_run": "clips.csv", "auto_run_id": 2,
+         "auto_run": "model.csv", "n_scans": 2}]

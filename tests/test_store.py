@@ -229,3 +229,21 @@ def test_a_database_in_a_read_only_folder_is_refused_in_one_line(db_path, monkey
     assert db_path.read_bytes() == before
     reading = CliRunner().invoke(main, ["info", "--db", str(db_path)])
     assert reading.exit_code == 0, reading.output  # reading needs no write access
+
+
+def test_a_compact_copy_holds_the_same_rows_in_less_space_and_takes_new_runs(tmp_path, data_dir):
+    from fetal_analytics.ingest import ingest_labels, ingest_manifest
+    from fetal_analytics.store import compact_copy
+
+    with Store(tmp_path / "big.duckdb") as store:
+        ingest_manifest(store, data_dir / "manifest.csv")
+        ingest_labels(store, data_dir / "manual_labels.csv", source="manual")
+        events = store.query_df("SELECT * FROM events ORDER BY ALL")
+    compact_copy(tmp_path / "big.duckdb", tmp_path / "small.duckdb")
+    assert (tmp_path / "small.duckdb").stat().st_size < (tmp_path / "big.duckdb").stat().st_size
+    with Store(tmp_path / "small.duckdb") as store:
+        assert store.schema_version == SCHEMA_VERSION
+        pd.testing.assert_frame_equal(store.query_df("SELECT * FROM events ORDER BY ALL"),
+                                      events)
+        again = ingest_labels(store, data_dir / "manual_labels.csv", source="auto")
+        assert again.run_id == 2

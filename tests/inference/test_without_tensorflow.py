@@ -46,7 +46,7 @@ def test_a_frame_is_previewed_de_identified_and_cropped_without_keras():
 
         from fetal_analytics.synth.render import class_gallery
         from inference.crop import cropped_frame
-        from inference.deidentify import deidentify_frame
+        from inference.deidentify import deidentify_frame, preview_frame
         from inference.roi import detect_image_area
 
         frame = class_gallery(size=(320, 240))["HeD"]
