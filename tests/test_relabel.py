@@ -93,7 +93,8 @@ def test_ingest_labels_maps_other_labels_to_bk_for_the_demo_model(run, cohort, t
                             "--classes-of", "demo", "--format", "json").output)
     assert result == {"run_id": 1, "run_name": "truth.csv", "source": "manual",
                       "status": "created", "n_scans": 4, "n_events": 14, "n_scans_removed": 0,
-                      "n_events_removed": 0, "others_as": "Bk", "relabelled": {"Fe": 1, "Th": 1, "Um": 1}}
+                      "n_events_removed": 0, "others_as": "Bk",
+                      "relabelled": {"Fe": 1, "Th": 1, "Um": 1}}
     stored = exported_labels(run, db_path, "1", tmp_path)
     assert set(stored) <= set(taxonomy.default_model_codes())
     assert (stored == "Bk").sum() == 2 + 3 and len(stored) == 14
