@@ -1107,8 +1107,9 @@ def classify(model: Path, images: tuple[Path, ...], fmt: str) -> None:
 def combine_models(models: tuple[Path, ...], out: Path) -> None:
     """Join models trained on different streams into one multi-stream model for labelling.
 
-    The models must share classes and frame size (e.g. Sono-2DtCNN trained on fr2, fr4 and
-    fr8); the result predicts every stream in one call and `label` fuses them.
+    The models must share classes (e.g. Sono-2DtCNN trained on fr2, fr4 and fr8); their frame
+    sizes may differ. The result predicts every stream in one call, and `label` cuts each
+    stream's frames at its own size from one decode and fuses them.
 
     \b
     Example:
