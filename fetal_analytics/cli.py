@@ -1163,7 +1163,7 @@ def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs
       fetal-analytics train --dataset ds --arch sono_2dtcnn --stream fr4 \\
         --init-from runs/s2d/model.keras --out runs/fr4
       fetal-analytics train --dataset ds --arch sono_2dtcnn --stream fr4 \\
-        --init-from sononet16 --learning-rate 0.001 --out runs/fr4-real
+        --init-from sononet16 --learning-rate 1e-3 --out runs/fr4-real
     """
     from inference.training import train
 
