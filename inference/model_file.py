@@ -9,14 +9,22 @@ weights and the model file's sha256:
 ``classes``
     The output classes, in output order.
 ``codes``
-    The taxonomy code of each class (null where a class has none, e.g. for imported models).
+    The taxonomy code of each class (null where a class has none). Classes may share a code
+    (SonoNet's four heart views: HeD): their probabilities are summed (`ModelInfo.code_probs`),
+    so the model's output codes (`ModelInfo.output_codes`) are its classes for labelling,
+    classification and evaluation.
 ``input_shape``
     One frame's (height, width, channels).
 ``frames``
     Frames per clip of a temporal model; null for 2D models.
 ``stream`` or ``streams``
-    The input stream(s): ``name`` (see `inference.streams`), ``spacing_s``, ``frames``.
-``preprocessing``, ``decoding``, ``params``, ``metrics``, ...
+    The input stream(s): ``name`` (see `inference.streams`), ``spacing_s``, ``frames``, and
+    for a multi-stream model each member's ``input_shape`` (streams may differ in size).
+``preprocessing``
+    Written by the command that made the model; ``preprocessing.scale`` is the factor after the
+    per-sample z-score that every command applies (`ModelInfo.input_scale`; 255 for the
+    published SonoNet, absent and 1 for models trained here).
+``decoding``, ``params``, ``metrics``, ...
     Written by the command that made the model (training, import, combination).
 ``keras_version``, ``sha256``
     Of the ``.keras`` file when it was written; `load_model` refuses a file whose hash differs.
@@ -169,6 +177,61 @@ class ModelInfo:
         order (SonoNet's four heart views give one ``HeD``)."""
         return tuple(dict.fromkeys(c for c in self.codes if c is not None))
 
+    @property
+    def input_scale(self) -> float:
+        """The factor applied after the per-sample z-score: the sidecar's
+        ``preprocessing.scale``, 1 when absent (models trained here take ``(x - mean) / std``;
+        the published SonoNet takes ``255 * (x - mean) / std``)."""
+        return float((self.sidecar.get("preprocessing") or {}).get("scale", 1.0))
+
+    def stream_input_shape(self, index: int) -> tuple[int, int, int]:
+        """One frame's (height, width, channels) for input stream `index` (in `streams` order):
+        the stream's own ``input_shape`` where the sidecar gives one (a multi-stream model whose
+        members take different sizes), else the model's `input_shape`."""
+        shape = self.streams[index].get("input_shape")
+        return self.input_shape if shape is None else tuple(int(v) for v in shape)
+
+    def code_matrix(self) -> np.ndarray:
+        """The (classes, codes) 0/1 float32 matrix that sums the probabilities of the classes
+        sharing a taxonomy code: ``probs @ code_matrix()`` gives one column per
+        `output_codes` entry, in that order.
+
+        Raises
+        ------
+        ModelFileError
+            A class has no taxonomy code (its probability would be lost).
+        """
+        missing = [c for c, code in zip(self.classes, self.codes, strict=True) if code is None]
+        if missing:
+            raise ModelFileError(
+                f"{sidecar_path(self.path)}: classes {missing} have no taxonomy code; give every "
+                f"class one in the sidecar's \"codes\" (classes sharing a code are summed)")
+        outputs = self.output_codes
+        matrix = np.zeros((len(self.classes), len(outputs)), np.float32)
+        for k, code in enumerate(self.codes):
+            matrix[k, outputs.index(code)] = 1.0
+        return matrix
+
+    def code_probs(self, probs: np.ndarray) -> np.ndarray:
+        """Class probabilities summed per taxonomy code.
+
+        Parameters
+        ----------
+        probs : (..., classes) ndarray
+            Softmax outputs in `classes` order.
+
+        Returns
+        -------
+        (..., codes) float32 ndarray
+            In `output_codes` order; rows still sum to 1. A model whose classes are their own
+            codes gets its probabilities back unchanged.
+        """
+        probs = np.asarray(probs, dtype=np.float32)
+        if probs.shape[-1] != len(self.classes):
+            raise ValueError(f"{self.path}: probabilities of {probs.shape[-1]} classes, the model "
+                             f"has {len(self.classes)}")
+        return probs @ self.code_matrix()
+
 
 def read_model_info(model_path: str | Path) -> ModelInfo:
     """Read a model's sidecar, without loading the network (nor importing TensorFlow or Keras).
@@ -261,13 +324,15 @@ class LoadedModel(ModelInfo):
         Parameters
         ----------
         inputs : sequence of ndarray
-            One per stream, in `streams` order, standardised float32: clips
-            ``(n, frames, S, S, 1)``, 2D frames ``(n, S, S, 1)``.
+            One per stream, in `streams` order, standardised float32 (times `input_scale`):
+            clips ``(n, frames, H, W, 1)``, 2D frames ``(n, H, W, 1)``, with the stream's
+            (H, W) (`stream_input_shape`).
 
         Returns
         -------
         list of ndarray
-            One ``(n, classes)`` array per stream.
+            One ``(n, classes)`` array per stream, in `classes` order (`code_probs` sums them
+            per code).
         """
         if len(inputs) != len(self.streams):
             raise ValueError(f"{self.path}: {len(self.streams)} input streams, got "
