@@ -27,9 +27,11 @@ the raw OCR text is neither returned nor logged.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,7 +45,9 @@ __all__ = [
     "ScreenText",
     "parse_screen_text",
     "read_screen_text",
+    "tesseract_available",
     "tesseract_engine",
+    "warn_tesseract_missing",
 ]
 
 log = logging.getLogger(__name__)
@@ -234,9 +238,32 @@ def tesseract_engine(image: np.ndarray, psm: int = _PSM_BLOCK) -> str:
             return pytesseract.image_to_string(image, lang="eng", config=f"--psm {int(psm)}")
     except pytesseract.TesseractNotFoundError as error:
         raise RuntimeError(
-            "OCR needs the tesseract program: install Debian's tesseract-ocr and "
-            "tesseract-ocr-eng (scripts/system-deps.sh does it)"
+            f"OCR needs the tesseract program, not found on PATH: {INSTALL_TESSERACT}"
         ) from error
+
+
+#: How to install Tesseract on Debian or Ubuntu.
+INSTALL_TESSERACT = "sudo apt-get install -y tesseract-ocr tesseract-ocr-eng"
+
+
+def tesseract_available() -> bool:
+    """Whether the ``tesseract`` program that pytesseract calls is on PATH."""
+    try:
+        import pytesseract
+    except ImportError:  # pragma: no cover - a dependency of the package
+        return False
+    return shutil.which(pytesseract.pytesseract.tesseract_cmd) is not None
+
+
+@functools.cache
+def warn_tesseract_missing() -> None:
+    """Log, once per process, what is lost without Tesseract."""
+    log.warning(
+        "the tesseract program is not installed: freezes are found by stillness alone (the "
+        "freeze indicator is not read), and the screen's header (frame rate, date, time) is not "
+        "read, so the frame rate comes from the video container; install it with: %s",
+        INSTALL_TESSERACT,
+    )
 
 
 _ENV_LOCK = threading.Lock()
