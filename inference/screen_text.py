@@ -63,6 +63,8 @@ _TEXT_CONTRAST = 64
 # this many rows, lines closer than _LINE_GAP rows merged, _LINE_PAD rows kept around each.
 _LINE_FILL = 0.003
 _MIN_LINE_ROWS = 5
+# A run of text-like rows taller than this share of the frame's height is image, not a line.
+_MAX_LINE_SHARE = 0.05
 _LINE_GAP = 1
 _LINE_PAD = 3
 # Strips are enlarged so that their text is about this high, by a factor in [_MIN_ZOOM, _MAX_ZOOM].
@@ -162,8 +164,9 @@ def read_screen_text(
             f"`image_mask` must have the frame's shape {grey.shape}, got {image_mask.shape}"
         )
     result = ScreenText()
+    max_rows = max(_MIN_LINE_ROWS, round(_MAX_LINE_SHARE * grey.shape[0]))
     for name, region in _regions(grey, image_mask):
-        strips = _line_strips(region)
+        strips = _line_strips(region, max_rows)
         if not strips:
             continue
         found = parse_screen_text(engine(_stack(strips), _PSM_BLOCK))
@@ -297,7 +300,9 @@ def _single_threaded_tesseract() -> Iterator[None]:
 
 
 def _regions(grey: np.ndarray, image_mask: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """Where to look, in order: the band above the image, then the sides of the image."""
+    """Where to look, in order: the band above the image, the sides of the image, and then the
+    whole frame (where compression joined header panels to the image, the band above it is
+    too thin; text lines are then found among the image's rows of speckle)."""
     rows = np.flatnonzero(image_mask.any(axis=1))
     if rows.size == 0:
         return [("whole frame", grey)]
@@ -310,11 +315,16 @@ def _regions(grey: np.ndarray, image_mask: np.ndarray) -> list[tuple[str, np.nda
         regions.append(("sides", np.hstack([side[:, :left], side[:, right:]])))
     else:
         regions.append(("sides", side))
+    regions.append(("whole frame", grey))
     return [(name, region) for name, region in regions if min(region.shape) >= _MIN_LINE_ROWS]
 
 
-def _line_strips(region: np.ndarray) -> list[np.ndarray]:
-    """Row strips of `region` holding text lines, enlarged and binarised to black on white."""
+def _line_strips(region: np.ndarray, max_rows: int) -> list[np.ndarray]:
+    """Row strips of `region` holding text lines, enlarged and binarised to black on white.
+
+    Runs of more than `max_rows` text-like rows are speckle of the image, not text, and are
+    left out.
+    """
     kernel = np.ones((3, 3), np.uint8)
     spread = cv2.dilate(region, kernel).astype(np.int16) - cv2.erode(region, kernel)
     text = (region >= _TEXT_LEVEL) & (spread >= _TEXT_CONTRAST)
@@ -327,7 +337,7 @@ def _line_strips(region: np.ndarray) -> list[np.ndarray]:
             runs.append([int(row), int(row)])
     strips = []
     for first, last in runs:
-        if last - first + 1 < _MIN_LINE_ROWS:
+        if not _MIN_LINE_ROWS <= last - first + 1 <= max_rows:
             continue
         cols = np.flatnonzero(text[first : last + 1].any(axis=0))
         y0, y1 = max(0, first - _LINE_PAD), min(region.shape[0], last + 1 + _LINE_PAD)
