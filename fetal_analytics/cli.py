@@ -884,6 +884,10 @@ def freeze(video: Path, preset: Any, confirm: str | None, fmt: str) -> None:
                                if result.rejected else ""))
 
 
+#: Seconds from a video's start whose frames `read-header` reads.
+HEADER_SAMPLE_S = 2.0
+
+
 @main.command("read-header")
 @click.argument("source", metavar="IMAGE_OR_VIDEO",
                 type=click.Path(dir_okay=False, path_type=Path))
@@ -891,17 +895,25 @@ def freeze(video: Path, preset: Any, confirm: str | None, fmt: str) -> None:
 def read_header(source: Path, fmt: str) -> None:
     """Read the frame rate, date and time printed on a scanner screen.
 
-    Only these fields are read and shown; no other screen text is kept.
+    From a still, or from the first 2 seconds of a video (its image area found by what
+    changes). Only these fields are read and shown; no other screen text is kept.
 
     \b
     Example:
       fetal-analytics read-header out/demo/videos-cohort/videos/SIM0001.mp4 --format json
     """
     from inference.decode import sample_frames
-    from inference.screen_text import read_screen_text
+    from inference.screen_text import (
+        INSTALL_TESSERACT,
+        read_screen_text_from_frames,
+        tesseract_available,
+    )
 
-    frames = sample_frames(source, seconds=1.0, every=10, colour=True)
-    emit(read_screen_text(frames[0]).to_dict(), fmt, title=str(source))
+    if not tesseract_available():
+        raise click.ClickException(f"reading the header needs the tesseract program, not "
+                                   f"found on PATH: {INSTALL_TESSERACT}")
+    frames = sample_frames(source, seconds=HEADER_SAMPLE_S, every=5, colour=True)
+    emit(read_screen_text_from_frames(frames).to_dict(), fmt, title=str(source))
 
 
 @main.command()

@@ -50,6 +50,7 @@ __all__ = [
     "detect_image_area",
     "detect_image_area_from_frames",
     "detect_image_mask",
+    "detect_image_mask_from_frames",
     "grey_level",
     "preprocess",
 ]
@@ -290,6 +291,51 @@ def detect_image_area_from_frames(
         If `frames` yields fewer than 2 frames or frames of differing shapes, or no frame shows
         an ultrasound image.
     """
+    live = _live_screen(frames, max_frames)
+    if live.fan is None:
+        return detect_image_area(live.grey)
+    return _tighten(_bbox(live.fan), live.furniture)
+
+
+def detect_image_mask_from_frames(
+    frames: Iterable[np.ndarray], *, max_frames: int = 300
+) -> np.ndarray:
+    """The pixels of the ultrasound image (the fan) from frames of one video.
+
+    The live pixels of `detect_image_area_from_frames`, before the box is tightened: static
+    header panels and text stay out of it however compression blurred them.
+
+    Parameters
+    ----------
+    frames : iterable of (H, W) or (H, W, 3) uint8 ndarray
+        As for `detect_image_area_from_frames`.
+    max_frames : int, optional
+
+    Returns
+    -------
+    (H, W) bool ndarray
+        True on the fan; from the mean frame (`detect_image_mask`) when too little changes.
+
+    Raises
+    ------
+    ValueError
+        As `detect_image_area_from_frames`.
+    """
+    live = _live_screen(frames, max_frames)
+    return detect_image_mask(live.grey) if live.fan is None else live.fan
+
+
+@dataclass(frozen=True)
+class _LiveScreen:
+    """What the frames of a video show: the mean grey frame, and where enough of the screen
+    changes, the fan (live pixels) and the furniture around and on it; fan None otherwise."""
+
+    grey: np.ndarray
+    fan: np.ndarray | None
+    furniture: np.ndarray | None
+
+
+def _live_screen(frames: Iterable[np.ndarray], max_frames: int) -> _LiveScreen:
     if max_frames < 2:
         raise ValueError(f"`max_frames` must be at least 2, got {max_frames}")
     count = moving = 0
@@ -326,7 +372,7 @@ def detect_image_area_from_frames(
             moving,
             count - 1,
         )
-        return detect_image_area(grey)
+        return _LiveScreen(grey, None, None)
     chroma = np.round(chroma_total / count).astype(np.uint8)
     live = changes >= _LIVE_SHARE * moving
     static = changes == 0
@@ -343,13 +389,13 @@ def detect_image_area_from_frames(
             "mean frame",
             count,
         )
-        return detect_image_area(grey)
+        return _LiveScreen(grey, None, None)
     # Static non-black pixels are furniture around the fan; on the fan, dark tissue that rarely
     # changes is not, but small bright static marks are (text, calipers, markers).
     static &= grey > black
     static_marks = _bright_small(static & fan, grey)
     static_furniture = _drop_small(static & ~fan, _MIN_STATIC_PIXELS)
-    return _tighten(_bbox(fan), coloured | static_marks | static_furniture | (panels & ~fan))
+    return _LiveScreen(grey, fan, coloured | static_marks | static_furniture | (panels & ~fan))
 
 
 def crop_and_resize(

@@ -33,7 +33,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -41,10 +41,12 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "INSTALL_TESSERACT",
     "OcrEngine",
     "ScreenText",
     "parse_screen_text",
     "read_screen_text",
+    "read_screen_text_from_frames",
     "tesseract_available",
     "tesseract_engine",
     "warn_tesseract_missing",
@@ -169,12 +171,7 @@ def read_screen_text(
         strips = _line_strips(region, max_rows)
         if not strips:
             continue
-        found = parse_screen_text(engine(_stack(strips), _PSM_BLOCK))
-        result = ScreenText(
-            result.frame_rate_hz if result.frame_rate_hz is not None else found.frame_rate_hz,
-            result.date or found.date,
-            result.time or found.time,
-        )
+        result = _merge(result, parse_screen_text(engine(_stack(strips), _PSM_BLOCK)))
         log.debug(
             "screen text: %s, %d lines; found %s",
             name,
@@ -184,6 +181,68 @@ def read_screen_text(
         if result.complete:
             break
     return result
+
+
+#: At most this many frames of a video are read (evenly spread) until every field is found.
+VIDEO_FRAMES_READ = 3
+
+
+def read_screen_text_from_frames(
+    frames: Sequence[np.ndarray], *, engine: OcrEngine | None = None
+) -> ScreenText:
+    """Read the frame rate, date and time from the first frames of a video.
+
+    The image's pixels are those that keep changing (`inference.roi.detect_image_mask_from_frames`),
+    which leaves static header panels out of it however compression blurred them; the first
+    frame is read, then up to `VIDEO_FRAMES_READ` frames in all, evenly spread, until every
+    field is found (a field first found in an earlier frame is kept).
+
+    Parameters
+    ----------
+    frames : sequence of (H, W) or (H, W, 3) uint8 ndarray
+        Frames of one video in time order, e.g. its first seconds
+        (`inference.decode.sample_frames`); a single frame is read as a still.
+    engine : OcrEngine, optional
+        As for `read_screen_text`.
+
+    Returns
+    -------
+    ScreenText
+
+    Raises
+    ------
+    ValueError
+        If `frames` is empty or its frames differ in shape.
+    RuntimeError
+        If the default engine is used and Tesseract is not installed.
+    """
+    from inference.roi import detect_image_mask_from_frames
+
+    if len(frames) == 0:
+        raise ValueError("`frames` must hold at least one frame")
+    mask = None
+    if len(frames) > 1:
+        try:
+            mask = detect_image_mask_from_frames(frames)
+        except ValueError:
+            log.debug("screen text: no image area found in the frames; reading each as a still")
+    picks = np.unique(np.linspace(0, len(frames) - 1, VIDEO_FRAMES_READ).round().astype(int))
+    result = ScreenText()
+    for index in picks:
+        found = read_screen_text(frames[int(index)], engine=engine, image_mask=mask)
+        result = _merge(result, found)
+        if result.complete:
+            break
+    return result
+
+
+def _merge(first: ScreenText, second: ScreenText) -> ScreenText:
+    """The fields of `first`, with those it lacks from `second`."""
+    return ScreenText(
+        first.frame_rate_hz if first.frame_rate_hz is not None else second.frame_rate_hz,
+        first.date or second.date,
+        first.time or second.time,
+    )
 
 
 def parse_screen_text(text: str) -> ScreenText:
