@@ -76,7 +76,7 @@ def main() -> None:
     # Decoding alone; one batch is kept as the network's input below.
     kept = []
     start = time.perf_counter()
-    decoded = decode_windows(video, spec.streams, size=spec.size, hop_s=spec.hop_s,
+    decoded = decode_windows(video, spec.streams, scale=spec.scale, hop_s=spec.hop_s,
                              batch_size=options.batch_size, freezes=freezes,
                              on_batch=lambda b: kept.append(b) if not kept else None)
     decode_s = time.perf_counter() - start
@@ -114,7 +114,7 @@ def main() -> None:
         "n_frames": decoded.n_frames,
         "n_windows": n_windows,
         "streams": [s.name for s in spec.streams],
-        "size": spec.size,
+        "size": list(spec.input_shape[:2]),
         "batch_size": options.batch_size,
         "freezes": None if freezes is None else outcome.n_freezes,
         "n_events": outcome.n_events,

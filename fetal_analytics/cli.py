@@ -1117,15 +1117,17 @@ def import_sononet_command(npz: Path, out: Path) -> None:
                 type=click.Path(dir_okay=False, path_type=Path))
 @format_option(("table", "json"))
 def classify(model: Path, images: tuple[Path, ...], fmt: str) -> None:
-    """Classify still screen captures with a 2D model (e.g. the imported SonoNet).
+    """Classify still screen captures with a 2D model: a built-in name (demo, sononet16) or a
+    .keras file (an existing file wins).
 
     Each image is cropped to its automatically detected image area, made greyscale, resized
-    to the model's input and z-scored (x 255); prints the most probable class, its taxonomy
-    code and probability.
+    to the model's input and z-scored (times the model's scale: 255 for SonoNet). The
+    probabilities of classes that share a taxonomy code are summed, as `label` does; prints the
+    most probable code, its probability, and the model's most probable class of that code.
 
     \b
     Example:
-      fetal-analytics classify sononet16.keras simulated_classes.png
+      fetal-analytics classify sononet16 simulated_classes.png
     """
     from inference.sononet import classify_images
 
@@ -1169,9 +1171,11 @@ def combine_models(models: tuple[Path, ...], out: Path) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Start from a trained 2D SonoNet: inflated into sono_2dtcnn, copied by "
-                   "layer name into the other architectures.")
+@click.option("--init-from",
+              help="Start from a 2D SonoNet: a model file or a built-in name (sononet16: the "
+                   "published weights, trained on real scans; an existing file wins). Inflated "
+                   "into sono_2dtcnn, copied by layer name into the other architectures, at the "
+                   "donor's width; a new class head where the classes differ.")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.01,
               show_default=True, help="SGD learning rate; use 0.001 to fine-tune from "
                                       "--init-from.")
@@ -1179,7 +1183,7 @@ def combine_models(models: tuple[Path, ...], out: Path) -> None:
               help="Output folder: model.keras + model.json, last.keras, best.keras, "
                    "metrics.csv. An interrupted run in it is resumed.")
 def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs: int,
-                  batch_size: int, seed: int, init_from: Path | None, learning_rate: float,
+                  batch_size: int, seed: int, init_from: str | None, learning_rate: float,
                   out: Path) -> None:
     """Train a model on one stream of a dataset (resumes an interrupted run in --out).
 
@@ -1192,6 +1196,8 @@ def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs
       fetal-analytics train --dataset ds --arch sononet --stream 2d --epochs 20 --out runs/s2d
       fetal-analytics train --dataset ds --arch sono_2dtcnn --stream fr4 \\
         --init-from runs/s2d/model.keras --out runs/fr4
+      fetal-analytics train --dataset ds --arch sono_2dtcnn --stream fr4 \\
+        --init-from sononet16 --learning-rate 0.001 --out runs/fr4-real
     """
     from inference.training import train
 

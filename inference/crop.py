@@ -3,7 +3,8 @@
 Datasets (`inference.dataset`) and labelling (`inference.labelling`) cut clips from frames
 prepared alike, so a model sees at labelling time what it saw in training: the image area is
 detected once per video from its first `ROI_SAMPLE_S` seconds (`video_image_area`), and every
-frame is cropped to it and resized to S x S pixels with area interpolation (`cropped_frame`).
+frame is cropped to it and resized to S x S pixels (or a model's height x width) with area
+interpolation (`cropped_frame`).
 Nothing here imports TensorFlow or Keras.
 """
 
@@ -47,23 +48,24 @@ def video_image_area(video: str | Path) -> ImageArea:
     return detect_image_area_from_frames(sample_frames(video, seconds=ROI_SAMPLE_S))
 
 
-def cropped_frame(image: np.ndarray, area: ImageArea, size: int) -> np.ndarray:
-    """One frame cropped to `area` and resized to `size` x `size`.
+def cropped_frame(image: np.ndarray, area: ImageArea, size: int | tuple[int, int]) -> np.ndarray:
+    """One frame cropped to `area` and resized to `size`.
 
     Parameters
     ----------
     image : (H, W[, C]) uint8 ndarray
         A screen frame that contains `area`.
     area : ImageArea
-    size : int
-        Side of the output, pixels.
+    size : int or (int, int)
+        Side of a square output, or ``(height, width)`` (height first, unlike OpenCV), pixels.
 
     Returns
     -------
-    (size, size[, C]) uint8 ndarray
+    (height, width[, C]) uint8 ndarray
         Area interpolation, also when enlarging (unlike `inference.roi.crop_and_resize`).
     """
-    return cv2.resize(area.crop(image), (size, size), interpolation=cv2.INTER_AREA)
+    height, width = (size, size) if isinstance(size, int) else size
+    return cv2.resize(area.crop(image), (width, height), interpolation=cv2.INTER_AREA)
 
 
 def cropped_frames(frames: Iterator[Frame], area: ImageArea, size: int) -> Iterator[Frame]:

@@ -74,11 +74,13 @@ class Evaluation(ClassificationMetrics):
     Attributes
     ----------
     probabilities : ndarray
-        float (n, classes) softmax outputs, in the order of the dataset's shards.
+        float (n, classes) probabilities of the dataset's classes (taxonomy codes), in the order
+        of the dataset's shards: the model's softmax summed per code
+        (`inference.model_file.ModelInfo.code_probs`), 0 for a code the model cannot output.
     labels : ndarray
         int64 (n,) true class indices.
     classes : tuple of str
-        The model's classes (taxonomy codes), in output order.
+        The dataset's classes (taxonomy codes), in `probabilities` order.
     model_path : Path
     split, stream : str
     """
@@ -236,15 +238,23 @@ def evaluate(model_path: str | Path, dataset: str | Path, *, split: str = "test"
              stream: str | None = None, batch_size: int = 32) -> Evaluation:
     """Run a trained model over one split and stream of a dataset and compute its metrics.
 
+    The model's classes are summed per taxonomy code, as labelling does (an imported SonoNet's
+    four heart views give HeD), and scored against the dataset's classes: every code the model
+    outputs must be one of them; a dataset class the model cannot output gets probability 0.
+    Frames of another size than the model takes are resized to its height x width (bilinear,
+    after the z-score), and multiplied by its ``preprocessing.scale``.
+
     Parameters
     ----------
-    model_path : path
-        A ``.keras`` file with its sidecar (written by `inference.training.train`).
+    model_path : path or str
+        A ``.keras`` file with its sidecar (written by `inference.training.train` or
+        `import-sononet`), or a built-in name (``demo``, ``sononet16``; an existing file wins).
     dataset : path
-        A dataset folder with the model's classes and input size.
+        A dataset folder.
     split : {'train', 'val', 'test'}
     stream : str, optional
-        Defaults to the stream the model was trained on (its sidecar's ``stream.name``).
+        Defaults to the stream the model was trained on (its sidecar's ``stream.name``), or
+        its only stream (``2d`` for an imported SonoNet).
     batch_size : int
 
     Returns
@@ -256,7 +266,7 @@ def evaluate(model_path: str | Path, dataset: str | Path, *, split: str = "test"
     inference.model_file.ModelFileError
         The model file or its sidecar is missing or does not match.
     EvaluationError
-        The dataset's classes, frame size or streams do not fit the model.
+        The dataset's classes or streams do not fit the model.
     """
     from inference.model_file import load_model
     from inference.pipeline import clip_batches, load_metadata
@@ -264,6 +274,8 @@ def evaluate(model_path: str | Path, dataset: str | Path, *, split: str = "test"
     loaded = load_model(model_path)
     metadata = load_metadata(dataset)
     trained_on = (loaded.sidecar.get("stream") or {}).get("name")
+    if trained_on is None and len(loaded.streams) == 1:
+        trained_on = loaded.streams[0]["name"]
     stream = stream or trained_on
     if stream is None:
         raise EvaluationError(f"{model_path}: its sidecar names no stream; pass `stream`")
@@ -274,27 +286,43 @@ def evaluate(model_path: str | Path, dataset: str | Path, *, split: str = "test"
         raise EvaluationError(f"{model_path} takes {'frames' if loaded.frames is None else 'clips'}"
                               f" but stream {stream!r} holds "
                               f"{'frames' if stream == STREAM_2D else 'clips'}")
-    if list(metadata["classes"]) != list(loaded.classes):
-        raise EvaluationError(f"{dataset} has classes {metadata['classes']} but {model_path} "
-                              f"outputs {list(loaded.classes)}")
-    size = int(metadata["spec"]["size"])
-    if tuple(loaded.input_shape[:2]) != (size, size):
-        raise EvaluationError(f"{dataset} has {size} x {size} frames but {model_path} takes "
-                              f"{loaded.input_shape[0]} x {loaded.input_shape[1]}")
+    classes = [str(c) for c in metadata["classes"]]
+    try:
+        # (model classes, dataset classes): sums classes per code, places codes in order.
+        to_dataset = loaded.code_matrix() @ np.eye(len(classes))[
+            [classes.index(code) for code in loaded.output_codes]]
+    except ValueError as exc:  # a code the dataset lacks, or a class without a code
+        raise EvaluationError(f"{dataset} has classes {classes} but {model_path} outputs "
+                              f"{list(loaded.classes)} with codes {list(loaded.codes)} ({exc})"
+                              ) from exc
+    height, width = loaded.input_shape[:2]
     probs, labels = [], []
     for x, y in clip_batches(dataset, split, stream, batch_size=batch_size, shuffle=False):
-        probs.append(np.asarray(loaded.model.predict_on_batch(x)))
+        probs.append(np.asarray(loaded.model.predict_on_batch(
+            _fit_input(x, height, width) * np.float32(loaded.input_scale))))
         labels.append(y)
     if not labels:
         raise EvaluationError(f"{dataset}: no samples in {split}/{stream}")
-    probabilities = np.concatenate(probs).astype(np.float64)
+    probabilities = np.concatenate(probs).astype(np.float64) @ to_dataset
     y_true = np.concatenate(labels)
-    metrics = classification_metrics(y_true, probabilities, loaded.classes)
+    metrics = classification_metrics(y_true, probabilities, classes)
     log.info("%s on %s/%s: macro F1 %.3f, top-1 %.3f", model_path, split, stream, metrics.f1,
              metrics.top1)
     return Evaluation(**vars(metrics), probabilities=probabilities, labels=y_true,
-                      classes=loaded.classes, model_path=Path(model_path), split=split,
+                      classes=tuple(classes), model_path=Path(model_path), split=split,
                       stream=stream)
+
+
+def _fit_input(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Standardised frames or clips (n[, frames], H, W, 1) resized to (height, width)."""
+    if x.shape[-3:-1] == (height, width):
+        return x
+    import cv2
+
+    flat = x.reshape(-1, *x.shape[-3:-1])
+    resized = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR)
+                        for f in flat])
+    return resized.reshape(*x.shape[:-3], height, width, 1)
 
 
 def save_confusion_png(confusion: Any, path: str | Path, *, cell: int = 44,

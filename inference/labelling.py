@@ -1,23 +1,27 @@
 """Labelling full-length scans: video -> dense windows -> model -> fused probabilities -> events.
 
 Each video is decoded once, in order (`inference.decode.iter_frames`, luma fast path). The frames
-go into one ring buffer (`_LazyRing`, an `inference.decode.FrameRing`) from which every stream of
-the model takes its clips; a frame is cropped to the scan's image area and resized to the model's
-S x S exactly as dataset clips are (`inference.crop.video_image_area` from the first
-`ROI_SAMPLE_S` seconds, then `inference.crop.cropped_frame`) once, when a window first
-samples it, and frames no window samples are never shrunk (about 60% of them with fr4 clips
-every second; shrinking was the producer's largest cost after the decoder). Windows are
-centred every ``hop_s`` seconds (`inference.clips.window_centres`), each clip stream samples the
-frames nearest to `inference.clips.window_times` of the centre, and the 2D stream takes the frame
-nearest to the centre. The same full-resolution frames feed freeze detection
+go into a ring buffer (`_LazyRing`, an `inference.decode.FrameRing`) per frame size the model's
+streams take, from which every stream takes its clips; a frame is cropped to the scan's image
+area and resized to the stream's height x width (square or not) exactly as dataset clips are
+(`inference.crop.video_image_area` from the first `ROI_SAMPLE_S` seconds, then
+`inference.crop.cropped_frame`) once, when a window first samples it, and frames no window
+samples are never shrunk (about 60% of them with fr4 clips every second; shrinking was the
+producer's largest cost after the decoder). Windows are centred every ``hop_s`` seconds
+(`inference.clips.window_centres`), each clip stream samples the frames nearest to
+`inference.clips.window_times` of the centre, and the 2D stream takes the frame nearest to the
+centre. The same full-resolution frames feed freeze detection
 (`inference.freeze.detect_freezes_in_frames`), so nothing is decoded twice.
 
 Decoding runs in a producer thread that hands batches of standardised windows
-(`inference.pipeline.standardise`) through a bounded queue to the network
-(`LoadedModel.predict_streams`, one ``predict_on_batch`` per batch), so decoding and inference
-overlap (PyAV and TensorFlow release the GIL) and memory stays bounded whatever the scan's length.
-The streams' softmax outputs are fused (`inference.evaluation.fuse`, their mean) and decoded into
-events (`inference.decoding.decode_timeline`).
+(`inference.pipeline.standardise`, times the model's ``preprocessing.scale``: 255 for the
+published SonoNet) through a bounded queue to the network (`LoadedModel.predict_streams`, one
+``predict_on_batch`` per batch), so decoding and inference overlap (PyAV and TensorFlow release
+the GIL) and memory stays bounded whatever the scan's length. Each stream's softmax output is
+summed per taxonomy code (`ModelSpec.to_codes`: SonoNet's four heart views become one ``HeD``),
+so a model's output codes are its classes from here on; the streams are fused
+(`inference.evaluation.fuse`, their mean) and decoded into events
+(`inference.decoding.decode_timeline`).
 
 `label_video` is the pure per-scan step (a video in, rows out); `label_scans` runs it over many
 scans and writes each scan's results through `fetal_analytics.run_writing` (start the run, write
@@ -127,11 +131,14 @@ class ModelStream:
         Seconds between a clip's frames (None for 2d).
     frames : int
         Frames per clip (1 for 2d).
+    size : (int, int)
+        The (height, width) in pixels each frame is resized to for this stream.
     """
 
     name: str
     spacing_s: float | None
     frames: int
+    size: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -146,11 +153,19 @@ class ModelSpec:
         ``models.model_id``: the first 16 hex digits of `sha256`.
     arch : str
     streams : tuple of ModelStream
-        In the model's input order.
-    size : int
-        Side S of the square frames, pixels.
+        In the model's input order, each with its frame size.
+    input_shape : (int, int, int)
+        The model's (height, width, channels) of one frame (its first stream's).
+    classes : tuple of str
+        The model's own output classes, in output order (e.g. SonoNet's 14).
     codes : tuple of str
-        Taxonomy code of each output, in output order.
+        The taxonomy codes the model outputs (`inference.model_file.ModelInfo.output_codes`):
+        probabilities of classes sharing a code are summed (`to_codes`), so window
+        probabilities, fusion and events are per code, in this order.
+    class_codes : ndarray
+        (classes, codes) 0/1 float32 matrix that sums classes into codes.
+    scale : float
+        Factor after the per-sample z-score (`inference.model_file.ModelInfo.input_scale`).
     hop_s : float
         Seconds between window centres.
     decoding : dict
@@ -163,26 +178,37 @@ class ModelSpec:
     model_id: str
     arch: str
     streams: tuple[ModelStream, ...]
-    size: int
+    input_shape: tuple[int, int, int]
+    classes: tuple[str, ...]
     codes: tuple[str, ...]
+    class_codes: np.ndarray = field(repr=False, compare=False)
+    scale: float
     hop_s: float
     decoding: dict[str, Any]
 
+    def to_codes(self, probs: np.ndarray) -> np.ndarray:
+        """(n, classes) softmax outputs -> (n, codes) float32, classes sharing a code summed."""
+        return np.asarray(probs, dtype=np.float32) @ self.class_codes
+
     def params(self) -> dict[str, Any]:
         """The run's ``params_json``: what decides its rows."""
+        summed = {code: [c for c, k in zip(self.classes, self.class_codes.argmax(1), strict=True)
+                         if self.codes[k] == code] for code in self.codes}
         return {"classes": list(self.codes), "decoding": self.decoding,
-                "streams": [{"name": s.name, "spacing_s": s.spacing_s, "frames": s.frames}
-                            for s in self.streams],
+                "streams": [{"name": s.name, "spacing_s": s.spacing_s, "frames": s.frames,
+                             "size": list(s.size)} for s in self.streams],
                 "model": {"path": str(self.path.resolve()), "sha256": self.sha256,
-                          "arch": self.arch},
-                "hop_s": self.hop_s, "size": self.size,
+                          "arch": self.arch, "classes": list(self.classes)},
+                "summed_classes": {c: v for c, v in summed.items() if v != [c]},
+                "hop_s": self.hop_s, "size": list(self.input_shape[:2]), "scale": self.scale,
                 "preprocessing": "inference.crop.video_image_area + cropped_frames, "
-                                 "inference.pipeline.standardise"}
+                                 "inference.pipeline.standardise x scale"}
 
     def record(self, metrics: dict[str, Any] | None = None) -> ModelRecord:
-        """The model as the store's ``models`` table keeps it (with its sidecar's `metrics`)."""
-        return ModelRecord(self.model_id, self.path, self.sha256, self.arch,
-                           (self.size, self.size, 1), self.codes, metrics)
+        """The model as the store's ``models`` table keeps it (with its sidecar's `metrics`):
+        its output codes are its classes."""
+        return ModelRecord(self.model_id, self.path, self.sha256, self.arch, self.input_shape,
+                           self.codes, metrics)
 
 
 def load_labelling_model(path: str | Path | None = None) -> LoadedModel:
@@ -213,28 +239,32 @@ def model_spec(loaded: LoadedModel, *, hop_s: float | None = None) -> ModelSpec:
     hop_s : float, optional
         Seconds between window centres (default: the sidecar's ``decoding.hop_s``, else 1 s).
 
+    Any input size is taken (square or not); every stream's frames are resized to its own
+    height x width. Classes that share a taxonomy code (SonoNet's four heart views) become one
+    output code: their probabilities are summed (`ModelSpec.to_codes`).
+
     Raises
     ------
     LabellingError
-        The model's frames are not square, a class has no taxonomy code or shares one with
-        another class, or a stream is unknown.
+        The model takes colour frames, a class has no taxonomy code, or a stream is unknown.
     """
     from fetal_analytics import taxonomy
 
-    height, width, channels = loaded.input_shape
-    if height != width or channels != 1:
-        raise LabellingError(
-            f"{loaded.path}: takes frames of {height}x{width}x{channels}; labelling feeds square "
-            f"greyscale frames (SxSx1), as `fetal-analytics train` models take")
     codes = loaded.codes
-    if any(c is None for c in codes) or len(set(codes)) != len(codes):
+    if any(c is None for c in codes):
         raise LabellingError(
-            f"{loaded.path}: every class needs its own taxonomy code to become events; classes "
-            f"{list(loaded.classes)} have codes {list(codes)}")
+            f"{loaded.path}: every class needs a taxonomy code to become events (classes "
+            f"sharing a code are summed); classes {list(loaded.classes)} have codes "
+            f"{list(codes)}: set them in its sidecar's \"codes\"")
     for code in codes:
         taxonomy.validate_code(code)
     streams = []
-    for stream in loaded.streams:
+    for index, stream in enumerate(loaded.streams):
+        height, width, channels = loaded.stream_input_shape(index)
+        if channels != 1:
+            raise LabellingError(
+                f"{loaded.path}: stream {stream['name']} takes frames of "
+                f"{height}x{width}x{channels}; labelling feeds greyscale frames (1 channel)")
         name = stream["name"]
         if name != STREAM_2D and name not in STREAMS:
             raise LabellingError(f"{loaded.path}: unknown stream {name!r}; valid streams: "
@@ -244,7 +274,8 @@ def model_spec(loaded: LoadedModel, *, hop_s: float | None = None) -> ModelSpec:
             raise LabellingError(f"{loaded.path}: stream {name} has spacing {spacing} s, "
                                  f"expected {STREAMS[name]:.6f} s")
         streams.append(ModelStream(name, STREAMS.get(name),
-                                   1 if name == STREAM_2D else int(stream.get("frames") or 12)))
+                                   1 if name == STREAM_2D else int(stream.get("frames") or 12),
+                                   (int(height), int(width))))
     if len({s.frames for s in streams if s.name != STREAM_2D}) > 1:
         raise LabellingError(f"{loaded.path}: clip streams with different frame counts "
                              f"{[s.frames for s in streams]} are not supported")
@@ -261,7 +292,9 @@ def model_spec(loaded: LoadedModel, *, hop_s: float | None = None) -> ModelSpec:
     sha = str(loaded.sidecar.get("sha256", ""))
     return ModelSpec(path=loaded.path, sha256=sha, model_id=sha[:16],
                      arch=str(loaded.sidecar.get("arch", "unknown")), streams=tuple(streams),
-                     size=int(height), codes=tuple(str(c) for c in codes), hop_s=hop,
+                     input_shape=tuple(int(v) for v in loaded.input_shape),
+                     classes=loaded.classes, codes=loaded.output_codes,
+                     class_codes=loaded.code_matrix(), scale=loaded.input_scale, hop_s=hop,
                      decoding={**decoding, "hop_s": hop})
 
 
@@ -278,7 +311,8 @@ class WindowBatch:
     centres_s : ndarray
         (n,) window centres, seconds from the start of the video.
     inputs : list of ndarray
-        One per model stream, standardised float32: clips (n, frames, S, S, 1), 2d (n, S, S, 1).
+        One per model stream, standardised float32: clips (n, frames, H, W, 1), 2d (n, H, W, 1)
+        with the stream's (H, W).
     decoded_s : float
         Time of the newest frame decoded when the batch was complete (progress).
     """
@@ -369,18 +403,21 @@ class _WindowAssembler:
     """Cuts windows from a stream of frames as soon as their last frame has arrived."""
 
     def __init__(self, streams: Sequence[ModelStream], *, hop_s: float, batch_size: int,
-                 fps_hint: float, shrink: Callable[[np.ndarray], np.ndarray],
+                 fps_hint: float, scale: float,
+                 shrink: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
                  on_batch: Callable[[WindowBatch], None]) -> None:
         self.streams = tuple(streams)
         self.clips = tuple(s for s in self.streams if s.name != STREAM_2D)
         self.frames = self.clips[0].frames if self.clips else 1
         self.half = max((clip_span_s(s.name, s.frames) for s in self.clips), default=0.0) / 2
         self.hop_s, self.batch_size, self.on_batch = hop_s, batch_size, on_batch
+        self.scale = scale
         self.shrink = shrink
         fps = fps_hint if math.isfinite(fps_hint) and fps_hint > 0 else 60.0
         # Every frame from a window's first sampled time to the frame that completes it.
         self.capacity = math.ceil((2 * self.half + 1.0) * max(fps, 30.0) * 2) + 8
-        self.ring: _LazyRing | None = None
+        # One ring per frame size the streams take, all filled from the one decode.
+        self.rings: dict[tuple[int, int], _LazyRing] = {}
         self.next_k = 0
         self.n_frames = 0
         self.last_t = self.previous_t = math.nan
@@ -389,10 +426,13 @@ class _WindowAssembler:
 
     def push(self, frame: Frame) -> None:
         """Take a full-resolution frame (shrunk only if a window samples it)."""
-        if self.ring is None:
-            first = self.shrink(frame.image)
-            self.ring = _LazyRing(self.capacity, first.shape, first.dtype, self.shrink)
-        self.ring.push(frame)
+        if not self.rings:
+            for size in dict.fromkeys(s.size for s in self.streams):
+                first = self.shrink(frame.image, size)
+                self.rings[size] = _LazyRing(self.capacity, first.shape, first.dtype,
+                                             lambda image, size=size: self.shrink(image, size))
+        for ring in self.rings.values():
+            ring.push(frame)
         self.n_frames += 1
         self.previous_t, self.last_t = self.last_t, frame.t_s
         # Once a frame at or after a window's last sampled time has arrived, every frame
@@ -402,14 +442,14 @@ class _WindowAssembler:
             self.next_k += 1
         # No later window samples before the next one's first time: frames followed by one at
         # or before it can never be nearest to a sampled time again.
-        self.ring.release_before(self.next_k * self.hop_s - _RELEASE_MARGIN_S)
+        for ring in self.rings.values():
+            ring.release_before(self.next_k * self.hop_s - _RELEASE_MARGIN_S)
 
     def _take(self, centre: float) -> None:
-        ring = self.ring
         for pending, stream in zip(self.pending, self.streams, strict=True):
             times = (np.array([centre]) if stream.name == STREAM_2D
                      else window_times(centre, stream.name, stream.frames))
-            images, _ = ring.gather(times)
+            images, _ = self.rings[stream.size].gather(times)
             pending.append(images[0] if stream.name == STREAM_2D else images)
         self.centres.append(centre)
         if len(self.pending[0]) == self.batch_size:
@@ -419,8 +459,10 @@ class _WindowAssembler:
         if not self.pending[0]:
             return
         start = len(self.centres) - len(self.pending[0])
-        batch = WindowBatch(np.array(self.centres[start:]),
-                            [standardise(np.stack(p)) for p in self.pending], self.last_t)
+        inputs = [standardise(np.stack(p)) for p in self.pending]
+        if self.scale != 1.0:
+            inputs = [x * np.float32(self.scale) for x in inputs]
+        batch = WindowBatch(np.array(self.centres[start:]), inputs, self.last_t)
         self.pending = [[] for _ in self.streams]
         self.on_batch(batch)
 
@@ -441,7 +483,7 @@ class _WindowAssembler:
         return duration, centres
 
 
-def decode_windows(video: str | Path, streams: Sequence[ModelStream], *, size: int,
+def decode_windows(video: str | Path, streams: Sequence[ModelStream], *, scale: float = 1.0,
                    hop_s: float = DEFAULT_HOP_S, batch_size: int = DEFAULT_BATCH,
                    freezes: FreezeConfig | None = DEFAULT_FREEZES,
                    on_batch: Callable[[WindowBatch], None]) -> DecodedScan:
@@ -452,9 +494,10 @@ def decode_windows(video: str | Path, streams: Sequence[ModelStream], *, size: i
     video : str or Path
         A video FFmpeg reads, or a DICOM cine loop.
     streams : sequence of ModelStream
-        The model's streams, in input order (see `model_spec`).
-    size : int
-        Side S of the square frames, pixels.
+        The model's streams, in input order, each with its frame size (see `model_spec`).
+        Streams of different sizes are cut from the same decoded frames.
+    scale : float
+        Factor after the per-sample z-score (`ModelSpec.scale`).
     hop_s : float
         Seconds between window centres.
     batch_size : int
@@ -480,12 +523,12 @@ def decode_windows(video: str | Path, streams: Sequence[ModelStream], *, size: i
     info = probe(video)
     area = video_image_area(video)
 
-    def shrink(image: np.ndarray) -> np.ndarray:
+    def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         # Exactly the dataset's preprocessing, for the frames that windows sample.
         return cropped_frame(image, area, size)
 
     assembler = _WindowAssembler(streams, hop_s=hop_s, batch_size=batch_size, fps_hint=info.fps,
-                                 shrink=shrink, on_batch=on_batch)
+                                 scale=scale, shrink=shrink, on_batch=on_batch)
 
     def full_frames():
         # The assembler shrinks the frames that windows sample; the freeze detector gets every
@@ -518,9 +561,10 @@ class ScanLabels:
     times_s : ndarray
         (T,) window centres, seconds.
     probs : dict of str to ndarray
-        Per stream name, and ``'fused'``: (T, C) float32 softmax probabilities in `codes` order.
+        Per stream name, and ``'fused'``: (T, C) float32 probabilities of the C taxonomy codes
+        the model outputs, in `codes` order (classes sharing a code summed).
     codes : tuple of str
-        The classes' taxonomy codes.
+        The model's output codes (`ModelSpec.codes`).
     segments : tuple
         Events from temporal decoding: objects with ``start_s``, ``end_s``, ``label`` (a code)
         and ``confidence``.
@@ -606,7 +650,7 @@ def label_video(video: str | Path, model: LoadedModel, *, hop_s: float | None = 
 
     def produce() -> None:
         try:
-            decoded = decode_windows(video, spec.streams, size=spec.size, hop_s=spec.hop_s,
+            decoded = decode_windows(video, spec.streams, scale=spec.scale, hop_s=spec.hop_s,
                                      batch_size=batch_size, freezes=freezes,
                                      on_batch=lambda batch: put(("batch", batch)))
             put(("done", decoded))
@@ -633,7 +677,7 @@ def label_video(video: str | Path, model: LoadedModel, *, hop_s: float | None = 
                 break
             tick = time.perf_counter()
             for out, probs in zip(outputs, model.predict_streams(item.inputs), strict=True):
-                out.append(np.asarray(probs, dtype=np.float32))
+                out.append(spec.to_codes(probs))
             infer_s += time.perf_counter() - tick
             if on_decoded is not None:
                 on_decoded(item.decoded_s)

@@ -169,6 +169,61 @@ class ModelInfo:
         order (SonoNet's four heart views give one ``HeD``)."""
         return tuple(dict.fromkeys(c for c in self.codes if c is not None))
 
+    @property
+    def input_scale(self) -> float:
+        """The factor applied after the per-sample z-score: the sidecar's
+        ``preprocessing.scale``, 1 when absent (models trained here take ``(x - mean) / std``;
+        the published SonoNet takes ``255 * (x - mean) / std``)."""
+        return float((self.sidecar.get("preprocessing") or {}).get("scale", 1.0))
+
+    def stream_input_shape(self, index: int) -> tuple[int, int, int]:
+        """One frame's (height, width, channels) for input stream `index` (in `streams` order):
+        the stream's own ``input_shape`` where the sidecar gives one (a multi-stream model whose
+        members take different sizes), else the model's `input_shape`."""
+        shape = self.streams[index].get("input_shape")
+        return self.input_shape if shape is None else tuple(int(v) for v in shape)
+
+    def code_matrix(self) -> np.ndarray:
+        """The (classes, codes) 0/1 float32 matrix that sums the probabilities of the classes
+        sharing a taxonomy code: ``probs @ code_matrix()`` gives one column per
+        `output_codes` entry, in that order.
+
+        Raises
+        ------
+        ModelFileError
+            A class has no taxonomy code (its probability would be lost).
+        """
+        missing = [c for c, code in zip(self.classes, self.codes, strict=True) if code is None]
+        if missing:
+            raise ModelFileError(
+                f"{sidecar_path(self.path)}: classes {missing} have no taxonomy code; give every "
+                f"class one in the sidecar's \"codes\" (classes sharing a code are summed)")
+        outputs = self.output_codes
+        matrix = np.zeros((len(self.classes), len(outputs)), np.float32)
+        for k, code in enumerate(self.codes):
+            matrix[k, outputs.index(code)] = 1.0
+        return matrix
+
+    def code_probs(self, probs: np.ndarray) -> np.ndarray:
+        """Class probabilities summed per taxonomy code.
+
+        Parameters
+        ----------
+        probs : (..., classes) ndarray
+            Softmax outputs in `classes` order.
+
+        Returns
+        -------
+        (..., codes) float32 ndarray
+            In `output_codes` order; rows still sum to 1. A model whose classes are their own
+            codes gets its probabilities back unchanged.
+        """
+        probs = np.asarray(probs, dtype=np.float32)
+        if probs.shape[-1] != len(self.classes):
+            raise ValueError(f"{self.path}: probabilities of {probs.shape[-1]} classes, the model "
+                             f"has {len(self.classes)}")
+        return probs @ self.code_matrix()
+
 
 def read_model_info(model_path: str | Path) -> ModelInfo:
     """Read a model's sidecar, without loading the network (nor importing TensorFlow or Keras).

@@ -78,6 +78,8 @@ __all__ = [
     "ARCHITECTURES",
     "BN_EPSILON",
     "DEFAULT_INPUT_SHAPE",
+    "FIRST_CONV",
+    "SONONET_HEAD",
     "SONONET_LAYERS",
     "TEMPORAL",
     "ClipPadding",
@@ -87,6 +89,7 @@ __all__ = [
     "feat1d_lstm_rnn",
     "feat2d_2dtcnn",
     "feat2d_clstm_rnn",
+    "fold_input_scale",
     "inflate_from_2d",
     "sono_2dtcnn",
     "sononet",
@@ -117,6 +120,11 @@ SONONET_LAYERS: tuple[tuple[str, str], ...] = (
     ("adapt_conv1", "adapt_bn1"),
     ("adapt_conv2", "adapt_bn2"),
 )
+#: SonoNet's class head: the last adaptation layer (1x1 convolution to the classes + BN). A model
+#: started from a SonoNet with other classes gets a new one.
+SONONET_HEAD: tuple[str, ...] = SONONET_LAYERS[-1]
+#: The first convolution of every SonoNet-family model (`fold_input_scale`).
+FIRST_CONV = SONONET_LAYERS[0][0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,7 +557,7 @@ def _weighted_layers(model: keras.Model) -> dict[str, Any]:
 
 
 def transfer_weights(target: keras.Model, source: keras.Model, *,
-                     names: Iterable[str] | None = None) -> list[str]:
+                     names: Iterable[str] | None = None, skip: Iterable[str] = ()) -> list[str]:
     """Copy weights between layers of the same name and shapes (nested models included).
 
     Parameters
@@ -558,6 +566,8 @@ def transfer_weights(target: keras.Model, source: keras.Model, *,
         E.g. a feature-based temporal model and a trained SonoNet of the same width.
     names : iterable of str, optional
         Only these layers; by default every layer name that both models have.
+    skip : iterable of str
+        Layers left as built, e.g. `SONONET_HEAD` when the classes differ.
 
     Returns
     -------
@@ -571,6 +581,7 @@ def transfer_weights(target: keras.Model, source: keras.Model, *,
     """
     dst, src = _weighted_layers(target), _weighted_layers(source)
     wanted = [n for n in dst if n in src] if names is None else list(names)
+    wanted = [n for n in wanted if n not in set(skip)]
     for n in wanted:
         if n not in dst or n not in src:
             raise ValueError(f"layer {n!r} is not in both models")
@@ -583,7 +594,8 @@ def transfer_weights(target: keras.Model, source: keras.Model, *,
     return wanted
 
 
-def inflate_from_2d(model3d: keras.Model, model2d: keras.Model) -> list[str]:
+def inflate_from_2d(model3d: keras.Model, model2d: keras.Model, *,
+                    skip: Iterable[str] = ()) -> list[str]:
     """Initialise a 2D+t model from a 2D one, I3D-style (Carreira & Zisserman 2017).
 
     A 3D kernel (t, kh, kw, in, out) becomes the 2D kernel (kh, kw, in, out) repeated t times
@@ -596,6 +608,8 @@ def inflate_from_2d(model3d: keras.Model, model2d: keras.Model) -> list[str]:
         E.g. `sono_2dtcnn`; changed in place.
     model2d : keras.Model
         E.g. a trained `sononet` of the same width and classes.
+    skip : iterable of str
+        Layers of `model3d` left as built, e.g. `SONONET_HEAD` when the classes differ.
 
     Returns
     -------
@@ -607,7 +621,9 @@ def inflate_from_2d(model3d: keras.Model, model2d: keras.Model) -> list[str]:
     ValueError
         If a weighted layer of `model3d` has no counterpart in `model2d`, or shapes disagree.
     """
-    dst, src = _weighted_layers(model3d), _weighted_layers(model2d)
+    skip = set(skip)
+    src = _weighted_layers(model2d)
+    dst = {n: layer for n, layer in _weighted_layers(model3d).items() if n not in skip}
     missing = [n for n in dst if n not in src]
     if missing:
         raise ValueError(f"`model2d` has no layers named {missing}; build both models with the "
@@ -624,6 +640,29 @@ def inflate_from_2d(model3d: keras.Model, model2d: keras.Model) -> list[str]:
                              f"to {shapes}")
         layer.set_weights(weights)
     return list(dst)
+
+
+def fold_input_scale(model: keras.Model, scale: float) -> None:
+    """Make `model` take inputs `scale` times smaller: its first convolution's kernel times
+    `scale` (exact: SonoNet's convolutions have no bias and everything after is unchanged).
+
+    A model started from the published SonoNet (which takes ``255 * z-score``) thus takes the
+    plain z-scored frames and clips of this project's datasets, with the donor's batch-norm
+    statistics still valid.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A SonoNet-family model (first convolution `FIRST_CONV`); changed in place.
+    scale : float
+        The donor's input scale (`inference.model_file.ModelInfo.input_scale`).
+    """
+    conv = _weighted_layers(model).get(FIRST_CONV)
+    if conv is None:
+        raise ValueError(f"model {model.name!r} has no layer {FIRST_CONV!r}")
+    if conv.use_bias:
+        raise ValueError(f"{FIRST_CONV} of {model.name!r} has a bias: the scale cannot be folded")
+    conv.kernel.assign(np.asarray(conv.kernel) * np.float32(scale))
 
 
 # ---------------------------------------------------------------------------------------------

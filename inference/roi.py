@@ -431,11 +431,13 @@ def preprocess(
     frame: np.ndarray,
     area: ImageArea,
     size: tuple[int, int] = SONONET_INPUT_SIZE,
+    *,
+    scale: float = 255.0,
 ) -> np.ndarray:
     """SonoNet's published preprocessing of one screen frame.
 
     Greyscale as the mean of the colour channels, crop to `area`, resize to `size`, then the
-    per-image z-score multiplied by 255: ``255 * (x - mean) / std``.
+    per-image z-score multiplied by `scale`: ``255 * (x - mean) / std`` for SonoNet.
 
     Parameters
     ----------
@@ -445,11 +447,14 @@ def preprocess(
         The image area, e.g. from `detect_image_area`.
     size : (height, width)
         Network input size, (224, 288) for SonoNet.
+    scale : float
+        Factor after the z-score: 255 for the published SonoNet, 1 for the models trained here
+        (a model's ``preprocessing.scale``, `inference.model_file.ModelInfo.input_scale`).
 
     Returns
     -------
     (height, width, 1) float32 ndarray
-        Mean 0 and standard deviation 255; all zeros when the crop is uniform.
+        Mean 0 and standard deviation `scale`; all zeros when the crop is uniform.
     """
     frame = np.asarray(frame)
     if frame.ndim == 3 and frame.shape[2] in (3, 4):
@@ -463,7 +468,7 @@ def preprocess(
     if std == 0.0:
         log.warning("preprocess: the crop is uniform; returning zeros")
         return np.zeros((*x.shape, 1), np.float32)
-    return (255.0 * (x - x.mean()) / std).astype(np.float32)[..., np.newaxis]
+    return (scale * (x - x.mean()) / std).astype(np.float32)[..., np.newaxis]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ PREPROCESSING_SONONET: dict[str, Any] = {
     "grey": "mean of the RGB channels",
     "resize": "to height x width of input_shape (area interpolation when shrinking)",
     "normalisation": "per image: 255 * (x - mean) / std",
+    "scale": 255.0,
     "function": "inference.roi.preprocess",
 }
 
@@ -147,7 +148,9 @@ def classify_images(model_path: str | Path | LoadedModel,
     Per image: RGB decode (`inference.decode.load_still`), the automatic image area
     (`inference.roi.detect_image_area`, no fixed crop), then `inference.roi.preprocess`:
     greyscale as the mean of RGB, crop, resize to the model's height x width, per-image z-score
-    x 255.
+    times the model's ``preprocessing.scale`` (255 for SonoNet). The probabilities of classes
+    sharing a taxonomy code are summed, as labelling does
+    (`inference.model_file.ModelInfo.code_probs`): the answer is the most probable code.
 
     Parameters
     ----------
@@ -160,13 +163,15 @@ def classify_images(model_path: str | Path | LoadedModel,
     -------
     list of dict
         One per image, in order: ``image`` (the path as given, str), ``class`` (the model's
-        class with the highest probability), ``code`` (its taxonomy code, None if it has none),
-        ``probability`` (float in [0, 1]).
+        most probable class of the winning code), ``code`` (the taxonomy code with the highest
+        summed probability), ``probability`` (that sum, in [0, 1]) and ``class_probability``
+        (the class's own).
 
     Raises
     ------
     ModelFileError
-        From `load_model`, or the model takes clips rather than frames.
+        From `load_model`; the model takes clips rather than frames, or a class has no
+        taxonomy code.
     inference.decode.DecodeError
         An image is missing or unreadable.
     UserError
@@ -190,14 +195,17 @@ def classify_images(model_path: str | Path | LoadedModel,
         except ValueError as exc:
             raise UserError(f"{image}: {exc}") from exc
         log.debug("%s: image area %s", image, area)
-        batch.append(preprocess(frame, area, (height, width)))
+        batch.append(preprocess(frame, area, (height, width), scale=loaded.input_scale))
     if not batch:
         return []
     probs = np.concatenate([np.asarray(loaded.model.predict_on_batch(np.stack(batch[i:i + 32])))
                             for i in range(0, len(batch), 32)])
+    code_probs = loaded.code_probs(probs)
     results = []
-    for image, p in zip(images, probs, strict=True):
-        k = int(np.argmax(p))
-        results.append({"image": str(image), "class": loaded.classes[k], "code": loaded.codes[k],
-                        "probability": float(p[k])})
+    for image, p, summed in zip(images, probs, code_probs, strict=True):
+        j = int(np.argmax(summed))
+        code = loaded.output_codes[j]
+        k = max((i for i, c in enumerate(loaded.codes) if c == code), key=lambda i: p[i])
+        results.append({"image": str(image), "class": loaded.classes[k], "code": code,
+                        "probability": float(summed[j]), "class_probability": float(p[k])})
     return results

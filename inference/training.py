@@ -157,12 +157,19 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
         Keras ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch.
     dropout : float
         Dropout rate of the builder, in [0, 1).
-    init_from : path, optional
-        A trained 2D SonoNet (``model.keras`` with its sidecar) of the same width and classes to
-        start from in a fresh run (a resumed run keeps its own weights): ``sono_2dtcnn`` is
-        inflated from it (`inference.models.inflate_from_2d`); any other architecture gets the
-        weights of the layers of the same name (`inference.models.transfer_weights`: the
-        per-frame trunk of the temporal models, frozen in the feature-based ones).
+    init_from : path or str, optional
+        A 2D SonoNet to start from in a fresh run (a resumed run keeps its own weights): a
+        ``model.keras`` with its sidecar, or a built-in name (``sononet16``: the published
+        SonoNet-16, trained on real scans, the paper's pre-trained route; an existing file
+        wins). ``sono_2dtcnn`` is inflated from it (`inference.models.inflate_from_2d`); any
+        other architecture gets the weights of the layers of the same name
+        (`inference.models.transfer_weights`: the per-frame trunk of the temporal models, frozen
+        in the feature-based ones). The model is built with the donor's width (unless `width`
+        is given); where the donor's classes differ from the dataset's, its class head
+        (`inference.models.SONONET_HEAD`) is left new. A donor that takes scaled inputs (the
+        published SonoNet: 255 x z-score) has the scale folded into the first convolution
+        (`inference.models.fold_input_scale`), so the model takes the dataset's z-scored
+        frames.
     learning_rate : float
         SGD learning rate (the paper's 0.01). Fine-tuning a network started from `init_from`
         end to end needs a smaller one (e.g. 0.001): at 0.01 the first epochs undo the 2D
@@ -203,6 +210,12 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
     size = int(metadata["spec"]["size"])
     frames = int(metadata.get("frames_per_clip", 12))
     classes = list(metadata["classes"])
+    if init_from is not None and "width" not in build_overrides:
+        from inference.model_file import read_model_info
+
+        donor_width = read_model_info(init_from).sidecar.get("width")
+        if donor_width is not None:
+            build_overrides = {**build_overrides, "width": int(donor_width)}
     history = _read_metrics(metrics_csv) if resume else []
     resumed_from = len(history) if history and last.is_file() else 0
     if resumed_from:
@@ -216,7 +229,7 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
                                                "classes": len(classes), "dropout": dropout,
                                                **build_overrides})
         if init_from is not None:
-            _initialise(model, arch, Path(init_from))
+            _initialise(model, arch, init_from, classes)
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=learning_rate,
                                                      momentum=MOMENTUM, nesterov=True),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -283,21 +296,32 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
                        best_val_accuracy=float(best_row.get("val_accuracy", math.nan)))
 
 
-def _initialise(model: Any, arch: str, source: Path) -> None:
-    """Start `model` from the 2D model at `source` (inflated or transferred by layer name)."""
+def _initialise(model: Any, arch: str, source: str | Path, classes: list[str]) -> None:
+    """Start `model` from the 2D model `source` (inflated or transferred by layer name), with a
+    new class head where the donor's classes differ from `classes`."""
     from inference.model_file import load_model
-    from inference.models import inflate_from_2d, transfer_weights
+    from inference.models import (
+        FIRST_CONV,
+        SONONET_HEAD,
+        fold_input_scale,
+        inflate_from_2d,
+        transfer_weights,
+    )
 
-    donor = load_model(source).model  # checks the sidecar's sha256
+    donor = load_model(source)  # a built-in name or a path; checks the sidecar's sha256
+    head = () if list(donor.classes) == classes else SONONET_HEAD
     try:
-        names = (inflate_from_2d(model, donor) if arch == "sono_2dtcnn"
-                 else transfer_weights(model, donor))
+        names = (inflate_from_2d(model, donor.model, skip=head) if arch == "sono_2dtcnn"
+                 else transfer_weights(model, donor.model, skip=head))
+        if donor.input_scale != 1.0 and FIRST_CONV in names:
+            fold_input_scale(model, donor.input_scale)
     except ValueError as exc:
-        raise TrainingError(f"cannot initialise {arch!r} from {source}: {exc}; train the 2D "
-                            "model with the same width and classes") from exc
+        raise TrainingError(f"cannot initialise {arch!r} from {source}: {exc}; start from a "
+                            "2D SonoNet of the same width (e.g. --width)") from exc
     if not names:
         raise TrainingError(f"cannot initialise {arch!r} from {source}: no layer in common")
-    log.info("initialised %d layers of %s from %s", len(names), arch, source)
+    log.info("initialised %d layers of %s from %s%s", len(names), arch, source,
+             f" (new class head for {len(classes)} classes)" if head else "")
 
 
 def _preset_width(preset: str) -> int:

@@ -45,6 +45,7 @@ pytestmark = pytest.mark.filterwarnings(  # raised inside Keras predict by Tenso
     "ignore:__array__ implementation:DeprecationWarning")
 
 SIZE = 32
+SQUARE = (SIZE, SIZE)
 CODES = list(taxonomy.default_model_codes())
 # The rows a clean run writes, compared after kills, resumes and forced re-runs.
 TABLES = {
@@ -119,9 +120,9 @@ def _assert_same_contents(db, reference) -> None:
 
 def test_windows_are_the_clips_the_dataset_would_cut(short_scans):
     video = short_scans / "videos" / "SIM0001.mp4"
-    streams = (ModelStream("fr4", 2 / 15, 12), ModelStream("2d", None, 1))
+    streams = (ModelStream("fr4", 2 / 15, 12, SQUARE), ModelStream("2d", None, 1, SQUARE))
     batches = []
-    decoded = decode_windows(video, streams, size=SIZE, hop_s=1.0, batch_size=8, freezes=None,
+    decoded = decode_windows(video, streams, hop_s=1.0, batch_size=8, freezes=None,
                              on_batch=batches.append)
     centres = np.concatenate([b.centres_s for b in batches])
     assert decoded.n_frames == 900 and decoded.duration_s == pytest.approx(30.0)
@@ -147,7 +148,7 @@ def test_windows_are_the_clips_the_dataset_would_cut(short_scans):
 def test_a_2d_model_takes_the_frame_nearest_each_centre_from_the_start(short_scans):
     video = short_scans / "videos" / "SIM0002.mp4"
     batches = []
-    decoded = decode_windows(video, (ModelStream("2d", None, 1),), size=SIZE, hop_s=2.5,
+    decoded = decode_windows(video, (ModelStream("2d", None, 1, SQUARE),), hop_s=2.5,
                              batch_size=64, freezes=None, on_batch=batches.append)
     np.testing.assert_allclose(decoded.centres_s, np.arange(0.0, 30.0, 2.5))
     assert [b.inputs[0].shape for b in batches] == [(12, SIZE, SIZE, 1)]
@@ -172,12 +173,13 @@ def test_only_the_frames_windows_sample_are_cropped_and_resized(short_scans, mon
     area = video_image_area(video)
     every = list(cropped_frames(iter_frames(video), area, SIZE))
     times = np.array([f.t_s for f in every])
-    for streams, hop_s, most in [((ModelStream("fr4", 2 / 15, 12),), 1.0, 0.45),
-                                 ((ModelStream("fr2", 1 / 15, 12), ModelStream("fr8", 4 / 15, 12),
-                                   ModelStream("2d", None, 1)), 0.3, 1.0)]:
+    for streams, hop_s, most in [((ModelStream("fr4", 2 / 15, 12, SQUARE),), 1.0, 0.45),
+                                 ((ModelStream("fr2", 1 / 15, 12, SQUARE),
+                                   ModelStream("fr8", 4 / 15, 12, SQUARE),
+                                   ModelStream("2d", None, 1, SQUARE)), 0.3, 1.0)]:
         shrunk.clear()
         batches = []
-        decoded = decode_windows(video, streams, size=SIZE, hop_s=hop_s, batch_size=16,
+        decoded = decode_windows(video, streams, hop_s=hop_s, batch_size=16,
                                  freezes=None, on_batch=batches.append)
         assert len(shrunk) <= most * decoded.n_frames
         for k, stream in enumerate(streams):

@@ -98,8 +98,11 @@ def test_classify_gets_all_seven_real_frames_right(imported):
     assert [Path(r["image"]).stem for r in rows] == [p.stem for p in IMAGES]
     got = {Path(r["image"]).stem: (r["class"], r["code"]) for r in rows}
     assert got == TRUTH
-    assert all(set(r) == {"image", "class", "code", "probability"} for r in rows)
+    assert all(set(r) == {"image", "class", "code", "probability", "class_probability"}
+               for r in rows)
     assert min(r["probability"] for r in rows) > 0.5
+    # The code's probability sums its classes' (RVOT's HeD takes in 3VV, 4CH and LVOT too).
+    assert all(r["probability"] >= r["class_probability"] for r in rows)
 
 
 @needs_sononet
