@@ -1142,8 +1142,9 @@ def classify(model: Path, images: tuple[Path, ...], fmt: str) -> None:
 def combine_models(models: tuple[Path, ...], out: Path) -> None:
     """Join models trained on different streams into one multi-stream model for labelling.
 
-    The models must share classes and frame size (e.g. Sono-2DtCNN trained on fr2, fr4 and
-    fr8); the result predicts every stream in one call and `label` fuses them.
+    The models must share classes (e.g. Sono-2DtCNN trained on fr2, fr4 and fr8); their frame
+    sizes may differ. The result predicts every stream in one call, and `label` cuts each
+    stream's frames at its own size from one decode and fuses them.
 
     \b
     Example:
@@ -1197,7 +1198,7 @@ def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs
       fetal-analytics train --dataset ds --arch sono_2dtcnn --stream fr4 \\
         --init-from runs/s2d/model.keras --out runs/fr4
       fetal-analytics train --dataset ds --arch sono_2dtcnn --stream fr4 \\
-        --init-from sononet16 --learning-rate 0.001 --out runs/fr4-real
+        --init-from sononet16 --learning-rate 1e-3 --out runs/fr4-real
     """
     from inference.training import train
 
@@ -1224,11 +1225,18 @@ def train_command(dataset_dir: Path, arch: str, stream: str, preset: str, epochs
               default=None, help="Also draw the confusion matrix into this PNG file.")
 def evaluate_command(model: Path, dataset_dir: Path, split: str, stream: str | None, fmt: str,
                      confusion_png: Path | None) -> None:
-    """Evaluate a trained model: macro precision, recall, F1, top-1/top-3 accuracy, per class.
+    """Evaluate a model on a dataset: macro precision, recall, F1, top-1/top-3 accuracy, per
+    class.
+
+    MODEL is a .keras file or a built-in name (demo, sononet16; an existing file wins). The
+    probabilities of the model's classes that share a taxonomy code are summed, as `label`
+    does, and scored against the dataset's classes; frames of another size are resized to the
+    model's input.
 
     \b
     Example:
       fetal-analytics evaluate runs/s2d/model.keras --dataset ds --confusion s2d.png
+      fetal-analytics evaluate sononet16 --dataset ds --stream 2d
     """
     from inference.evaluation import evaluate, save_confusion_png
 
@@ -1389,8 +1397,9 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
                    "has a video.")
 @db_option(creates=True)
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Model file (.keras, with its .json sidecar) [default: the demo model "
-                   "data/demo_model.keras].")
+              help="Model file (.keras, with its .json sidecar) or a built-in name: demo (for "
+                   "the simulator's screens), sononet16 (for real scans); an existing file "
+                   "wins [default: demo].")
 @click.option("--run-name",
               help="Run to write [default: label-<model file stem>-<sha256 prefix>]; an existing "
                    "run of this name is continued.")
@@ -1411,9 +1420,11 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
                   fmt: str) -> None:
     """Label full-length scan videos with a model: events, window probabilities, freezes.
 
-    Each video is decoded once; every frame is cropped to the image area and resized as the
-    model's training clips were; windows every hop (1 s) feed all the model's streams, whose
-    probabilities are fused and decoded into events. Each scan's results are written in one
+    Each video is decoded once; every frame is cropped to the image area and resized to each
+    stream's input (square or not, as the model's sidecar says); windows every hop (1 s) feed
+    all the model's streams. The probabilities of classes sharing a taxonomy code are summed
+    (SonoNet-16's four heart views give HeD), then the streams are fused and decoded into
+    events. Each scan's results are written in one
     transaction as one run, so an interrupted run keeps its finished scans and running it
     again labels only the rest (Ctrl-C stops it so: it prints the scans kept and the command
     that resumes, exit status 130). A video that cannot be labelled is reported and the others

@@ -9,14 +9,22 @@ weights and the model file's sha256:
 ``classes``
     The output classes, in output order.
 ``codes``
-    The taxonomy code of each class (null where a class has none, e.g. for imported models).
+    The taxonomy code of each class (null where a class has none). Classes may share a code
+    (SonoNet's four heart views: HeD): their probabilities are summed (`ModelInfo.code_probs`),
+    so the model's output codes (`ModelInfo.output_codes`) are its classes for labelling,
+    classification and evaluation.
 ``input_shape``
     One frame's (height, width, channels).
 ``frames``
     Frames per clip of a temporal model; null for 2D models.
 ``stream`` or ``streams``
-    The input stream(s): ``name`` (see `inference.streams`), ``spacing_s``, ``frames``.
-``preprocessing``, ``decoding``, ``params``, ``metrics``, ...
+    The input stream(s): ``name`` (see `inference.streams`), ``spacing_s``, ``frames``, and
+    for a multi-stream model each member's ``input_shape`` (streams may differ in size).
+``preprocessing``
+    Written by the command that made the model; ``preprocessing.scale`` is the factor after the
+    per-sample z-score that every command applies (`ModelInfo.input_scale`; 255 for the
+    published SonoNet, absent and 1 for models trained here).
+``decoding``, ``params``, ``metrics``, ...
     Written by the command that made the model (training, import, combination).
 ``keras_version``, ``sha256``
     Of the ``.keras`` file when it was written; `load_model` refuses a file whose hash differs.
@@ -316,13 +324,15 @@ class LoadedModel(ModelInfo):
         Parameters
         ----------
         inputs : sequence of ndarray
-            One per stream, in `streams` order, standardised float32: clips
-            ``(n, frames, S, S, 1)``, 2D frames ``(n, S, S, 1)``.
+            One per stream, in `streams` order, standardised float32 (times `input_scale`):
+            clips ``(n, frames, H, W, 1)``, 2D frames ``(n, H, W, 1)``, with the stream's
+            (H, W) (`stream_input_shape`).
 
         Returns
         -------
         list of ndarray
-            One ``(n, classes)`` array per stream.
+            One ``(n, classes)`` array per stream, in `classes` order (`code_probs` sums them
+            per code).
         """
         if len(inputs) != len(self.streams):
             raise ValueError(f"{self.path}: {len(self.streams)} input streams, got "

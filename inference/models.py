@@ -681,10 +681,13 @@ def combine_streams(members: Sequence[str | Path | LoadedModel], out_path: str |
     ----------
     members : sequence of paths or LoadedModel
         Models trained by `inference.training.train` on different streams (``fr2``, ``fr4``,
-        ``fr8``, ``2d``), with the same classes and frame size.
+        ``fr8``, ``2d``), with the same classes, codes and input scale; their frame sizes may
+        differ (square or not): labelling cuts each stream's frames at its own size from one
+        decode.
     out_path : path ending in ``.keras``
-        The sidecar lists the ``streams`` and the members (architecture, stream, sha256,
-        metrics); its ``decoding`` and ``preprocessing`` are the first member's.
+        The sidecar lists the ``streams`` (each with its member's ``input_shape``) and the
+        members (architecture, stream, sha256, metrics); its ``input_shape``, ``decoding`` and
+        ``preprocessing`` are the first member's.
 
     Returns
     -------
@@ -699,8 +702,11 @@ def combine_streams(members: Sequence[str | Path | LoadedModel], out_path: str |
     for m in loaded:
         if len(m.streams) != 1:
             raise ModelFileError(f"{m.path}: already a multi-stream model")
-        if m.classes != first.classes or m.input_shape != first.input_shape:
-            raise ModelFileError(f"{m.path}: classes or input shape differ from {first.path}")
+        if m.classes != first.classes or m.codes != first.codes:
+            raise ModelFileError(f"{m.path}: classes or codes differ from {first.path}")
+        if m.input_scale != first.input_scale:
+            raise ModelFileError(f"{m.path}: input scale {m.input_scale} differs from "
+                                 f"{first.input_scale} of {first.path}")
     if len(set(names)) != len(names):
         raise ModelFileError(f"two members share a stream: {names}")
     inputs, outputs = [], []
@@ -716,7 +722,7 @@ def combine_streams(members: Sequence[str | Path | LoadedModel], out_path: str |
     sidecar.update(
         arch="multi_stream", name=f"{name}: " + " + ".join(
             f"{m.sidecar.get('arch', '?')} ({s})" for s, m in zip(names, loaded, strict=True)),
-        streams=[m.streams[0] for m in loaded],
+        streams=[{**m.streams[0], "input_shape": list(m.input_shape)} for m in loaded],
         frames=next((m.frames for m in loaded if m.frames), None),
         fusion="mean of the streams' softmax probabilities (inference.evaluation.fuse)",
         members=[{"stream": s, "arch": m.sidecar.get("arch"), "path": str(m.path),

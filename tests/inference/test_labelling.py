@@ -36,7 +36,7 @@ from inference.clips import ClipRequest, sample_clips, window_centres, window_ti
 from inference.crop import cropped_frame, cropped_frames, video_image_area
 from inference.decode import iter_frames
 from inference.labelling import ModelStream, decode_windows
-from inference.model_file import save_model
+from inference.model_file import load_model, save_model
 from inference.models import build, combine_streams
 from inference.pipeline import standardise
 from inference.training import DECODING_DEFAULTS, PREPROCESSING_DATASET
@@ -191,6 +191,48 @@ def test_only_the_frames_windows_sample_are_cropped_and_resized(short_scans, mon
                 images = np.stack([every[j].image for j in nearest])
                 want = standardise(images[None] if stream.name != "2d" else images)[0]
                 np.testing.assert_array_equal(got[i], want)
+
+
+def test_streams_of_other_sizes_and_classes_sharing_codes_label_from_one_decode(
+        short_scans, tmp_path, monkeypatch):
+    # A clip stream at 24 x 40 and a 2D stream at 32 x 48 (neither square), 3 classes of which
+    # two share HeD: one decode serves both streams, and every stored probability is per code.
+    classes, codes = ["heart-a", "heart-b", "other"], ["HeD", "HeD", "Bk"]
+    members = []
+    for stream, arch, shape in (("fr4", "sono_2dtcnn", (24, 40, 1)),
+                                ("2d", "sononet", (32, 48, 1))):
+        clip = stream != "2d"
+        model = build(arch, input_shape=shape, frames=12, classes=3, width=2)
+        members.append(save_model(model, tmp_path / f"{stream}.keras", {
+            "arch": arch, "input_shape": list(shape), "frames": 12 if clip else None,
+            "classes": classes, "codes": codes, "decoding": dict(DECODING_DEFAULTS),
+            "stream": {"name": stream, "spacing_s": 2 / 15 if clip else None,
+                       "frames": 12 if clip else 1}}))
+    loaded = load_model(combine_streams(members, tmp_path / "two.keras"))
+    spec = labelling.model_spec(loaded)
+    assert [s.size for s in spec.streams] == [(24, 40), (32, 48)]
+    assert spec.codes == ("HeD", "Bk") and spec.classes == tuple(classes)
+    decodes = []
+
+    def counting(video, *args, **kwargs):
+        decodes.append(video)
+        return iter_frames(video, *args, **kwargs)
+
+    monkeypatch.setattr(labelling, "iter_frames", counting)
+    video = short_scans / "videos" / "SIM0001.mp4"
+    batches = []
+    decode_windows(video, spec.streams, hop_s=1.0, batch_size=64, freezes=None,
+                   on_batch=batches.append)
+    assert batches[0].inputs[0].shape[1:] == (12, 24, 40, 1)
+    assert batches[0].inputs[1].shape[1:] == (32, 48, 1)
+    labels = labelling.label_video(video, loaded, freezes=None)
+    assert len(decodes) == 2  # one decode each for decode_windows and label_video
+    assert labels.codes == ("HeD", "Bk") and set(labels.probs) == {"fr4", "2d", "fused"}
+    raw = loaded.predict_streams(batches[0].inputs)
+    for stream, out in zip(("fr4", "2d"), raw, strict=True):
+        summed = np.stack([out[:, 0] + out[:, 1], out[:, 2]], axis=1)
+        np.testing.assert_allclose(labels.probs[stream], summed, atol=1e-5)
+    np.testing.assert_allclose(labels.probs["fused"].sum(axis=1), 1.0, atol=1e-5)
 
 
 # --- the store ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Fine-tuning from the published SonoNet-16 (`train --init-from sononet16`, issue 20 item 3).
+"""Fine-tuning from the published SonoNet-16 (`train --init-from sononet16`, issue 20 item 3),
+and `evaluate sononet16` with its classes summed per taxonomy code.
 
 The shipped SonoNet-16 (14 classes, 224 x 288, inputs 255 x z-score) starts a 2D SonoNet and an
 inflated Sono-2DtCNN on a tiny simulated dataset (11 classes, 32 px, z-scored): a new class
@@ -91,3 +92,20 @@ def test_train_init_from_sononet16_inflates_a_sono_2dtcnn(dataset, donor, tmp_pa
     np.testing.assert_allclose(_kernel(model.model, "block2_conv1")[0],
                                _kernel(donor.model, "block2_conv1"), atol=1e-5)
     assert _kernel(model.model, "adapt_conv2").shape[-1] == len(model.classes)
+
+
+def test_evaluate_scores_sononet16_per_taxonomy_code(dataset):
+    # SonoNet's 14 classes summed into its 9 codes and placed among the dataset's 11; its
+    # 224 x 288 input is fed the dataset's 32 x 32 frames resized.
+    result = CliRunner().invoke(main, ["evaluate", "sononet16", "--dataset", str(dataset),
+                                       "--format", "json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    classes = json.loads((dataset / "dataset.json").read_text())["classes"]
+    assert record["stream"] == "2d" and record["confusion"]["classes"] == classes
+    from inference.evaluation import evaluate
+
+    evaluation = evaluate("sononet16", dataset, split="test")
+    np.testing.assert_allclose(evaluation.probabilities.sum(axis=1), 1.0, atol=1e-4)
+    for code in ("3Dm", "MaD"):  # no SonoNet class maps to them
+        assert not evaluation.probabilities[:, classes.index(code)].any()

@@ -55,7 +55,7 @@ def test_a_combined_model_predicts_what_its_members_predict(tmp_path):
 def test_members_must_agree_on_classes_and_streams(tmp_path):
     fr4 = _member(tmp_path, "fr4")
     other = _member(tmp_path / "other", "fr8", classes=["Bk", "HeD", "Ab", "Ki", "Sp"])
-    with pytest.raises(ModelFileError, match="classes or input shape differ"):
+    with pytest.raises(ModelFileError, match="classes or codes differ"):
         combine_streams([fr4, other], tmp_path / "bad.keras")
     with pytest.raises(ModelFileError, match="share a stream"):
         combine_streams([fr4, fr4], tmp_path / "bad.keras")
