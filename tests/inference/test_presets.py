@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +64,14 @@ def test_an_unknown_name_lists_the_shipped_ones():
     expected = "(shipped: voluson, compact); did you mean 'voluson'?"
     with pytest.raises(ValueError, match=re.escape(expected)):
         load_indicator_preset("volusn")
+
+
+def test_the_readmes_example_preset_loads(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme[readme.index("**A preset for your scanner**"):]
+    text = example[example.index("```json\n") + 8: example.index("\n```", example.index("```json"))]
+    data = json.loads(text)
+    (tmp_path / data["indicator"]["template"]).write_bytes(b"")
+    (tmp_path / "acme_u9.json").write_text(text)
+    preset = load_indicator_preset(tmp_path / "acme_u9.json")
+    assert preset.default_confirm == "ocr" and preset.template_width == 1280
