@@ -78,6 +78,9 @@ _FLAT_TOLERANCE = 2
 _MIN_PANEL_AREA = 2e-4
 _PANEL_CONTRAST = 8
 _PANEL_FILL = 0.5
+# Side of the median filter that wipes text and its compression ringing off panels, as a
+# fraction of the screen's smaller side (7 pixels on a 975 x 735 screen).
+_TEXT_MEDIAN = 0.01
 # Components of the non-black pixels smaller than this fraction of the screen are marks (text,
 # ticks) or stray speckle, not the image.
 _MIN_BLOB_AREA = 0.002
@@ -552,7 +555,19 @@ def _flat_mask(grey: np.ndarray) -> np.ndarray:
 
 
 def _panels(grey: np.ndarray, black: int) -> np.ndarray:
-    """The boxes of flat non-black panels and bars, with the text printed on them."""
+    """The boxes of flat non-black panels and bars, with the text printed on them.
+
+    Compression ringing around the text on a panel (JPEG, H.264) can leave less than half of it
+    flat; a median filter of `_TEXT_MEDIAN` of the screen wipes out the text and most of the
+    ringing, so panels are also looked for on the median-filtered screen (on the lossless
+    Voluson captures this finds the same panels).
+    """
+    smooth = cv2.medianBlur(grey, _scale(grey.shape, _TEXT_MEDIAN))
+    return _flat_panels(grey, black) | _flat_panels(smooth, black)
+
+
+def _flat_panels(grey: np.ndarray, black: int) -> np.ndarray:
+    """The boxes of the flat components of `grey` that fill most of their box."""
     flat = _flat_mask(grey) & (grey > black + _PANEL_CONTRAST)
     min_panel = max(20, round(_MIN_PANEL_AREA * grey.size))
     _, _, stats, _ = cv2.connectedComponentsWithStats(flat.astype(np.uint8), connectivity=8)
