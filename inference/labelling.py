@@ -192,8 +192,9 @@ class ModelSpec:
 
     def params(self) -> dict[str, Any]:
         """The run's ``params_json``: what decides its rows."""
-        summed = {code: [c for c, k in zip(self.classes, self.class_codes.argmax(1), strict=True)
-                         if self.codes[k] == code] for code in self.codes}
+        owner = self.class_codes.argmax(axis=1)  # each class's code, as an index into codes
+        summed = {code: [c for c, k in zip(self.classes, owner, strict=True) if k == j]
+                  for j, code in enumerate(self.codes)}
         return {"classes": list(self.codes), "decoding": self.decoding,
                 "streams": [{"name": s.name, "spacing_s": s.spacing_s, "frames": s.frames,
                              "size": list(s.size)} for s in self.streams],
