@@ -26,7 +26,7 @@ from analytics.summary import BY
 from fetal_analytics import __version__
 from fetal_analytics.errors import UserError
 from fetal_analytics.runs import LAST, LATEST, SOURCES
-from inference.presets import CONFIRM_METHODS, DEFAULT_SCREEN, INDICATOR_PRESETS, MODEL_PRESETS
+from inference.presets import CONFIRM_METHODS, DEFAULT_SCREEN, MODEL_PRESETS, SHIPPED_SCREENS
 from inference.streams import INPUT_STREAMS, STREAM_2D, STREAMS, WINDOW_PROB_STREAMS
 
 FORMATS = ("table", "json", "csv")
@@ -502,7 +502,7 @@ def simulate(out: Path, scans: int, operators: int, minutes: float | None,
               callback=_image_out, help="Image file to write (.png, .jpg, ...).")
 @click.option("--size", default="320x240", show_default=True, callback=_parse_size,
               help="Size of each frame, WIDTHxHEIGHT.")
-@click.option("--preset", type=click.Choice(tuple(INDICATOR_PRESETS)), default=DEFAULT_SCREEN,
+@click.option("--preset", type=click.Choice(SHIPPED_SCREENS), default=DEFAULT_SCREEN,
               show_default=True, help="Screen layout of the simulator.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def gallery(out: Path, size: tuple[int, int], preset: str, seed: int) -> None:
@@ -838,27 +838,50 @@ def export_dfg(db_path: Path, out: Path, group: str | None, source: str | None,
 
 # --- ingestion ------------------------------------------------------------------------------
 
+def _freeze_preset(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """The --preset / --freeze-preset value as an IndicatorConfig (None when not given)."""
+    from inference.presets import load_indicator_preset
+
+    if value is None:
+        return None
+    try:
+        return load_indicator_preset(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+_PRESET_HELP = (f"Freeze-indicator preset that confirms still spans: a shipped name "
+                f"({', '.join(SHIPPED_SCREENS)}: the simulator's screens) or the path of your "
+                f"own JSON file [default: none, every still span is a freeze].")
+
+
 @main.command()
 @click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--preset", type=click.Choice(tuple(INDICATOR_PRESETS)), default=DEFAULT_SCREEN,
-              show_default=True, help="Screen layout: where the freeze indicator is.")
-@click.option("--confirm", type=click.Choice(CONFIRM_METHODS), default="ocr",
-              show_default=True, help="How a still span is confirmed as a freeze.")
+@click.option("--preset", metavar="NAME_OR_JSON", callback=_freeze_preset, help=_PRESET_HELP)
+@click.option("--confirm", type=click.Choice(CONFIRM_METHODS),
+              help="How the preset's indicator confirms a still span [default: by the preset: "
+                   "its text by OCR, else its template image].")
 @format_option(("table", "json"))
-def freeze(video: Path, preset: str, confirm: str, fmt: str) -> None:
+def freeze(video: Path, preset: Any, confirm: str | None, fmt: str) -> None:
     """Find the freeze frames of a scan video.
 
-    Spans where the image area stays still for at least 0.5 s, confirmed by the scanner's
-    freeze indicator (OCR of its region, or its appearance).
+    Spans where the image area stays still for at least 0.5 s, whatever the screen (text
+    outside the image, such as a ticking clock, may change). With --preset, the scanner's
+    freeze indicator confirms each span (OCR of its region, a template image, or its
+    appearance).
 
     \b
     Example:
       fetal-analytics freeze out/demo/videos-cohort/videos/SIM0001.mp4 --format json
+      fetal-analytics freeze out/demo/videos-cohort/videos/SIM0001.mp4 --preset voluson
     """
     from inference.freeze import FreezeConfig, detect_freezes
 
-    result = detect_freezes(video, config=FreezeConfig(indicator=INDICATOR_PRESETS[preset],
-                                                       confirm=confirm))
+    try:
+        config = FreezeConfig(indicator=preset, confirm=confirm)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--confirm") from exc
+    result = detect_freezes(video, config=config)
     rows = [{"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3),
              "start_frame": s.start_frame, "end_frame": s.end_frame} for s in result.spans]
     if fmt == "json":
@@ -869,6 +892,10 @@ def freeze(video: Path, preset: str, confirm: str, fmt: str) -> None:
                                if result.rejected else ""))
 
 
+#: Seconds from a video's start whose frames `read-header` reads.
+HEADER_SAMPLE_S = 2.0
+
+
 @main.command("read-header")
 @click.argument("source", metavar="IMAGE_OR_VIDEO",
                 type=click.Path(dir_okay=False, path_type=Path))
@@ -876,17 +903,25 @@ def freeze(video: Path, preset: str, confirm: str, fmt: str) -> None:
 def read_header(source: Path, fmt: str) -> None:
     """Read the frame rate, date and time printed on a scanner screen.
 
-    Only these fields are read and shown; no other screen text is kept.
+    From a still, or from the first 2 seconds of a video (its image area found by what
+    changes). Only these fields are read and shown; no other screen text is kept.
 
     \b
     Example:
       fetal-analytics read-header out/demo/videos-cohort/videos/SIM0001.mp4 --format json
     """
     from inference.decode import sample_frames
-    from inference.screen_text import read_screen_text
+    from inference.screen_text import (
+        INSTALL_TESSERACT,
+        read_screen_text_from_frames,
+        tesseract_available,
+    )
 
-    frames = sample_frames(source, seconds=1.0, every=10, colour=True)
-    emit(read_screen_text(frames[0]).to_dict(), fmt, title=str(source))
+    if not tesseract_available():
+        raise click.ClickException(f"reading the header needs the tesseract program, not "
+                                   f"found on PATH: {INSTALL_TESSERACT}")
+    frames = sample_frames(source, seconds=HEADER_SAMPLE_S, every=5, colour=True)
+    emit(read_screen_text_from_frames(frames).to_dict(), fmt, title=str(source))
 
 
 @main.command()
@@ -1382,15 +1417,14 @@ def benchmark_models_command(dataset_dir: Path | None, cohort_dir: Path | None, 
                    "`ingest manifest --replace`).")
 @click.option("--freezes/--no-freezes", default=True, show_default=True,
               help="Detect freeze frames on the same decoded frames.")
-@click.option("--freeze-preset", type=click.Choice(tuple(INDICATOR_PRESETS)),
-              default=DEFAULT_SCREEN, show_default=True,
-              help="Screen layout: where the freeze indicator is.")
+@click.option("--freeze-preset", metavar="NAME_OR_JSON", callback=_freeze_preset,
+              help=_PRESET_HELP)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Windows per network call.")
 @format_option(("table", "json"))
 def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest: Path | None,
                   db_path: Path, model: Path | None, run_name: str | None, force: bool,
-                  replace: bool, freezes: bool, freeze_preset: str, batch_size: int,
+                  replace: bool, freezes: bool, freeze_preset: Any, batch_size: int,
                   fmt: str) -> None:
     """Label full-length scan videos with a model: events, window probabilities, freezes.
 
@@ -1439,7 +1473,7 @@ def label_command(videos: tuple[Path, ...], scan_ids: tuple[str, ...], manifest:
     scans = None if manifest is not None else [
         ScanVideo(scan_id, video)
         for scan_id, video in zip(scan_ids or [v.stem for v in videos], videos, strict=True)]
-    config = FreezeConfig(indicator=INDICATOR_PRESETS[freeze_preset]) if freezes else None
+    config = FreezeConfig(indicator=freeze_preset) if freezes else None
     console = _stderr_console()
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())

@@ -1,17 +1,18 @@
-"""Freeze-frame detection: where the operator froze the image, found cheaply and confirmed.
+"""Freeze-frame detection: where the operator froze the image, found by stillness alone.
 
 The paper found freeze frames by OCR of every frame. Here one pass over the luma plane (no colour
 conversion: nearly as fast as plain decoding) measures how much each block of the screen changes
 from frame to frame; blocks that change in most frames are the live image area, while screen
 furniture, the ticking clock and the cine bar change rarely and are ignored. A span where the
 image area stays still (below a threshold set from the video's own live motion, robust to codec
-noise) for at least `min_static_s` is a candidate; the scanner's freeze indicator then confirms
-it: OCR (Tesseract, in a thread beside the decode) of a configured region until one freeze is
-read, then template matching against that region, with OCR again where the template fails; or,
-for layouts without readable text, the region's appearance differing from its live look.
+noise) for at least `min_static_s` is a freeze. This needs no knowledge of the screen's layout.
 
-Vendor layouts are presets (`inference.presets.INDICATOR_PRESETS`): the indicator's region as
-fractions of the frame and the text pattern it shows.
+Where a preset names the scanner's freeze indicator (`inference.presets.load_indicator_preset`),
+the indicator confirms each still span: OCR (Tesseract, in a thread beside the decode) of its
+region until one freeze is read, then template matching against that region, with OCR again
+where the template fails; or the preset's own template image; or, for layouts without readable
+text, the region's appearance differing from its live look. Without the tesseract program, OCR
+confirmation falls back to stillness alone, with one warning.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from inference.decode import Frame, iter_frames
-from inference.presets import CONFIRM_METHODS, DEFAULT_SCREEN, INDICATOR_PRESETS, IndicatorConfig
+from inference.presets import CONFIRM_METHODS, IndicatorConfig
 
 __all__ = [
     "FreezeConfig",
@@ -60,9 +61,12 @@ class FreezeConfig:
     threshold : float or None
         Image-area change (mean absolute difference, grey levels) below which a frame is
         static; None: a quarter of the video's median change, at least `noise_level`.
-    confirm : {'ocr', 'appearance', 'none'}
-        How candidates are confirmed with the indicator (`inference.presets.CONFIRM_METHODS`).
-    indicator : inference.presets.IndicatorConfig
+    indicator : inference.presets.IndicatorConfig or None
+        The scanner's freeze indicator, which confirms still spans; None (the default): every
+        still span is a freeze.
+    confirm : {'ocr', 'template', 'appearance', 'none'} or None
+        How the indicator confirms (`inference.presets.CONFIRM_METHODS`); None: by what the
+        indicator names (its text by OCR, else its template, else its appearance).
     """
 
     min_static_s: float = 0.5
@@ -70,13 +74,27 @@ class FreezeConfig:
     live_fraction: float = 0.5
     noise_level: float = 1.0
     threshold: float | None = None
-    confirm: str = "ocr"
-    indicator: IndicatorConfig = field(default_factory=lambda: INDICATOR_PRESETS[DEFAULT_SCREEN])
+    indicator: IndicatorConfig | None = None
+    confirm: str | None = None
 
     def __post_init__(self) -> None:
-        if self.confirm not in CONFIRM_METHODS:
+        if self.confirm is not None and self.confirm not in CONFIRM_METHODS:
             raise ValueError(f"confirm must be one of {', '.join(CONFIRM_METHODS)}, got "
                              f"{self.confirm!r}")
+        method = self.method
+        if method != "none" and self.indicator is None:
+            raise ValueError(f"confirm={method!r} needs an indicator preset")
+        if method == "ocr" and not (self.indicator and self.indicator.pattern):
+            raise ValueError("confirm='ocr' needs an indicator preset with a text pattern")
+        if method == "template" and (self.indicator is None or self.indicator.template is None):
+            raise ValueError("confirm='template' needs an indicator preset with a template image")
+
+    @property
+    def method(self) -> str:
+        """How still spans are confirmed: one of `inference.presets.CONFIRM_METHODS`."""
+        if self.indicator is None:
+            return "none" if self.confirm in (None, "none") else self.confirm
+        return self.confirm or self.indicator.default_confirm
 
 
 @dataclass(frozen=True)
@@ -136,11 +154,23 @@ def detect_freezes_in_frames(frames: Iterable[Frame], *, config: FreezeConfig | 
     -------
     FreezeDetection
     """
-    config = config or FreezeConfig()
+    config = _without_missing_ocr(config or FreezeConfig())
     with ThreadPoolExecutor(max_workers=1) as pool:
-        reader = (_IndicatorReader(config.indicator.pattern, pool)
-                  if config.confirm == "ocr" and config.indicator.pattern else None)
+        reader = _IndicatorReader(config.indicator.pattern, pool) \
+            if config.method == "ocr" and config.indicator else None
         return _detect(frames, config, reader)
+
+
+def _without_missing_ocr(config: FreezeConfig) -> FreezeConfig:
+    """`config`, or where it confirms by OCR and Tesseract is missing, its stillness-only
+    (or template-confirmed, where the preset has a template) equivalent."""
+    from inference.screen_text import tesseract_available, warn_tesseract_missing
+
+    if config.method != "ocr" or tesseract_available():
+        return config
+    fallback = "template" if config.indicator and config.indicator.template else "none"
+    warn_tesseract_missing()
+    return replace(config, confirm=fallback)
 
 
 def _detect(frames: Iterable[Frame], config: FreezeConfig,
@@ -153,6 +183,7 @@ def _detect(frames: Iterable[Frame], config: FreezeConfig,
     live_regions: list[np.ndarray] = []
     previous = None
     run = 0
+    box = config.indicator.box if config.method != "none" and config.indicator else None
     for frame in frames:
         if previous is None:
             small = frame.image[:: config.step, :: config.step]
@@ -160,6 +191,7 @@ def _detect(frames: Iterable[Frame], config: FreezeConfig,
             if rows == 0 or cols == 0:
                 raise ValueError(f"frames of {frame.image.shape} are too small to analyse")
             changes.append(np.full(rows * cols, np.inf, np.float32))
+            width = frame.image.shape[1]
         # Decimated and cut to whole blocks, contiguous for OpenCV.
         image = np.ascontiguousarray(
             frame.image[: rows * BLOCK * config.step: config.step,
@@ -169,15 +201,15 @@ def _detect(frames: Iterable[Frame], config: FreezeConfig,
             changes.append(change)
             if np.mean(change > config.noise_level) < 0.1:
                 run += 1
-                if run in (2, 3, OCR_AHEAD_RUN) or run % 15 == 0:
-                    region = _region(frame.image, config.indicator.box)
+                if box and (run in (2, 3, OCR_AHEAD_RUN) or run % 15 == 0):
+                    region = _region(frame.image, box)
                     static_regions[frame.index] = region
                     if reader is not None and run == OCR_AHEAD_RUN:
                         reader.look_ahead(frame.index, region)
             else:
                 run = 0
-                if frame.index % 150 == 0 and len(live_regions) < 40:
-                    live_regions.append(_region(frame.image, config.indicator.box))
+                if box and frame.index % 150 == 0 and len(live_regions) < 40:
+                    live_regions.append(_region(frame.image, box))
         times.append(frame.t_s)
         previous = image
     n = len(times)
@@ -195,7 +227,7 @@ def _detect(frames: Iterable[Frame], config: FreezeConfig,
     static = _static_frames(np.concatenate([[np.inf], change]), threshold)
     times_a = np.asarray(times)
     frame_s = float(np.median(np.diff(times_a)))
-    confirm = _confirmer(config, static_regions, live_regions, reader)
+    confirm = _confirmer(config, static_regions, live_regions, reader, width)
     spans, rejected = [], []
     k = 1
     while k < n:
@@ -311,11 +343,48 @@ def _same_indicator(region: np.ndarray, template: np.ndarray) -> bool:
     return covered >= 0.8 and extra <= 0.2
 
 
+# Normalised cross-correlation at or above which a preset's template is found in its region.
+TEMPLATE_MATCH = 0.6
+
+
+class _TemplateMatcher:
+    """Looks for a preset's template image inside the indicator region, scaled to the video:
+    by the video's width over the width of the screen the template was cut from."""
+
+    def __init__(self, path: Path, template_width: int, frame_width: int) -> None:
+        import cv2
+
+        template = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if template is None:
+            raise ValueError(f"cannot read the indicator template {path} (expected a PNG or "
+                             f"JPEG picture)")
+        factor = frame_width / template_width
+        size = (max(1, round(template.shape[1] * factor)),
+                max(1, round(template.shape[0] * factor)))
+        self.path = path
+        self.template = template if factor == 1 else cv2.resize(template, size,
+                                                                interpolation=cv2.INTER_AREA)
+
+    def shows_indicator(self, region: np.ndarray) -> bool:
+        """Whether `region` (of a still frame) holds the template."""
+        import cv2
+
+        height, width = self.template.shape
+        if height > region.shape[0] or width > region.shape[1]:
+            raise ValueError(
+                f"the indicator template {self.path} ({width}x{height} px at this video's "
+                f"size) is larger than the preset's region ({region.shape[1]}x"
+                f"{region.shape[0]} px): widen the preset's box")
+        score = cv2.matchTemplate(region, self.template, cv2.TM_CCOEFF_NORMED)
+        return float(score.max()) >= TEMPLATE_MATCH
+
+
 def _confirmer(config: FreezeConfig, static_regions: dict[int, np.ndarray],
-               live_regions: list[np.ndarray], reader: _IndicatorReader | None
-               ) -> Callable[[int, int], bool]:
+               live_regions: list[np.ndarray], reader: _IndicatorReader | None,
+               frame_width: int) -> Callable[[int, int], bool]:
     """A test of a static span ``[start, end)`` against the freeze indicator."""
-    if config.confirm == "none":
+    method = config.method
+    if method == "none":
         return lambda start, end: True
     indices = np.array(sorted(static_regions), dtype=np.int64)
 
@@ -328,6 +397,11 @@ def _confirmer(config: FreezeConfig, static_regions: dict[int, np.ndarray],
     if reader is not None:
         return lambda start, end: any(reader.shows_indicator(i, r)
                                       for i, r in regions_in(start, end))
+    indicator = config.indicator
+    if method == "template" and indicator and indicator.template and indicator.template_width:
+        matcher = _TemplateMatcher(indicator.template, indicator.template_width, frame_width)
+        return lambda start, end: any(matcher.shows_indicator(r)
+                                      for _, r in regions_in(start, end))
     if not live_regions:
         raise ValueError("no live frame to learn the indicator region's appearance from")
     reference = np.median(np.stack(live_regions), axis=0)

@@ -101,7 +101,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Freeze detection as labelling runs it by default (the simulator's screen layout, OCR).
+#: Freeze detection as labelling runs it by default: stillness of the image area, no preset.
 DEFAULT_FREEZES = FreezeConfig()
 DEFAULT_HOP_S = 1.0
 DEFAULT_BATCH = 32

@@ -50,6 +50,7 @@ __all__ = [
     "detect_image_area",
     "detect_image_area_from_frames",
     "detect_image_mask",
+    "detect_image_mask_from_frames",
     "grey_level",
     "preprocess",
 ]
@@ -77,6 +78,9 @@ _FLAT_TOLERANCE = 2
 _MIN_PANEL_AREA = 2e-4
 _PANEL_CONTRAST = 8
 _PANEL_FILL = 0.5
+# Side of the median filter that wipes text and its compression ringing off panels, as a
+# fraction of the screen's smaller side (7 pixels on a 975 x 735 screen).
+_TEXT_MEDIAN = 0.01
 # Components of the non-black pixels smaller than this fraction of the screen are marks (text,
 # ticks) or stray speckle, not the image.
 _MIN_BLOB_AREA = 0.002
@@ -290,6 +294,51 @@ def detect_image_area_from_frames(
         If `frames` yields fewer than 2 frames or frames of differing shapes, or no frame shows
         an ultrasound image.
     """
+    live = _live_screen(frames, max_frames)
+    if live.fan is None:
+        return detect_image_area(live.grey)
+    return _tighten(_bbox(live.fan), live.furniture)
+
+
+def detect_image_mask_from_frames(
+    frames: Iterable[np.ndarray], *, max_frames: int = 300
+) -> np.ndarray:
+    """The pixels of the ultrasound image (the fan) from frames of one video.
+
+    The live pixels of `detect_image_area_from_frames`, before the box is tightened: static
+    header panels and text stay out of it however compression blurred them.
+
+    Parameters
+    ----------
+    frames : iterable of (H, W) or (H, W, 3) uint8 ndarray
+        As for `detect_image_area_from_frames`.
+    max_frames : int, optional
+
+    Returns
+    -------
+    (H, W) bool ndarray
+        True on the fan; from the mean frame (`detect_image_mask`) when too little changes.
+
+    Raises
+    ------
+    ValueError
+        As `detect_image_area_from_frames`.
+    """
+    live = _live_screen(frames, max_frames)
+    return detect_image_mask(live.grey) if live.fan is None else live.fan
+
+
+@dataclass(frozen=True)
+class _LiveScreen:
+    """What the frames of a video show: the mean grey frame, and where enough of the screen
+    changes, the fan (live pixels) and the furniture around and on it; fan None otherwise."""
+
+    grey: np.ndarray
+    fan: np.ndarray | None
+    furniture: np.ndarray | None
+
+
+def _live_screen(frames: Iterable[np.ndarray], max_frames: int) -> _LiveScreen:
     if max_frames < 2:
         raise ValueError(f"`max_frames` must be at least 2, got {max_frames}")
     count = moving = 0
@@ -326,7 +375,7 @@ def detect_image_area_from_frames(
             moving,
             count - 1,
         )
-        return detect_image_area(grey)
+        return _LiveScreen(grey, None, None)
     chroma = np.round(chroma_total / count).astype(np.uint8)
     live = changes >= _LIVE_SHARE * moving
     static = changes == 0
@@ -343,13 +392,13 @@ def detect_image_area_from_frames(
             "mean frame",
             count,
         )
-        return detect_image_area(grey)
+        return _LiveScreen(grey, None, None)
     # Static non-black pixels are furniture around the fan; on the fan, dark tissue that rarely
     # changes is not, but small bright static marks are (text, calipers, markers).
     static &= grey > black
     static_marks = _bright_small(static & fan, grey)
     static_furniture = _drop_small(static & ~fan, _MIN_STATIC_PIXELS)
-    return _tighten(_bbox(fan), coloured | static_marks | static_furniture | (panels & ~fan))
+    return _LiveScreen(grey, fan, coloured | static_marks | static_furniture | (panels & ~fan))
 
 
 def crop_and_resize(
@@ -506,7 +555,19 @@ def _flat_mask(grey: np.ndarray) -> np.ndarray:
 
 
 def _panels(grey: np.ndarray, black: int) -> np.ndarray:
-    """The boxes of flat non-black panels and bars, with the text printed on them."""
+    """The boxes of flat non-black panels and bars, with the text printed on them.
+
+    Compression ringing around the text on a panel (JPEG, H.264) can leave less than half of it
+    flat; a median filter of `_TEXT_MEDIAN` of the screen wipes out the text and most of the
+    ringing, so panels are also looked for on the median-filtered screen (on the lossless
+    Voluson captures this finds the same panels).
+    """
+    smooth = cv2.medianBlur(grey, _scale(grey.shape, _TEXT_MEDIAN))
+    return _flat_panels(grey, black) | _flat_panels(smooth, black)
+
+
+def _flat_panels(grey: np.ndarray, black: int) -> np.ndarray:
+    """The boxes of the flat components of `grey` that fill most of their box."""
     flat = _flat_mask(grey) & (grey > black + _PANEL_CONTRAST)
     min_panel = max(20, round(_MIN_PANEL_AREA * grey.size))
     _, _, stats, _ = cv2.connectedComponentsWithStats(flat.astype(np.uint8), connectivity=8)

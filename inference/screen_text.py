@@ -27,11 +27,13 @@ the raw OCR text is neither returned nor logged.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
+import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -39,11 +41,15 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "INSTALL_TESSERACT",
     "OcrEngine",
     "ScreenText",
     "parse_screen_text",
     "read_screen_text",
+    "read_screen_text_from_frames",
+    "tesseract_available",
     "tesseract_engine",
+    "warn_tesseract_missing",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,8 @@ _TEXT_CONTRAST = 64
 # this many rows, lines closer than _LINE_GAP rows merged, _LINE_PAD rows kept around each.
 _LINE_FILL = 0.003
 _MIN_LINE_ROWS = 5
+# A run of text-like rows taller than this share of the frame's height is image, not a line.
+_MAX_LINE_SHARE = 0.05
 _LINE_GAP = 1
 _LINE_PAD = 3
 # Strips are enlarged so that their text is about this high, by a factor in [_MIN_ZOOM, _MAX_ZOOM].
@@ -158,16 +166,12 @@ def read_screen_text(
             f"`image_mask` must have the frame's shape {grey.shape}, got {image_mask.shape}"
         )
     result = ScreenText()
+    max_rows = max(_MIN_LINE_ROWS, round(_MAX_LINE_SHARE * grey.shape[0]))
     for name, region in _regions(grey, image_mask):
-        strips = _line_strips(region)
+        strips = _line_strips(region, max_rows)
         if not strips:
             continue
-        found = parse_screen_text(engine(_stack(strips), _PSM_BLOCK))
-        result = ScreenText(
-            result.frame_rate_hz if result.frame_rate_hz is not None else found.frame_rate_hz,
-            result.date or found.date,
-            result.time or found.time,
-        )
+        result = _merge(result, parse_screen_text(engine(_stack(strips), _PSM_BLOCK)))
         log.debug(
             "screen text: %s, %d lines; found %s",
             name,
@@ -177,6 +181,68 @@ def read_screen_text(
         if result.complete:
             break
     return result
+
+
+#: At most this many frames of a video are read (evenly spread) until every field is found.
+VIDEO_FRAMES_READ = 3
+
+
+def read_screen_text_from_frames(
+    frames: Sequence[np.ndarray], *, engine: OcrEngine | None = None
+) -> ScreenText:
+    """Read the frame rate, date and time from the first frames of a video.
+
+    The image's pixels are those that keep changing (`inference.roi.detect_image_mask_from_frames`),
+    which leaves static header panels out of it however compression blurred them; the first
+    frame is read, then up to `VIDEO_FRAMES_READ` frames in all, evenly spread, until every
+    field is found (a field first found in an earlier frame is kept).
+
+    Parameters
+    ----------
+    frames : sequence of (H, W) or (H, W, 3) uint8 ndarray
+        Frames of one video in time order, e.g. its first seconds
+        (`inference.decode.sample_frames`); a single frame is read as a still.
+    engine : OcrEngine, optional
+        As for `read_screen_text`.
+
+    Returns
+    -------
+    ScreenText
+
+    Raises
+    ------
+    ValueError
+        If `frames` is empty or its frames differ in shape.
+    RuntimeError
+        If the default engine is used and Tesseract is not installed.
+    """
+    from inference.roi import detect_image_mask_from_frames
+
+    if len(frames) == 0:
+        raise ValueError("`frames` must hold at least one frame")
+    mask = None
+    if len(frames) > 1:
+        try:
+            mask = detect_image_mask_from_frames(frames)
+        except ValueError:
+            log.debug("screen text: no image area found in the frames; reading each as a still")
+    picks = np.unique(np.linspace(0, len(frames) - 1, VIDEO_FRAMES_READ).round().astype(int))
+    result = ScreenText()
+    for index in picks:
+        found = read_screen_text(frames[int(index)], engine=engine, image_mask=mask)
+        result = _merge(result, found)
+        if result.complete:
+            break
+    return result
+
+
+def _merge(first: ScreenText, second: ScreenText) -> ScreenText:
+    """The fields of `first`, with those it lacks from `second`."""
+    return ScreenText(
+        first.frame_rate_hz if first.frame_rate_hz is not None else second.frame_rate_hz,
+        first.date or second.date,
+        first.time or second.time,
+    )
 
 
 def parse_screen_text(text: str) -> ScreenText:
@@ -234,9 +300,32 @@ def tesseract_engine(image: np.ndarray, psm: int = _PSM_BLOCK) -> str:
             return pytesseract.image_to_string(image, lang="eng", config=f"--psm {int(psm)}")
     except pytesseract.TesseractNotFoundError as error:
         raise RuntimeError(
-            "OCR needs the tesseract program: install Debian's tesseract-ocr and "
-            "tesseract-ocr-eng (scripts/system-deps.sh does it)"
+            f"OCR needs the tesseract program, not found on PATH: {INSTALL_TESSERACT}"
         ) from error
+
+
+#: How to install Tesseract on Debian or Ubuntu.
+INSTALL_TESSERACT = "sudo apt-get install -y tesseract-ocr tesseract-ocr-eng"
+
+
+def tesseract_available() -> bool:
+    """Whether the ``tesseract`` program that pytesseract calls is on PATH."""
+    try:
+        import pytesseract
+    except ImportError:  # pragma: no cover - a dependency of the package
+        return False
+    return shutil.which(pytesseract.pytesseract.tesseract_cmd) is not None
+
+
+@functools.cache
+def warn_tesseract_missing() -> None:
+    """Log, once per process, what is lost without Tesseract."""
+    log.warning(
+        "the tesseract program is not installed: freezes are found by stillness alone (the "
+        "freeze indicator is not read), and the screen's header (frame rate, date, time) is not "
+        "read, so the frame rate comes from the video container; install it with: %s",
+        INSTALL_TESSERACT,
+    )
 
 
 _ENV_LOCK = threading.Lock()
@@ -270,7 +359,9 @@ def _single_threaded_tesseract() -> Iterator[None]:
 
 
 def _regions(grey: np.ndarray, image_mask: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """Where to look, in order: the band above the image, then the sides of the image."""
+    """Where to look, in order: the band above the image, the sides of the image, and then the
+    whole frame (where compression joined header panels to the image, the band above it is
+    too thin; text lines are then found among the image's rows of speckle)."""
     rows = np.flatnonzero(image_mask.any(axis=1))
     if rows.size == 0:
         return [("whole frame", grey)]
@@ -283,11 +374,16 @@ def _regions(grey: np.ndarray, image_mask: np.ndarray) -> list[tuple[str, np.nda
         regions.append(("sides", np.hstack([side[:, :left], side[:, right:]])))
     else:
         regions.append(("sides", side))
+    regions.append(("whole frame", grey))
     return [(name, region) for name, region in regions if min(region.shape) >= _MIN_LINE_ROWS]
 
 
-def _line_strips(region: np.ndarray) -> list[np.ndarray]:
-    """Row strips of `region` holding text lines, enlarged and binarised to black on white."""
+def _line_strips(region: np.ndarray, max_rows: int) -> list[np.ndarray]:
+    """Row strips of `region` holding text lines, enlarged and binarised to black on white.
+
+    Runs of more than `max_rows` text-like rows are speckle of the image, not text, and are
+    left out.
+    """
     kernel = np.ones((3, 3), np.uint8)
     spread = cv2.dilate(region, kernel).astype(np.int16) - cv2.erode(region, kernel)
     text = (region >= _TEXT_LEVEL) & (spread >= _TEXT_CONTRAST)
@@ -300,7 +396,7 @@ def _line_strips(region: np.ndarray) -> list[np.ndarray]:
             runs.append([int(row), int(row)])
     strips = []
     for first, last in runs:
-        if last - first + 1 < _MIN_LINE_ROWS:
+        if not _MIN_LINE_ROWS <= last - first + 1 <= max_rows:
             continue
         cols = np.flatnonzero(text[first : last + 1].any(axis=0))
         y0, y1 = max(0, first - _LINE_PAD), min(region.shape[0], last + 1 + _LINE_PAD)

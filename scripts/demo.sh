@@ -23,6 +23,10 @@ if [ ! -f "$model" ]; then
        "model written by \`fetal-analytics train\` or \`combine-models\`" >&2
   exit 1
 fi
+# Tesseract reads scanner screens (header fields; a freeze preset's indicator). The demo labels
+# without it (freezes by stillness alone), so a machine without it and without root goes on.
+"$(dirname "$0")/system-deps.sh" tesseract-ocr tesseract-ocr-eng \
+  || echo "(continuing without Tesseract: freezes are found by stillness alone)" >&2
 db="$out/demo.duckdb"
 section() { printf '\n===== %s =====\n' "$*"; }
 

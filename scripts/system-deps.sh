@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests need when run as root; otherwise say exactly what is missing.
+# Install Debian packages when run as root; otherwise say exactly what is missing and exit 1.
+#
+#   scripts/system-deps.sh                 the packages the tests need (`make test`)
+#   scripts/system-deps.sh PACKAGE...      these packages (`make demo`: Tesseract only)
 set -euo pipefail
 packages=(tesseract-ocr tesseract-ocr-eng chromium)  # chromium: the dashboard's browser test
+if [[ $# -gt 0 ]]; then packages=("$@"); fi
 
 missing=()
 for package in "${packages[@]}"; do
@@ -24,5 +28,5 @@ if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
   exit 0
 fi
 echo "missing system packages: ${missing[*]}" >&2
-echo "install them with: sudo apt-get install -y ${missing[*]}  (or your system's equivalent)" >&2
+echo "install them with: sudo apt-get install -y --no-install-recommends ${missing[*]}  (or your system's equivalent)" >&2
 exit 1

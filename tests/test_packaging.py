@@ -16,7 +16,8 @@ import pytest
 from fetal_analytics.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ("demo_model.keras", "demo_model.json", "README.md")
+SHIPPED = ("demo_model.keras", "demo_model.json", "README.md", "screen_voluson.json",
+           "screen_compact.json")
 
 
 @pytest.fixture(scope="module")

@@ -149,8 +149,8 @@ class ScreenConfig:
             ``"voluson"`` (the default screen: header across the top, preset panel on the
             right, ``FREEZE`` at the top right above the date and clock) or ``"compact"``
             (panel on the left, ``FRZ`` at the bottom left, 12-hour clock, ISO date). The
-            freeze-indicator presets of the same names (`inference.presets.INDICATOR_PRESETS`)
-            find their indicators.
+            shipped freeze-indicator presets of the same names (``data/screen_<name>.json``,
+            `inference.presets.load_indicator_preset`) find their indicators.
         **changes
             Fields to override, e.g. ``indicator_text="Frozen"``.
         """

@@ -1,12 +1,18 @@
 """Freeze detection on a hand-made screen video: live speckle, a ticking clock, frozen spans."""
 
+import json
+import logging
+
 import av
 import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from fetal_analytics.cli import main
 from inference.freeze import FreezeConfig, detect_freezes
 from inference.presets import IndicatorConfig
+from inference.screen_text import warn_tesseract_missing
 
 FPS = 30
 W, H = 320, 240
@@ -64,8 +70,51 @@ def test_appearance_confirmation_needs_no_ocr(video):
     assert len(result.spans) == 3 and len(result.rejected) == 1
 
 
+def test_by_default_every_still_span_is_a_freeze_whatever_the_clock_does(video):
+    result = detect_freezes(video)
+    expected = [(round(a * FPS), round(b * FPS)) for a, b, _ in SPANS]
+    assert [(s.start_frame, s.end_frame) for s in result.spans] == expected
+    assert result.rejected == ()
+
+
 def test_without_confirmation_every_static_span_is_a_freeze(video):
     result = detect_freezes(video, config=FreezeConfig(confirm="none"))
     assert len(result.spans) == 4
     shortest = FreezeConfig(confirm="none", min_static_s=0.7)
     assert len(detect_freezes(video, config=shortest).spans) == 3  # the 0.6 s one is too short
+
+
+def test_a_template_image_in_a_users_preset_confirms(video, tmp_path):
+    still = screen(2.0, np.zeros((160, 240), np.uint8), True)
+    cv2.imwrite(str(tmp_path / "freeze.png"), still[5:28, 240:310])  # "FREEZE", at 320 px
+    preset = tmp_path / "mine.json"
+    preset.write_text(json.dumps({"indicator": {
+        "box": list(INDICATOR.box), "template": "freeze.png", "screen_width": W}}))
+    result = CliRunner().invoke(main, ["freeze", str(video), "--preset", str(preset),
+                                       "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 3
+
+
+def test_without_tesseract_ocr_confirmation_falls_back_to_stillness_with_one_warning(
+        video, monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tesseract program on it
+    warn_tesseract_missing.cache_clear()
+    config = FreezeConfig(indicator=INDICATOR)
+    with caplog.at_level(logging.WARNING):
+        first = detect_freezes(video, config=config)
+        second = detect_freezes(video, config=config)
+    assert len(first.spans) == len(second.spans) == 4  # stillness alone
+    warnings = [r.getMessage() for r in caplog.records if "tesseract" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "stillness alone" in warnings[0] and "frame rate comes from the video" in warnings[0]
+    assert "apt-get install -y tesseract-ocr tesseract-ocr-eng" in warnings[0]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--preset", "volusn"], "did you mean 'voluson'?"),
+    (["--confirm", "ocr"], "needs an indicator preset"),
+])
+def test_bad_freeze_options_are_usage_errors(video, args, message):
+    result = CliRunner().invoke(main, ["freeze", str(video), *args])
+    assert result.exit_code == 2 and message in result.output

@@ -628,3 +628,31 @@ def test_label_replace_corrects_the_manifest_and_a_refused_one_leaves_no_new_fil
     refused = run("label", "--manifest", manifest, "--db", new_db, "--model", model_path)
     assert refused.exit_code == 1 and "group" in refused.output
     assert list(new_db.parent.iterdir()) == []
+
+
+def test_without_tesseract_labelling_finds_freezes_by_stillness_with_one_warning(
+        short_scans, model_path, clean_db, tmp_path, monkeypatch, caplog):
+    """A machine where Tesseract was never installed: even a preset that reads its indicator by
+    OCR labels every scan, with the same freezes as stillness alone and one warning."""
+    from inference.screen_text import warn_tesseract_missing
+
+    db = tmp_path / "no-tesseract.duckdb"
+    shutil.copy(clean_db, db)
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing named tesseract on it
+    warn_tesseract_missing.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        result = run("label", *(short_scans / "videos" / f"SIM000{i}.mp4" for i in (1, 2)),
+                     "--db", db, "--model", model_path, "--run-name", "no-ocr",
+                     "--freeze-preset", "voluson")
+    assert result.exit_code == 0, result.output
+    assert "2 labelled, 0 skipped, 0 failed" in result.output
+    lost = [r.getMessage() for r in caplog.records if "tesseract" in r.getMessage()]
+    assert len(lost) == 1 and "freezes are found by stillness alone" in lost[0]
+    with Store(db, read_only=True) as store:
+        freezes = store.query_df("SELECT run_id, scan_id, t_s FROM freeze_frames "
+                                 "ORDER BY scan_id, t_s")
+    by_run = {run_id: rows.drop(columns="run_id").reset_index(drop=True)
+              for run_id, rows in freezes.groupby("run_id")}
+    assert len(by_run[2]) > 0
+    default = by_run[1][by_run[1]["scan_id"].isin(["SIM0001", "SIM0002"])]
+    pd.testing.assert_frame_equal(by_run[2], default.reset_index(drop=True))

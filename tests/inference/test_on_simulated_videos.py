@@ -14,6 +14,7 @@ from inference.dataset import DatasetSpec, build_dataset
 from inference.decode import sample_frames
 from inference.freeze import FreezeConfig, detect_freezes
 from inference.pipeline import class_weights, clip_batches, load_metadata
+from inference.presets import load_indicator_preset
 from inference.roi import ImageArea, detect_image_area_from_frames
 
 SIZE = (320, 240)
@@ -29,11 +30,15 @@ def cohort(tmp_path_factory):
     return out
 
 
-def test_freezes_are_found_with_their_boundaries(cohort):
+@pytest.mark.parametrize("preset", [None, "voluson"])
+def test_freezes_are_found_with_their_boundaries(cohort, preset):
+    """By stillness alone (the default) and confirmed by the simulator's indicator (OCR)."""
+    indicator = load_indicator_preset(preset) if preset else None
     truth = pd.read_csv(cohort / "truth" / "freezes.csv")
     found_total, matched = 0, 0
     for scan_id, spans in truth.groupby("scan_id"):
-        result = detect_freezes(cohort / "videos" / f"{scan_id}.mp4", config=FreezeConfig())
+        result = detect_freezes(cohort / "videos" / f"{scan_id}.mp4",
+                                config=FreezeConfig(indicator=indicator))
         found = [(s.start_frame, s.end_frame) for s in result.spans]
         found_total += len(found)
         expected = [(int(np.ceil(a * FPS)), int(np.ceil(b * FPS)))
