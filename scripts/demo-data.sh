@@ -10,7 +10,7 @@ set -euo pipefail
 out=${1:-out/demo-data}
 bin=${BIN:-.venv/bin}
 rm -rf "$out"
-"$(dirname "$0")/demo-db.sh" "$out"
+scripts/demo-db.sh "$out"
 "$bin/fetal-analytics" info --db "$out/demo.duckdb"
 # A compact copy: the working file's 256 KiB blocks are mostly empty space.
 "$bin/python" -c 'import sys; from fetal_analytics.store import compact_copy; compact_copy(*sys.argv[1:])' \

@@ -25,13 +25,13 @@ if [ ! -f "$model" ]; then
 fi
 # Tesseract reads scanner screens (header fields; a freeze preset's indicator). The demo labels
 # without it (freezes by stillness alone), so a machine without it and without root goes on.
-"$(dirname "$0")/system-deps.sh" tesseract-ocr tesseract-ocr-eng \
+scripts/system-deps.sh tesseract-ocr tesseract-ocr-eng \
   || echo "(continuing without Tesseract: freezes are found by stillness alone)" >&2
 db="$out/demo.duckdb"
 section() { printf '\n===== %s =====\n' "$*"; }
 
 section "Building $db: 48 scans without video, 4 scan videos labelled by $model"
-"$(dirname "$0")/demo-db.sh" "$out"
+scripts/demo-db.sh "$out"
 $cli info --db "$db"
 
 section "Part 1: REAL MODEL OUTPUT - the model (auto run 'demo-model') against the TRUTH (manual run 'truth') on the 4 scan videos"
