@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need when run as root; otherwise say exactly what is missing.
 set -euo pipefail
-packages=(tesseract-ocr tesseract-ocr-eng chromium)  # chromium: the dashboard's browser test
+# chromium: the dashboard's browser test, and the reports' PDF and timeline images;
+# poppler-utils: pdftoppm, which renders report pages in the tests.
+packages=(tesseract-ocr tesseract-ocr-eng chromium poppler-utils)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -11,6 +13,8 @@ for package in "${packages[@]}"; do
   elif [[ $package == tesseract-ocr ]] && ! command -v tesseract >/dev/null 2>&1; then
     missing+=("$package")
   elif [[ $package == chromium ]] && ! command -v chromium >/dev/null 2>&1; then
+    missing+=("$package")
+  elif [[ $package == poppler-utils ]] && ! command -v pdftoppm >/dev/null 2>&1; then
     missing+=("$package")
   fi
 done
