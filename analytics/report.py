@@ -632,18 +632,24 @@ def _findings(profile: pd.DataFrame, categories: pd.DataFrame, coverage: pd.Data
                 f"{_fmt(r.reference_mean, r.feature)}; threshold: at or beyond the "
                 f"{high:.0%} / {low:.0%} percentiles)")})
         main = set(taxonomy.default_model_codes()) - {taxonomy.BACKGROUND}
-        for r in categories.itertuples():
-            if r.percentile_min != r.percentile_min or r.label not in main:
+        scored = categories[categories["label"].isin(main)
+                            & categories["percentile_min"].notna()]
+        for more, part in ((True, scored[scored["percentile_min"] >= high]),
+                           (False, scored[scored["percentile_min"] <= low])):
+            if part.empty:
                 continue
-            if r.percentile_min >= high or r.percentile_min <= low:
-                more = r.percentile_min >= high
-                share = r.percentile_min if more else 1 - r.percentile_min
-                rows.append({"kind": "category", "feature": f"duration_min:{r.label}", "text": (
-                    f"Time on {r.name} ({r.label}): {r.mean_min:.1f} min per scan, "
-                    f"{'more' if more else 'less'} than "
-                    f"{_share_of(share, r.reference_n)} {reference} operators' means "
-                    f"(their range {r.reference_min_min:.1f}-{r.reference_max_min:.1f} min; "
-                    f"threshold: at or beyond the {high:.0%} / {low:.0%} percentiles)")})
+            listing = "; ".join(
+                f"{r.name} ({r.label}) {r.mean_min:.1f} min, "
+                f"{_share_of(r.percentile_min if more else 1 - r.percentile_min, r.reference_n)}"
+                f" ({r.reference_min_min:.1f}-{r.reference_max_min:.1f})"
+                for r in part.itertuples())
+            rows.append({"kind": "category",
+                         "feature": ",".join(f"duration_min:{c}" for c in part["label"]),
+                         "text": (
+                f"{'More' if more else 'Less'} time per scan than the {reference} operators' "
+                f"means on: {listing} (operator mean, share of the {reference} operators "
+                f"{'exceeded' if more else 'undercut'}, and their range in minutes; threshold: "
+                f"at or beyond the {high:.0%} / {low:.0%} percentiles)")})
     elif n_scans:
         rows.append({"kind": "limit", "feature": "", "text": (
             f"Only {n_ref} other {reference} operator(s) to compare with: no finding is drawn "

@@ -89,10 +89,20 @@ def timeline(events: pd.DataFrame, freezes: pd.DataFrame | None, rows: list[str]
                                  hovertemplate="freeze at %{x:.2f} min<extra></extra>"))
         rows = ["freezes", *rows]
     fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(rows)))
-    if for_print:
+    if for_print:  # the legend below the rows, two names a line
+        legend_lines = -(-events["label"].nunique() // 2) + 1
+        plot_height = 34 * len(rows)
+        bottom = 70 + 17 * legend_lines
         fig.update_layout(uniformtext={"minsize": 7, "mode": "hide"})
+        fig.update_xaxes(title_standoff=4)
+        return layout(fig, title, barmode="overlay", xaxis_title="minutes",
+                      height=50 + plot_height + bottom, legend_title="",
+                      legend={"orientation": "h", "y": -62 / plot_height, "yanchor": "top",
+                              "x": 0, "font": {"size": 10}, "entrywidth": 0.5,
+                              "entrywidthmode": "fraction"},
+                      margin={"l": 120, "r": 20, "t": 50, "b": bottom})
     return layout(fig, title, barmode="overlay", xaxis_title="minutes",
-                  height=140 + (34 if for_print else 60) * len(rows), legend_title="category")
+                  height=140 + 60 * len(rows), legend_title="category")
 
 
 # --- the operator report -------------------------------------------------------------------------
@@ -113,15 +123,15 @@ def percentile_chart(profile: pd.DataFrame, reference: str, *, high: float, low:
     table = profile.dropna(subset=["percentile"])
     fig = go.Figure(go.Scatter(
         x=table["percentile"] * 100, y=table["label"], mode="markers+text",
-        text=[f"{p:.0%}" for p in table["percentile"]], textposition="middle right",
+        text=[f"{p:.0%}" for p in table["percentile"]],
+        textposition=["middle left" if p > 0.8 else "middle right" for p in table["percentile"]],
         marker={"size": 11, "color": OPERATOR_COLOUR, "symbol": "diamond"},
         hovertemplate="%{y}: percentile %{x:.0f}<extra></extra>", showlegend=False))
     for x0, x1 in ((0, low * 100), (high * 100, 100)):
         fig.add_vrect(x0=x0, x1=x1, fillcolor="#999999", opacity=0.18, line_width=0)
     fig.add_vline(x=50, line={"dash": "dot", "color": "#666666", "width": 1})
     fig.update_xaxes(range=[-2, 112], tickvals=[0, 10, 25, 50, 75, 90, 100],
-                     title=f"percentile among the {reference} operators' means "
-                           f"(shaded: below {low:.0%} or above {high:.0%})")
+                     title=f"percentile among the {reference} operators' means")
     fig.update_yaxes(autorange="reversed", categoryorder="array",
                      categoryarray=list(table["label"]))
     return layout(fig, "Where the operator's mean lies among the reference operators",
@@ -130,31 +140,34 @@ def percentile_chart(profile: pd.DataFrame, reference: str, *, high: float, low:
 
 
 def category_chart(categories: pd.DataFrame, operator: str, reference: str) -> go.Figure:
-    """Minutes per scan on each category: the operator's mean with its 95% CI (dark diamonds
-    and whiskers) beside the range of the reference operators' means (grey bars, mean as a
-    dark tick)."""
+    """Minutes per scan on each category, one row each: the operator's mean with its 95% CI
+    (dark diamonds and whiskers) over the range of the reference operators' means (grey bars,
+    their mean a dark tick)."""
     table = categories
-    labels = list(table["label"])
+    rows = [f"{c} - {n}" for c, n in zip(table["label"], table["name"], strict=True)]
     fig = go.Figure()
     fig.add_trace(go.Bar(
-        x=labels, base=table["reference_min_min"],
-        y=table["reference_max_min"] - table["reference_min_min"],
+        y=rows, base=table["reference_min_min"],
+        x=table["reference_max_min"] - table["reference_min_min"], orientation="h",
         marker={"color": REFERENCE_COLOUR, "line": {"color": "#777777", "width": 0.5}},
-        name=f"{reference} operators: range of their means", width=0.6,
-        hovertemplate="%{x}: %{base:.2f}-%{y:.2f}<extra>reference range</extra>"))
+        name=f"{reference} operators: range of their means", width=0.6))
     fig.add_trace(go.Scatter(
-        x=labels, y=table["reference_mean_min"], mode="markers",
-        marker={"symbol": "line-ew-open", "size": 22, "color": "#444444",
+        y=rows, x=table["reference_mean_min"], mode="markers",
+        marker={"symbol": "line-ns-open", "size": 14, "color": "#444444",
                 "line": {"width": 2}},
         name=f"{reference} operators: mean"))
     fig.add_trace(go.Scatter(
-        x=labels, y=table["mean_min"], mode="markers", name=f"{operator}: mean, 95% CI",
-        marker={"symbol": "diamond", "size": 10, "color": OPERATOR_COLOUR},
-        error_y={"type": "data", "symmetric": False, "color": OPERATOR_COLOUR,
+        y=rows, x=table["mean_min"], mode="markers", name=f"{operator}: mean, 95% CI",
+        marker={"symbol": "diamond", "size": 9, "color": OPERATOR_COLOUR},
+        error_x={"type": "data", "symmetric": False, "color": OPERATOR_COLOUR,
                  "array": (table["ci_high_min"] - table["mean_min"]).to_numpy(),
                  "arrayminus": (table["mean_min"] - table["ci_low_min"]).to_numpy()}))
-    return layout(fig, "Minutes per scan on each category", yaxis_title="minutes per scan",
-                  height=360, legend={"orientation": "h", "y": -0.18})
+    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=rows)
+    return layout(fig, "Minutes per scan on each category", xaxis_title="minutes per scan",
+                  height=130 + 21 * max(len(rows), 1),
+                  legend={"orientation": "h", "y": -0.6 / max(len(rows), 4) * 4 - 0.02,
+                          "x": 0},
+                  margin={"l": 230, "r": 20, "t": 40, "b": 90})
 
 
 def trend_chart(points: pd.DataFrame, trends: pd.DataFrame) -> go.Figure:
@@ -178,6 +191,8 @@ def trend_chart(points: pd.DataFrame, trends: pd.DataFrame) -> go.Figure:
             fig.add_trace(go.Scatter(x=ends["acquired_at"], y=fitted, mode="lines",
                                      line={"color": "#444444", "dash": "dash"},
                                      name="fitted line", showlegend=i == 1), row=1, col=i)
+        if row.feature in ("fasp_coverage", "bk_share"):  # shares: the whole scale
+            fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=1, col=i)
     fig.update_annotations(font_size=11)
     return layout(fig, "", height=300, margin={"l": 50, "r": 20, "t": 40, "b": 40},
                   legend={"orientation": "h", "y": -0.2})
