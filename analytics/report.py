@@ -280,7 +280,8 @@ class OperatorReport(Result):
     timeline_rows : list of str
         The timelines' rows, top first.
     findings : pandas.DataFrame
-        ``kind, feature, text``: what stands out, in plain words, with the threshold stated.
+        ``kind, feature, text, threshold``: what stands out, in plain words, and the
+        threshold that made it a finding.
     notes : list of str
         What cannot be computed or compared, and why.
     thresholds : dict
@@ -615,6 +616,8 @@ def _findings(profile: pd.DataFrame, categories: pd.DataFrame, coverage: pd.Data
     from fetal_analytics import taxonomy
 
     high, low = THRESHOLDS["high_percentile"], THRESHOLDS["low_percentile"]
+    pct = (f"at or beyond the {high:.0%} / {low:.0%} percentiles of the reference operators' "
+           f"means")
     rows: list[dict] = []
     if n_scans and n_ref >= THRESHOLDS["min_reference"]:
         for r in profile.itertuples():
@@ -626,11 +629,10 @@ def _findings(profile: pd.DataFrame, categories: pd.DataFrame, coverage: pd.Data
                 word, share = "lower", 1 - r.percentile
             else:
                 continue
-            rows.append({"kind": "feature", "feature": r.feature, "text": (
+            rows.append({"kind": "feature", "feature": r.feature, "threshold": pct, "text": (
                 f"{r.label}: {_fmt(r.value, r.feature)} on average, {word} than "
-                f"{_share_of(share, r.reference_n)} {reference} operators' means (reference mean "
-                f"{_fmt(r.reference_mean, r.feature)}; threshold: at or beyond the "
-                f"{high:.0%} / {low:.0%} percentiles)")})
+                f"{_share_of(share, r.reference_n)} {reference} operators' means (their mean "
+                f"{_fmt(r.reference_mean, r.feature)})")})
         main = set(taxonomy.default_model_codes()) - {taxonomy.BACKGROUND}
         scored = categories[categories["label"].isin(main)
                             & categories["percentile_min"].notna()]
@@ -643,46 +645,47 @@ def _findings(profile: pd.DataFrame, categories: pd.DataFrame, coverage: pd.Data
                 f"{_share_of(r.percentile_min if more else 1 - r.percentile_min, r.reference_n)}"
                 f" ({r.reference_min_min:.1f}-{r.reference_max_min:.1f})"
                 for r in part.itertuples())
-            rows.append({"kind": "category",
+            rows.append({"kind": "category", "threshold": pct,
                          "feature": ",".join(f"duration_min:{c}" for c in part["label"]),
                          "text": (
                 f"{'More' if more else 'Less'} time per scan than the {reference} operators' "
-                f"means on: {listing} (operator mean, share of the {reference} operators "
-                f"{'exceeded' if more else 'undercut'}, and their range in minutes; threshold: "
-                f"at or beyond the {high:.0%} / {low:.0%} percentiles)")})
+                f"means on: {listing} (the operator's minutes, how many {reference} operators "
+                f"they {'exceed' if more else 'undercut'}, and those operators' range)")})
     elif n_scans:
-        rows.append({"kind": "limit", "feature": "", "text": (
+        rows.append({"kind": "limit", "feature": "", "threshold": "", "text": (
             f"Only {n_ref} other {reference} operator(s) to compare with: no finding is drawn "
             f"from percentiles (at least {THRESHOLDS['min_reference']} are needed)")})
     seen = THRESHOLDS["structure_seen"]
     for r in coverage.itertuples():
         if r.n_scans and r.share_seen < seen:
-            rows.append({"kind": "coverage", "feature": f"coverage:{r.label}", "text": (
+            rows.append({"kind": "coverage", "feature": f"coverage:{r.label}",
+                         "threshold": f"seen in fewer than {seen:.0%} of the scans", "text": (
                 f"{r.name} ({r.label}), a FASP-required structure, was seen in {r.n_seen} of "
-                f"{r.n_scans} scans (threshold: fewer than {seen:.0%} of scans)")})
+                f"{r.n_scans} scans")})
     for r in trends.itertuples():
         if (r.slope_per_30_days_ci_low == r.slope_per_30_days_ci_low
                 and (r.slope_per_30_days_ci_low > 0 or r.slope_per_30_days_ci_high < 0)):
             word = "rose" if r.slope_per_30_days > 0 else "fell"
             unit = "" if r.feature == "fasp_coverage" else " min"
-            rows.append({"kind": "trend", "feature": f"trend:{r.feature}", "text": (
+            rows.append({"kind": "trend", "feature": f"trend:{r.feature}",
+                         "threshold": "a 95% CI of the slope that excludes 0", "text": (
                 f"{r.label} {word} over the scans' dates by {abs(r.slope_per_30_days):.2g}"
                 f"{unit} per 30 days (95% CI {r.slope_per_30_days_ci_low:.2g} to "
-                f"{r.slope_per_30_days_ci_high:.2g}; threshold: a CI that excludes 0)")})
+                f"{r.slope_per_30_days_ci_high:.2g})")})
     if skill["available"]:
         accuracy = {m["metric"]: m for m in skill["metrics"]}.get("balanced_accuracy")
         acc_text = (f"balanced accuracy {accuracy['value']:.0%}, 95% CI "
                     f"{accuracy['ci_low']:.0%}-{accuracy['ci_high']:.0%}"
                     if accuracy and accuracy["value"] is not None
                     and accuracy["value"] == accuracy["value"] else "accuracy unknown")
-        rows.append({"kind": "skill", "feature": "skill", "text": (
+        rows.append({"kind": "skill", "feature": "skill", "threshold": "", "text": (
             f"A classifier of workflow features puts the probability that these scans' "
             f"workflow resembles the {skill['positive_group']} group's at "
             f"{skill['probability']:.0%} (trained without this operator; on operators it "
             f"never saw it scores {acc_text}). This is evidence about workflow, not a "
             f"verdict on the person.")})
     if (not rows or all(r["kind"] in ("skill", "limit") for r in rows)) and n_scans:
-        rows.insert(0, {"kind": "none", "feature": "", "text": (
+        rows.insert(0, {"kind": "none", "feature": "", "threshold": "", "text": (
             "Nothing stands out against the thresholds: every feature lies between the 10th "
             "and 90th percentiles of the reference operators' means, or cannot be compared.")})
-    return pd.DataFrame(rows, columns=["kind", "feature", "text"])
+    return pd.DataFrame(rows, columns=["kind", "feature", "text", "threshold"])

@@ -131,7 +131,7 @@ def percentile_chart(profile: pd.DataFrame, reference: str, *, high: float, low:
         fig.add_vrect(x0=x0, x1=x1, fillcolor="#999999", opacity=0.18, line_width=0)
     fig.add_vline(x=50, line={"dash": "dot", "color": "#666666", "width": 1})
     fig.update_xaxes(range=[-2, 112], tickvals=[0, 10, 25, 50, 75, 90, 100],
-                     title=f"percentile among the {reference} operators' means")
+                     title=f"percentile among the {reference} operators")
     fig.update_yaxes(autorange="reversed", categoryorder="array",
                      categoryarray=list(table["label"]))
     return layout(fig, "Where the operator's mean lies among the reference operators",

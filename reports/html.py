@@ -142,6 +142,7 @@ def _page(report_dict: dict, figures: dict[str, go.Figure], *, inline_plotly: bo
         r=report_dict, version=__version__, plotly_js=Markup(plotly_js() if inline_plotly else ""),
         figures={k: Markup(v) for k, v in divs.items()}, figure_scripts=Markup(script),
         fixed=lambda v, d=2: Markup(_fixed(v, d)), pct=lambda v: Markup(_pct(v)),
+        pct1=lambda v: Markup("&ndash;" if _nan(v) else f"{v:.1%}"),
         num=lambda v, f: Markup(_num(v, f)), ci=lambda a, b, d=2: Markup(_ci(a, b, d)),
         pci=lambda a, b: Markup(_pci(a, b)), rng=lambda a, b, f: Markup(_rng(a, b, f)),
         pval=lambda v: Markup(_pval(v)))

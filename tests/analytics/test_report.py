@@ -119,7 +119,10 @@ def test_findings_state_their_thresholds(cohort, inputs):
     report = operator_report(cohort, None, "T1", inputs=inputs)
     texts = " ".join(report.findings["text"])
     assert "Scan duration" in texts and "higher than all 4 expert" in texts
-    assert f"{THRESHOLDS['high_percentile']:.0%}" in texts
+    features = report.findings[report.findings["kind"] == "feature"]
+    assert (features["threshold"] == "at or beyond the 90% / 10% percentiles of the reference "
+                                     "operators' means").all()
+    assert THRESHOLDS["high_percentile"] == 0.9
 
 
 def test_one_scan_gives_no_interval_and_no_trend_and_says_so(cohort, inputs):
