@@ -1574,6 +1574,16 @@ def report(db_path: Path, operators: tuple[str, ...], every: bool, out: Path,
                f"{', '.join(formats)}" + (f"; index {written.index}" if written.index else ""))
 
 
+def _timeline_out(_ctx: click.Context, _param: click.Parameter, value: Path) -> Path:
+    from reports.write import TIMELINE_SUFFIXES
+
+    if value.suffix.lower() not in TIMELINE_SUFFIXES:
+        raise click.BadParameter(
+            f"{value.name}: cannot tell the format from the suffix {value.suffix!r}; use one of "
+            f"{', '.join(TIMELINE_SUFFIXES)}", param_hint="--out")
+    return value
+
+
 @main.command()
 @db_option(creates=False)
 @click.option("--scan", "scan_id", required=True, help="The scan's id.")
@@ -1581,7 +1591,7 @@ def report(db_path: Path, operators: tuple[str, ...], every: bool, out: Path,
               help="A run (id or name) to draw as a row (repeatable) [default: the newest "
                    "finished manual and automatic runs of the scan].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The file: .html (opens offline), .png or .svg.")
+              callback=_timeline_out, help="The file: .html (opens offline), .png or .svg.")
 def timeline(db_path: Path, scan_id: str, runs: tuple[str, ...], out: Path) -> None:
     """Export one scan's timeline, one row per run: the paper's figure 1.
 

@@ -232,7 +232,10 @@ def test_a_timeline_refuses_other_suffixes_and_unknown_scans(tmp_path):
     runner = CliRunner()
     bad = runner.invoke(main, ["timeline", "--db", str(DEMO), "--scan", "VID0001", "--out",
                                str(tmp_path / "t.jpg")])
-    assert bad.exit_code == 1 and "--out must end in .html, .png, .svg" in bad.output
+    assert bad.exit_code == 2
+    assert bad.output.strip().splitlines()[-1] == (
+        "Error: Invalid value for --out: t.jpg: cannot tell the format from the suffix '.jpg'; "
+        "use one of .html, .png, .svg")
     unknown = runner.invoke(main, ["timeline", "--db", str(DEMO), "--scan", "NOPE", "--out",
                                    str(tmp_path / "t.html")])
     assert unknown.exit_code == 1 and "no scan 'NOPE'" in unknown.output
