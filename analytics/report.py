@@ -155,7 +155,7 @@ class ReportInputs:
 
 
 def report_inputs(store: Store, selection: EventSelection, *, reference: str = "expert",
-                  skill: bool = True) -> ReportInputs:
+                  skill: bool = True, require_reference: bool = False) -> ReportInputs:
     """Read the cohort tables of the reports once (see `ReportInputs`).
 
     Parameters
@@ -166,6 +166,14 @@ def report_inputs(store: Store, selection: EventSelection, *, reference: str = "
         The reference group (default ``"expert"``); also the skill estimate's positive group.
     skill : bool, optional
         Fit the skill estimate (a few seconds; off for a quick report).
+    require_reference : bool, optional
+        Raise when no operator of the database belongs to `reference` (a group the user named,
+        perhaps misspelt); by default the reports say there is nothing to compare with.
+
+    Raises
+    ------
+    UnknownGroupError
+        With `require_reference`, a reference group without operators (naming the groups).
     """
     from analytics.features import category_times, scan_features
     from analytics.groups import GroupError, operator_values_of
@@ -174,6 +182,16 @@ def report_inputs(store: Store, selection: EventSelection, *, reference: str = "
     from fetal_analytics.queries import list_scans
     from fetal_analytics.runs import list_runs
 
+    listed = list_scans(store)
+    if require_reference:
+        from analytics.groups import UnknownGroupError
+        from fetal_analytics.checks import close_match_hint
+
+        groups = sorted(listed["group"].dropna().unique())
+        if reference not in groups:
+            raise UnknownGroupError(
+                f"no operator of group {reference!r} in the database"
+                f"{close_match_hint(reference, groups)}; groups: {', '.join(groups)}")
     scans = scan_features(store, selection)
     cats = category_times(store, selection)
     estimate, skill_note = None, "the skill estimate was not asked for"
@@ -192,7 +210,7 @@ def report_inputs(store: Store, selection: EventSelection, *, reference: str = "
                         category_times=cats, operator_values=operator_values_of(scans, cats),
                         trends=trends_of(scans, features=TREND_FEATURES,
                                          selection=selection.description),
-                        scans=list_scans(store), skill=estimate, skill_note=skill_note,
+                        scans=listed, skill=estimate, skill_note=skill_note,
                         as_of=as_of)
 
 

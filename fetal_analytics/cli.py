@@ -1529,11 +1529,13 @@ def _report_formats(_ctx: click.Context, param: click.Parameter, value: str) -> 
               help="Folder of the reports (created): <operator>.html, .pdf, .json.")
 @click.option("--format", "formats", default="html,pdf,json", show_default=True,
               callback=_report_formats, help="Comma-separated formats: html, pdf, json.")
-@click.option("--reference-group", "reference", default="expert", show_default=True,
-              help="The group each operator is compared with (the operator left out of it).")
+@click.option("--reference-group", "reference",
+              help="The group each operator is compared with (the operator left out of it) "
+                   "[default: expert, where the database has one].")
 @selection_options
 def report(db_path: Path, operators: tuple[str, ...], every: bool, out: Path,
-           formats: tuple[str, ...], reference: str, source: str | None, run_ref: str) -> None:
+           formats: tuple[str, ...], reference: str | None, source: str | None,
+           run_ref: str) -> None:
     """Write operator workflow reports: HTML, PDF and JSON, one set per operator.
 
     Each report places one operator's scans against the reference group's operators
@@ -1567,7 +1569,7 @@ def report(db_path: Path, operators: tuple[str, ...], every: bool, out: Path,
             warnings.simplefilter("ignore")  # what cannot be computed is said in the reports
             written = write_reports(
                 store, selection, None if every else operators, out, formats=formats,
-                reference=reference,
+                reference=reference or "expert", require_reference=reference is not None,
                 progress=lambda op, done, total: bar.update(
                     task, completed=done, total=total, description=op))
     click.echo(f"wrote {len(written.operators)} report(s) to {written.out}: "

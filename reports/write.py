@@ -89,7 +89,8 @@ def _check_out(out: Path) -> None:
 
 def write_reports(store: Store, selection: EventSelection, operators: Sequence[str] | None,
                   out: Path, *, formats: Sequence[str] = REPORT_FORMATS,
-                  reference: str = "expert", index: bool | None = None,
+                  reference: str = "expert", require_reference: bool = False,
+                  index: bool | None = None,
                   progress: Callable[[str, int, int], None] | None = None) -> WrittenReports:
     """Write each operator's report in each format.
 
@@ -105,6 +106,8 @@ def write_reports(store: Store, selection: EventSelection, operators: Sequence[s
     formats : sequence of {'html', 'pdf', 'json'}, optional
     reference : str, optional
         The reference group.
+    require_reference : bool, optional
+        A reference group without operators is an error (see `report_inputs`).
     index : bool, optional
         Write ``index.html`` linking the reports (default: when `operators` is None).
     progress : callable, optional
@@ -114,6 +117,8 @@ def write_reports(store: Store, selection: EventSelection, operators: Sequence[s
     ------
     UnknownOperatorError
         An operator with no scan in the database: nothing is written.
+    UnknownGroupError
+        With `require_reference`, a reference group without operators.
     BrowserMissingError
         PDF asked for and no Chromium.
     """
@@ -127,7 +132,8 @@ def write_reports(store: Store, selection: EventSelection, operators: Sequence[s
 
     formats = parse_formats(formats)
     out = Path(out)
-    inputs = report_inputs(store, selection, reference=reference)
+    inputs = report_inputs(store, selection, reference=reference,
+                           require_reference=require_reference)
     every = operators is None
     chosen = report_operators(inputs) if every else list(dict.fromkeys(operators))
     check_operators(inputs, chosen)  # before a file is written

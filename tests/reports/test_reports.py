@@ -140,6 +140,14 @@ def test_an_unknown_operator_is_one_line_and_exit_1(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_reference_group_without_operators_is_one_line(tmp_path):
+    result = _report(DEMO, tmp_path / "r", "--all", "--reference-group", "experts")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: no operator of group 'experts' in the database (did you mean 'expert'?); "
+        "groups: expert, trainee"]
+
+
 def test_operator_or_all_is_required(tmp_path):
     for args in ([], ["--all", "--operator", "OP01"]):
         result = _report(DEMO, tmp_path, *args)
