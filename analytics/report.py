@@ -282,7 +282,8 @@ class OperatorReport(Result):
         Per `TREND_FEATURES`: ``feature, label, n_scans, slope_per_30_days,
         slope_per_30_days_ci_low, slope_per_30_days_ci_high, slope_per_30_days_p,
         intercept`` (the fitted line: ``intercept + slope_per_30_days * days / 30`` with days
-        since the first dated scan).
+        since the first dated scan), and that line at the first and last dated scans:
+        ``line_start_at, line_end_at, line_start_value, line_end_value``.
     trend_points : pandas.DataFrame
         ``scan_id, acquired_at, days, feature, value``: the points the trends fit.
     skill : dict
@@ -557,6 +558,22 @@ def _trends(inputs: ReportInputs, operator: str, notes: list[str]
     else:
         points = points.assign(days=[])
     points = points[["scan_id", "acquired_at", "days", "feature", "value"]]
+    firsts, lasts, at_first, at_last = [], [], [], []
+    for row in slopes.itertuples():  # the fitted line at the first and last dated scan
+        part = points[(points["feature"] == row.feature) & points["value"].notna()]
+        if len(part) >= 2 and row.intercept == row.intercept:
+            first, last = part["days"].min(), part["days"].max()
+            firsts.append(part.loc[part["days"].idxmin(), "acquired_at"])
+            lasts.append(part.loc[part["days"].idxmax(), "acquired_at"])
+            at_first.append(row.intercept + row.slope_per_30_days * first / 30.0)
+            at_last.append(row.intercept + row.slope_per_30_days * last / 30.0)
+        else:
+            firsts.append(None)
+            lasts.append(None)
+            at_first.append(math.nan)
+            at_last.append(math.nan)
+    slopes = slopes.assign(line_start_at=firsts, line_end_at=lasts,
+                           line_start_value=at_first, line_end_value=at_last)
     n_dated = points["scan_id"].nunique()
     if n_dated < 3 and len(inputs.scan_features[inputs.scan_features["operator_id"]
                                                 == operator]):

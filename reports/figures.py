@@ -171,8 +171,8 @@ def category_chart(categories: pd.DataFrame, operator: str, reference: str) -> g
 
 
 def trend_chart(points: pd.DataFrame, trends: pd.DataFrame) -> go.Figure:
-    """Scan duration and FASP coverage against scan date, one panel each, with the fitted
-    line (``intercept + slope_per_30_days * days / 30``, as fitted by the library)."""
+    """Scan duration and FASP coverage against scan date, one panel each, with the line the
+    library fitted (from ``line_start_*`` to ``line_end_*`` of `OperatorReport.trends`)."""
     from plotly.subplots import make_subplots
 
     features = list(trends["feature"])
@@ -185,10 +185,9 @@ def trend_chart(points: pd.DataFrame, trends: pd.DataFrame) -> go.Figure:
                                  name="scan", showlegend=i == 1, text=part["scan_id"],
                                  hovertemplate="%{text}: %{y:.3g}<extra></extra>"),
                       row=1, col=i)
-        if len(part) >= 2 and row.intercept == row.intercept:
-            ends = part.iloc[[0, -1]]
-            fitted = row.intercept + row.slope_per_30_days * ends["days"] / 30.0
-            fig.add_trace(go.Scatter(x=ends["acquired_at"], y=fitted, mode="lines",
+        if row.line_start_value == row.line_start_value:
+            fig.add_trace(go.Scatter(x=[row.line_start_at, row.line_end_at],
+                                     y=[row.line_start_value, row.line_end_value], mode="lines",
                                      line={"color": "#444444", "dash": "dash"},
                                      name="fitted line", showlegend=i == 1), row=1, col=i)
         if row.feature in ("fasp_coverage", "bk_share"):  # shares: the whole scale

@@ -110,6 +110,10 @@ def test_coverage_and_trend_come_from_the_library(cohort, inputs):
     fit = stats.linregress(days / 30, spans)
     assert mine.loc["span_min", "slope_per_30_days"] == pytest.approx(fit.slope)
     assert mine.loc["span_min", "intercept"] == pytest.approx(fit.intercept)
+    assert mine.loc["span_min", "line_start_value"] == pytest.approx(fit.intercept)
+    assert mine.loc["span_min", "line_end_value"] == pytest.approx(
+        fit.intercept + fit.slope * 20 / 30)
+    assert str(mine.loc["span_min", "line_end_at"])[:10] == "2024-01-21"
     t2 = operator_report(cohort, None, "T2", inputs=inputs).coverage.set_index("label")
     assert t2.loc["Fm", ["n_scans", "n_seen"]].tolist() == [1, 0]
     assert t2.loc["HeD", "reference_share_seen"] == 1.0
