@@ -326,5 +326,7 @@ def start_precompute() -> None:
     from streamlit import runtime
 
     db = database()
-    if runtime.exists() and Path(db).is_file():
+    # streamlit.testing runs the app on a mock of the Runtime class, not an instance of it.
+    served = runtime.exists() and type(runtime.get_instance()) is runtime.Runtime
+    if served and Path(db).is_file():
         _precompute_once(db, data.stamp(db))

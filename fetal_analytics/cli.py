@@ -384,8 +384,10 @@ def export_features(db_path: Path, out: Path, source: str | None, run_ref: str,
 
     \b
     Example:
-      fetal-analytics export features --db out/demo/demo.duckdb --out features.csv
-      fetal-analytics export features --db out/demo/demo.duckdb --source manual --out f.parquet
+      fetal-analytics export features --db out/demo/demo.duckdb --run simulator-truth \\
+        --out features.csv
+      fetal-analytics export features --db out/demo/demo.duckdb --run manual-clips \\
+        --out f.parquet
     """
     from analytics.features import scan_features
     from analytics.selection import select
@@ -617,8 +619,10 @@ def correlate(db_path: Path, manual_ref: str, auto_ref: str, paired: bool, fmt: 
 
     \b
     Example:
-      fetal-analytics correlate --db out/demo/demo.duckdb
-      fetal-analytics correlate --db out/demo/demo.duckdb --paired --out agreement.json
+      fetal-analytics correlate --db out/demo/demo.duckdb --manual manual-clips \\
+        --auto simulator-truth
+      fetal-analytics correlate --db out/demo/demo.duckdb --manual manual-clips \\
+        --auto simulator-truth --paired --out agreement.json
     """
     from analytics.agreement import agreement_table, paired_agreement, paper_correlation
     from analytics.selection import select
@@ -710,8 +714,9 @@ def stats(db_path: Path, by: str, source: str | None, run_ref: str, features: bo
 
     \b
     Example:
-      fetal-analytics stats --db out/demo/demo.duckdb --by group
-      fetal-analytics stats --db out/demo/demo.duckdb --features --out features-summary.csv
+      fetal-analytics stats --db out/demo/demo.duckdb --run simulator-truth --by group
+      fetal-analytics stats --db out/demo/demo.duckdb --run simulator-truth --features \\
+        --out features-summary.csv
     """
     from analytics.selection import select
     from analytics.summary import describe
@@ -757,8 +762,10 @@ def compare(db_path: Path, group_option: tuple[str, ...], more_groups: tuple[str
 
     \b
     Example:
-      fetal-analytics compare --db out/demo/demo.duckdb --groups expert trainee
-      fetal-analytics compare --db out/demo/demo.duckdb --mixed-model --out compare.json
+      fetal-analytics compare --db out/demo/demo.duckdb --run simulator-truth \\
+        --groups expert trainee
+      fetal-analytics compare --db out/demo/demo.duckdb --run simulator-truth --mixed-model \\
+        --out compare.json
     """
     from analytics.coverage import coverage_times
     from analytics.groups import compare_groups, mixed_model_durations
@@ -811,7 +818,8 @@ def export_dfg(db_path: Path, out: Path, group: str | None, source: str | None,
 
     \b
     Example:
-      fetal-analytics export dfg --db out/demo/demo.duckdb --group trainee --out trainee.dot
+      fetal-analytics export dfg --db out/demo/demo.duckdb --run simulator-truth \\
+        --group trainee --out trainee.dot
     """
     from analytics.selection import select
     from analytics.sequences import DFG_FORMATS, directly_follows_graph, write_dfg
@@ -1022,9 +1030,9 @@ def tune_decoding_command(db_path: Path, manual_ref: str, auto_ref: str, objecti
 
     \b
     Example:
-      fetal-analytics tune-decoding --db out/demo/labelled.duckdb --manual truth \\
+      fetal-analytics tune-decoding --db out/demo/demo.duckdb --manual truth \\
         --auto demo-model --top 3
-      fetal-analytics tune-decoding --db out/demo/labelled.duckdb --manual truth \\
+      fetal-analytics tune-decoding --db out/demo/demo.duckdb --manual truth \\
         --auto demo-model --update-model runs/s2d/model.keras
     """
     from inference.tuning import tune_decoding, write_sidecar_decoding
@@ -1483,8 +1491,8 @@ def skill(db_path: Path, positive_group: str, source: str | None, run_ref: str,
 
     \b
     Example:
-      fetal-analytics skill --db out/demo/demo.duckdb
-      fetal-analytics skill --db out/demo/demo.duckdb --source manual --format json
+      fetal-analytics skill --db out/demo/demo.duckdb --run simulator-truth
+      fetal-analytics skill --db out/demo/demo.duckdb --run manual-clips --format json
     """
     from analytics.selection import select
     from analytics.skill import skill_estimate

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The main job on the demo cohort, in two parts (`make demo`; about 3-5 minutes on 2 cores):
+# The main job on the demo cohort (`make demo`; about 3-5 minutes on 2 cores): build the demo
+# database out/demo/demo.duckdb (scripts/demo-db.sh says what it holds), then print
 #
-# 1. Real model output: simulate 4 short scans WITH video (3-minute excerpts, 640x480), import
-#    their true timelines as the manual run "truth", label the videos with the shipped demo model
-#    (data/demo_model.keras, the default model of `fetal-analytics label`) as the automatic run
-#    "demo-model", and print how well the model agrees with the truth.
-# 2. Group statistics: simulate the 48-scan demo cohort of 12 operators WITHOUT video (labelling
-#    48 full-length scans would take hours on 2 cores), so there the simulator's exact timelines
-#    stand in for automatic labels (the auto run "simulator-truth"; no model involved), and print
-#    the workflow statistics, the manual-vs-"automatic" agreement and expert vs trainee.
+# 1. real model output: how well the demo model's labels of the 4 scan videos (automatic run
+#    "demo-model") agree with their true timelines (manual run "truth");
+# 2. group statistics on the 48 scans without video, from the simulator's exact timelines (the
+#    automatic run "simulator-truth"; no model involved): workflow statistics, the simulated
+#    annotators' freeze clips against them, and expert vs trainee;
+#
+# and the command that opens the dashboard on the database.
 #
 #   scripts/demo.sh [OUT_DIR]          (default out/demo)
 #   DEMO_MODEL=path/to/model.keras scripts/demo.sh   (another model, e.g. while testing)
@@ -23,47 +23,22 @@ if [ ! -f "$model" ]; then
        "model written by \`fetal-analytics train\` or \`combine-models\`" >&2
   exit 1
 fi
-model_args=()
-if [ -n "${DEMO_MODEL:-}" ]; then model_args=(--model "$DEMO_MODEL"); fi
-mkdir -p "$out"
+db="$out/demo.duckdb"
 section() { printf '\n===== %s =====\n' "$*"; }
 
-# ---- Part 1: the demo model on scan videos ------------------------------------------------------
-videos="$out/videos-cohort"
-ldb="$out/labelled.duckdb"
-section "Part 1: REAL MODEL OUTPUT - labelling 4 simulated scan videos with $model"
-$cli simulate --out "$videos" --scans 4 --operators 4 --excerpt 3 --seed 7
-rm -f "$ldb" "$ldb.wal"  # a fresh database: the run below is this model's output alone
-$cli init-db --db "$ldb"
-$cli ingest manifest "$videos/manifest.csv" --db "$ldb"
-# The true timelines become the manual run "truth"; labels the model has no class for (the rarer
-# taxonomy classes) become Bk, background, as they are to the model.
-$cli ingest labels "$videos/truth/events.csv" --db "$ldb" --source manual --run-name truth \
-  --others-as Bk --classes-of "$model"
-$cli label --manifest "$videos/manifest.csv" --db "$ldb" --run-name demo-model "${model_args[@]}"
-section "Part 1: $ldb - run 'demo-model' (auto) is the model's output, run 'truth' (manual) the simulator's exact timelines"
-$cli info --db "$ldb"
-section "Part 1: agreement of the MODEL (auto run 'demo-model') with the TRUTH (manual run 'truth')"
-$cli correlate --db "$ldb" --manual truth --auto demo-model --paired
-
-# ---- Part 2: group statistics on the 48-scan cohort (simulator truth, no model) ------------------
-db="$out/demo.duckdb"
-section "Part 2: SIMULATOR TRUTH, NOT MODEL OUTPUT - 48 scans by 12 operators, no video"
-$cli simulate --out "$out/cohort" --scans 48 --operators 12 --seed 2019 --manual-fraction 0.5 \
-  --no-video
-$cli init-db --db "$db"
-$cli ingest manifest "$out/cohort/manifest.csv" --db "$db"
-$cli ingest labels "$out/cohort/manual_labels.csv" --db "$db" --source manual
-$cli ingest labels "$out/cohort/truth/events.csv" --db "$db" --source auto \
-  --run-name simulator-truth
-section "Part 2: $db - the auto run 'simulator-truth' is the simulator's exact timelines (no model)"
+section "Building $db: 48 scans without video, 4 scan videos labelled by $model"
+"$(dirname "$0")/demo-db.sh" "$out"
 $cli info --db "$db"
-section "Part 2: workflow statistics by group (from 'simulator-truth')"
-$cli stats --db "$db" --by group
-section "Part 2: simulated annotators' freeze clips (manual) vs 'simulator-truth' (no model)"
-$cli correlate --db "$db" --paired
+
+section "Part 1: REAL MODEL OUTPUT - the model (auto run 'demo-model') against the TRUTH (manual run 'truth') on the 4 scan videos"
+$cli correlate --db "$db" --manual truth --auto demo-model --paired
+
+section "Part 2: SIMULATOR TRUTH, NOT MODEL OUTPUT - workflow statistics by group (auto run 'simulator-truth')"
+$cli stats --db "$db" --run simulator-truth --by group
+section "Part 2: simulated annotators' freeze clips (manual run 'manual-clips') vs 'simulator-truth' (no model)"
+$cli correlate --db "$db" --manual manual-clips --auto simulator-truth --paired
 section "Part 2: expert vs trainee (from 'simulator-truth')"
-$cli compare --db "$db" --groups expert trainee
+$cli compare --db "$db" --run simulator-truth --groups expert trainee
 
 section "Dashboard: open it on what was just built with"
 echo "$bin/streamlit run dashboard/app.py -- --db $db"

@@ -50,7 +50,7 @@ def test_every_command_help_ends_with_an_example(name):
 
 # What `make demo` (scripts/demo.sh) leaves under out/demo.
 DEMO_FILES = {
-    "out/demo/demo.duckdb", "out/demo/labelled.duckdb", "out/demo/cohort/manifest.csv",
+    "out/demo/demo.duckdb", "out/demo/cohort/manifest.csv",
     "out/demo/cohort/manual_labels.csv", "out/demo/cohort/truth/events.csv",
     "out/demo/videos-cohort/manifest.csv", "out/demo/videos-cohort/manual_labels.csv",
     "out/demo/videos-cohort/truth/events.csv",
@@ -64,9 +64,10 @@ def test_help_examples_use_only_demo_files_and_what_other_examples_write():
     lines = [shlex.split(line) for name in ALL for line in examples(name)]
     written = {args[i + 1] for args in lines for i, arg in enumerate(args[:-1])
                if arg in WRITES}
-    demo = (REPO / "scripts" / "demo.sh").read_text()
-    for part in ('"$out/videos-cohort"', '"$out/cohort"', "$out/demo.duckdb",
-                 "$out/labelled.duckdb", "--run-name truth", "--run-name demo-model"):
+    demo = (REPO / "scripts" / "demo-db.sh").read_text()
+    for part in ('"$out/videos-cohort"', '"$out/cohort"', '"$out/demo.duckdb"',
+                 "--run-name manual-clips", "--run-name simulator-truth", "--run-name truth",
+                 "--run-name demo-model"):
         assert part in demo  # the demo still writes the files and runs the examples use
     for args in lines:
         for i, arg in enumerate(args[1:], 1):
@@ -95,14 +96,15 @@ CHEAP = ("fetal-analytics", "fetal-analytics init-db", "fetal-analytics ingest m
 
 @pytest.fixture(scope="module")
 def demo_folder(tmp_path_factory):
-    """A folder holding what part 2 of `make demo` writes (out/demo/cohort, demo.duckdb)."""
+    """What `make demo` writes that needs no model: out/demo/cohort, demo.duckdb of its scans."""
     root = tmp_path_factory.mktemp("demo")
     db, cohort = root / "out/demo/demo.duckdb", root / "out/demo/cohort"
-    for args in (  # the commands of scripts/demo.sh, part 2
+    for args in (  # the commands of scripts/demo-db.sh for the scans without video
             ["simulate", "--out", cohort, "--scans", 48, "--operators", 12, "--seed", 2019,
              "--manual-fraction", 0.5, "--no-video"],
             ["init-db", "--db", db], ["ingest", "manifest", cohort / "manifest.csv", "--db", db],
-            ["ingest", "labels", cohort / "manual_labels.csv", "--db", db, "--source", "manual"],
+            ["ingest", "labels", cohort / "manual_labels.csv", "--db", db, "--source", "manual",
+             "--run-name", "manual-clips"],
             ["ingest", "labels", cohort / "truth/events.csv", "--db", db, "--source", "auto",
              "--run-name", "simulator-truth"]):
         result = CliRunner().invoke(main, [str(a) for a in args])

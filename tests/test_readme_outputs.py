@@ -1,7 +1,8 @@
 """The README's sample outputs are what the current code prints.
 
-The cheap samples are run in README order in a folder holding a copy of tests/data and what part
-2 of `make demo` writes (``out/demo/cohort``, ``out/demo/demo.duckdb``): the tests/data files
+The cheap samples are run in README order in a folder holding a copy of tests/data and the part
+of what `make demo` writes that needs no model (``out/demo/cohort``, ``out/demo/demo.duckdb``
+without the video scans): the tests/data files
 imported into ``cohort.duckdb``, the small simulated cohort in ``small``, and the analyses of
 ``out/demo/demo.duckdb``. Each command's output is compared with the lines under it (up to a
 final ``...``, where the sample is cut short; samples without output are not compared).
@@ -26,12 +27,13 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 CHECKED_DBS = ("cohort.duckdb", "small.duckdb", "out/demo/demo.duckdb")
 CHEAP = ("init-db", "ingest", "info", "export", "simulate", "correlate", "stats", "compare")
-DEMO_PART_2 = (  # the commands of scripts/demo.sh, part 2
+DEMO_PART_2 = (  # the commands of scripts/demo-db.sh for the scans without video
     "simulate --out out/demo/cohort --scans 48 --operators 12 --seed 2019 --manual-fraction 0.5 "
     "--no-video",
     "init-db --db out/demo/demo.duckdb",
     "ingest manifest out/demo/cohort/manifest.csv --db out/demo/demo.duckdb",
-    "ingest labels out/demo/cohort/manual_labels.csv --db out/demo/demo.duckdb --source manual",
+    "ingest labels out/demo/cohort/manual_labels.csv --db out/demo/demo.duckdb --source manual "
+    "--run-name manual-clips",
     "ingest labels out/demo/cohort/truth/events.csv --db out/demo/demo.duckdb --source auto "
     "--run-name simulator-truth",
 )

@@ -92,7 +92,8 @@ def test_ingest_labels_maps_other_labels_to_bk_for_the_demo_model(run, cohort, t
     result = json.loads(run("ingest", "labels", labels, "--db", db_path, "--others-as", "Bk",
                             "--classes-of", "demo", "--format", "json").output)
     assert result == {"run_id": 1, "run_name": "truth.csv", "source": "manual",
-                      "status": "created", "n_scans": 4, "n_events": 14, "others_as": "Bk",
+                      "status": "created", "n_scans": 4, "n_events": 14, "n_scans_removed": 0,
+                      "n_events_removed": 0, "others_as": "Bk",
                       "relabelled": {"Fe": 1, "Th": 1, "Um": 1}}
     stored = exported_labels(run, db_path, "1", tmp_path)
     assert set(stored) <= set(taxonomy.default_model_codes())
@@ -138,7 +139,7 @@ def test_others_as_and_classes_of_go_together_and_name_a_model(run, cohort, tmp_
     result = run("ingest", "labels", labels, "--db", db_path, "--others-as", "Bk",
                  "--classes-of", missing, code=1)
     assert result.output == (f"Error: {missing}: no such model file; pass a .keras file with "
-                             "its sidecar or a built-in name (demo)\n")
+                             "its sidecar or a built-in name (demo, sononet16)\n")
     runs = json.loads(run("info", "--db", db_path, "--format", "json").output)["runs"]
     assert runs == 0  # nothing was imported
 
