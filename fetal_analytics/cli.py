@@ -1556,8 +1556,10 @@ def report(db_path: Path, operators: tuple[str, ...], every: bool, out: Path,
 
     \b
     Example:
-      fetal-analytics report --db out/demo/demo.duckdb --operator OP01 --out out/reports
-      fetal-analytics report --db out/demo/demo.duckdb --all --out out/reports --format html,json
+      fetal-analytics report --db out/demo/demo.duckdb --run simulator-truth --operator OP01 \\
+        --out out/reports
+      fetal-analytics report --db out/demo/demo.duckdb --run simulator-truth --all \\
+        --out out/reports --format html,json
     """
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
@@ -1607,9 +1609,9 @@ def timeline(db_path: Path, scan_id: str, runs: tuple[str, ...], out: Path) -> N
 
     \b
     Example:
-      fetal-analytics timeline --db out/demo/labelled.duckdb --scan SIM0001 --out SIM0001.html
-      fetal-analytics timeline --db out/demo/labelled.duckdb --scan SIM0001 --run truth \\
-        --run demo-model --out SIM0001.svg
+      fetal-analytics timeline --db out/demo/demo.duckdb --scan VID0001 --out VID0001.html
+      fetal-analytics timeline --db out/demo/demo.duckdb --scan VID0001 --run truth \\
+        --run demo-model --out VID0001.svg
     """
     from reports.write import write_timeline
 
