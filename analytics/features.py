@@ -27,6 +27,10 @@ freezes of a scan
     scan last, ties by run id), as for manual labels, which record no freezes; else freezes
     stored without a run (kept from before runs owned their freezes); else none.
 
+Sums of seconds are taken in a fixed order (``sum(... ORDER BY ...)``): DuckDB's parallel
+aggregation would otherwise add in a varying order, and the last bits of a sum would differ
+between two runs on the same database (reports must not).
+
 Times in the store are seconds; durations in the results are minutes (``*_min``) unless the
 column says seconds (``*_s``).
 """
@@ -230,11 +234,13 @@ def category_times(store: Store, selection: EventSelection, *,
     WITH {cte},
     {_EVENTS_SQL.format(where='')},
     per AS (
-        SELECT scan_id, label, sum(dur_s) AS duration_s, count(*) AS n_events,
+        SELECT scan_id, label, sum(dur_s ORDER BY start_s, end_s) AS duration_s,
+               count(*) AS n_events,
                sum(new_seg) AS n_segments
         FROM ev GROUP BY scan_id, label
     ),
-    tot AS (SELECT scan_id, sum(duration_s) AS labelled_s FROM per GROUP BY scan_id),
+    tot AS (SELECT scan_id, sum(duration_s ORDER BY label) AS labelled_s
+            FROM per GROUP BY scan_id),
     {_FREEZES_SQL},
     fz AS (
         SELECT e.scan_id, e.label, count(*) AS n_freezes
@@ -345,9 +351,11 @@ def scan_features(store: Store, selection: EventSelection, *,
     sql = f"""
     WITH {ctes},
     base AS (
-        SELECT scan_id, sum(dur_s) AS labelled_s, min(start_s) AS first_start,
+        SELECT scan_id, sum(dur_s ORDER BY start_s, end_s) AS labelled_s,
+               min(start_s) AS first_start,
                max(end_s) AS last_end, count(*) AS n_events,
-               coalesce(sum(dur_s) FILTER (WHERE label = '{BACKGROUND}'), 0.0) AS bk_s,
+               coalesce(sum(dur_s ORDER BY start_s, end_s)
+                        FILTER (WHERE label = '{BACKGROUND}'), 0.0) AS bk_s,
                arg_min(label, start_s) FILTER (WHERE label <> '{BACKGROUND}') AS first_label,
                sum(new_seg) AS n_segments,
                coalesce(sum(new_seg) FILTER (WHERE label <> '{BACKGROUND}'), 0)
@@ -356,7 +364,8 @@ def scan_features(store: Store, selection: EventSelection, *,
     ),
     -- Entropy rate H = sum_ij (n_ij / N) log2(n_i / n_ij)
     --                = (sum_i n_i log2 n_i - sum_ij n_ij log2 n_ij) / N.
-    ent AS (SELECT scan_id, sum(n * log2(n)) AS nlogn_ij FROM tcount GROUP BY scan_id),
+    ent AS (SELECT scan_id, sum(n * log2(n) ORDER BY from_label, to_label) AS nlogn_ij
+            FROM tcount GROUP BY scan_id),
     firsts AS (
         SELECT scan_id, label, min(start_s) AS first_s,
                count(*) FILTER (WHERE next_label <> label) AS n_out,
@@ -372,7 +381,7 @@ def scan_features(store: Store, selection: EventSelection, *,
                count(*) FILTER (WHERE rare_required) AS n_rare_seen,
                max(first_s) FILTER (WHERE required) AS last_first_s,
                sum(n_out) AS n_trans,
-               sum(n_out * log2(n_out)) FILTER (WHERE n_out > 0) AS nlogn_i,
+               sum(n_out * log2(n_out) ORDER BY label) FILTER (WHERE n_out > 0) AS nlogn_i,
                coalesce(string_agg(chr(64 + ref_pos), '' ORDER BY first_s)
                           FILTER (WHERE ref_pos IS NOT NULL), '') AS seq
         FROM firsts GROUP BY scan_id

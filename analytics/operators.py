@@ -98,6 +98,7 @@ class OperatorProfile(Result):
         One row per feature: ``feature``, ``value`` (the operator's mean over their scans),
         ``n_scans`` (behind it), ``reference_mean``, ``reference_sd`` and
         ``reference_n`` (over the reference group's operators, the operator left out),
+        ``reference_min`` and ``reference_max`` (the range of those operators' means),
         ``z`` (``(value - reference_mean) / reference_sd``; NaN where the SD is 0 or fewer
         than 2 reference operators) and ``percentile`` (share of reference operators with a
         lower value, ties half, in [0, 1]; NaN without reference operators).
@@ -168,6 +169,8 @@ def profile_of(values: pd.DataFrame, operator: str, *, reference: str = "expert"
         rows.append({"feature": feature, "value": value,
                      "n_scans": int(own.loc[own["feature"] == feature, "n_scans"].iloc[0]),
                      "reference_mean": mean, "reference_sd": sd, "reference_n": len(ref),
+                     "reference_min": float(ref.min()) if len(ref) else np.nan,
+                     "reference_max": float(ref.max()) if len(ref) else np.nan,
                      "z": z, "percentile": percentile})
     return OperatorProfile(table=pd.DataFrame(rows), operator=operator,
                            group=str(own["group"].iloc[0]), reference=reference,
@@ -188,7 +191,11 @@ class OperatorTrends(Result):
         One row per operator and feature: ``operator_id, group, feature, n_scans``, ``slope``
         (least-squares change of the feature per scan; NaN with fewer than 2 scans with a
         value) and ``slope_per_30_days`` (the same against the scan time, per 30 days;
-        NaN where all the scans have one time).
+        NaN where all the scans have one time), with ``slope_per_30_days_ci_low`` and
+        ``slope_per_30_days_ci_high`` (its 95% t interval, n - 2 degrees of freedom; NaN with
+        fewer than 3 scans), ``slope_per_30_days_p`` (two-sided test of a zero slope) and
+        ``intercept`` (the fitted value at the operator's first dated scan, in the feature's
+        unit), so the fitted line is ``intercept + slope_per_30_days * days / 30``.
     features : tuple of str
     selection : str
     """
@@ -209,6 +216,25 @@ def _slope(x, y) -> float:
     if len(x) < 2 or np.ptp(x) == 0:
         return float("nan")
     return float(np.polyfit(x, y, 1)[0])
+
+
+def _fit(x, y, *, ci: float = 0.95) -> tuple[float, float, float, float]:
+    """Least-squares line of `y` on `x`: (slope CI low, CI high, p, intercept); NaN where
+    it cannot be computed (fewer than 3 points for the interval, 2 for the line)."""
+    import numpy as np
+    from scipy import stats
+
+    keep = ~np.isnan(y)
+    x, y = x[keep], y[keep]
+    nan = float("nan")
+    if len(x) < 2 or np.ptp(x) == 0:
+        return nan, nan, nan, nan
+    if len(x) < 3:
+        return nan, nan, nan, float(np.polyfit(x, y, 1)[1])
+    fit = stats.linregress(x, y)
+    half = float(stats.t.ppf(0.5 + ci / 2, len(x) - 2)) * float(fit.stderr)
+    p = float(fit.pvalue) if np.isfinite(fit.pvalue) else nan
+    return float(fit.slope) - half, float(fit.slope) + half, p, float(fit.intercept)
 
 
 def operator_trends(store: Store, selection: EventSelection, *,
@@ -266,11 +292,16 @@ def trends_of(scans: pd.DataFrame, *, features: Sequence[str] = TREND_FEATURES,
         y = part["value"].to_numpy(dtype=float)
         days = ((part["acquired_at"] - part["acquired_at"].min()).dt.total_seconds()
                 .to_numpy(dtype=float) / 86400.0)
+        low, high, p, intercept = _fit(days / 30.0, y)
         rows.append({"operator_id": operator, "group": group, "feature": feature,
                      "n_scans": int(np.isfinite(y).sum()),
                      "slope": _slope(part["scan_number"].to_numpy(dtype=float), y),
-                     "slope_per_30_days": _slope(days, y) * 30.0})
+                     "slope_per_30_days": _slope(days, y) * 30.0,
+                     "slope_per_30_days_ci_low": low, "slope_per_30_days_ci_high": high,
+                     "slope_per_30_days_p": p, "intercept": intercept})
     slopes = pd.DataFrame(rows, columns=["operator_id", "group", "feature", "n_scans", "slope",
-                                         "slope_per_30_days"])
+                                         "slope_per_30_days", "slope_per_30_days_ci_low",
+                                         "slope_per_30_days_ci_high", "slope_per_30_days_p",
+                                         "intercept"])
     return OperatorTrends(points=points.reset_index(drop=True), slopes=slopes,
                           features=tuple(features), selection=selection)

@@ -302,6 +302,23 @@ def operator_trends(filters: Filters) -> Noted:
     return _noted(lambda: trends_of(scan_features(filters).value))
 
 
+@st.cache_data(show_spinner=False)
+def operator_report_html(filters: Filters, operator: str, reference: str) -> str:
+    """`reports.html.report_html` of `analytics.report.operator_report`: the operator's report
+    as `fetal-analytics report` writes it, on the filters' run and every scan (the report
+    compares with every operator of the reference group, whatever the filters)."""
+    from analytics.report import operator_report
+    from analytics.selection import select
+    from reports.html import report_html
+
+    with opened(filters.db) as store:
+        selection = select(store, run=filters.run)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what cannot be computed is said in the report
+            report = operator_report(store, selection, operator, reference=reference)
+    return report_html(report)
+
+
 # --- one scan ------------------------------------------------------------------------------------
 
 @st.cache_data(show_spinner=False)

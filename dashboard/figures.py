@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
-from fetal_analytics import taxonomy
+from reports.figures import colour, name, timeline
+
+__all__ = ["GROUP_COLOURS", "HEIGHT", "colour", "name", "timeline"]  # and the builders below
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,22 +26,6 @@ GROUP_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 
 HEIGHT = 380
 """Height of most figures, pixels."""
-
-
-def colour(code: str) -> str:
-    """The taxonomy colour of a label (grey for a code outside the taxonomy)."""
-    try:
-        return taxonomy.get(code).colour
-    except LookupError:
-        return "#999999"
-
-
-def name(code: str) -> str:
-    """``"HeD - heart"``: code and name of a label (the code alone outside the taxonomy)."""
-    try:
-        return f"{code} - {taxonomy.get(code).name}"
-    except LookupError:
-        return code
 
 
 def _layout(fig: go.Figure, title: str, *, height: int = HEIGHT, **kwargs) -> go.Figure:
@@ -95,30 +81,6 @@ def category_minutes(summary: pd.DataFrame, groups: list[str]) -> go.Figure:
 
 
 # --- one scan ------------------------------------------------------------------------------------
-
-def timeline(events: pd.DataFrame, freezes: pd.DataFrame | None, rows: list[str]) -> go.Figure:
-    """The paper's figure 1: one row per run (``rows``, top first), each event a bar from its
-    start to its end in minutes, coloured by category; freezes as marks above."""
-    fig = go.Figure()
-    for code in dict.fromkeys(events["label"]):
-        part = events[events["label"] == code]
-        fig.add_trace(go.Bar(
-            base=part["start_s"] / 60, x=(part["end_s"] - part["start_s"]) / 60,
-            y=part["row"], orientation="h", name=name(code), marker_color=colour(code),
-            customdata=part[["start_s", "end_s"]].to_numpy() / 60,
-            hovertemplate=(f"{code}: %{{customdata[0]:.2f}}-%{{customdata[1]:.2f}} min"
-                           "<extra>%{y}</extra>")))
-    if freezes is not None and len(freezes):
-        fig.add_trace(go.Scatter(x=freezes["t_s"] / 60, y=["freezes"] * len(freezes),
-                                 mode="markers", name="freeze",
-                                 marker={"symbol": "line-ns-open", "size": 14,
-                                         "color": "black"},
-                                 hovertemplate="freeze at %{x:.2f} min<extra></extra>"))
-        rows = ["freezes", *rows]
-    fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(rows)))
-    return _layout(fig, "Categories over the scan", barmode="overlay", xaxis_title="minutes",
-                   height=140 + 60 * len(rows), legend_title="category")
-
 
 def probability_strip(probs: WindowProbabilities, stream: str) -> go.Figure:
     """A stream's window probabilities as a heat strip: classes x minutes."""

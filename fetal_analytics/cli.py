@@ -1565,3 +1565,107 @@ def skill(db_path: Path, positive_group: str, source: str | None, run_ref: str,
     print_table(plain(result.operators), title=(
         f"Probability that an operator's scans resemble {positive_group!r} (out of fold; Brier "
         f"score of the scans {result.brier:.3f}); evidence about workflow, not a verdict"))
+
+
+# --- reports -------------------------------------------------------------------------------------
+
+def _report_formats(_ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    from reports.write import OutputError, parse_formats
+
+    try:
+        return parse_formats(value)
+    except OutputError as exc:
+        raise click.BadParameter(str(exc), param_hint="--format") from exc
+
+
+@main.command()
+@db_option(creates=False)
+@click.option("--operator", "operators", multiple=True, metavar="ID",
+              help="An operator's pseudonymous id (repeatable).")
+@click.option("--all", "every", is_flag=True,
+              help="Every operator of the database, and an index.html linking the reports.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder of the reports (created): <operator>.html, .pdf, .json.")
+@click.option("--format", "formats", default="html,pdf,json", show_default=True,
+              callback=_report_formats, help="Comma-separated formats: html, pdf, json.")
+@click.option("--reference-group", "reference",
+              help="The group each operator is compared with (the operator left out of it) "
+                   "[default: expert, where the database has one].")
+@selection_options
+def report(db_path: Path, operators: tuple[str, ...], every: bool, out: Path,
+           formats: tuple[str, ...], reference: str | None, source: str | None,
+           run_ref: str) -> None:
+    """Write operator workflow reports: HTML, PDF and JSON, one set per operator.
+
+    Each report places one operator's scans against the reference group's operators
+    (percentiles among their means): scan duration, time per category with 95% CIs, coverage
+    of the FASP-required structures, order, transitions, revisits, background search,
+    freezes, the trend over dates, the timelines of their scans, the leave-one-operator-out
+    skill estimate (evidence about workflow, with its accuracy) and a plain-language summary.
+    The HTML opens offline; the PDF (A4) is the same page printed by Chromium; the JSON holds
+    every number shown.
+
+    \b
+    Example:
+      fetal-analytics report --db out/demo/demo.duckdb --run simulator-truth --operator OP01 \\
+        --out out/reports
+      fetal-analytics report --db out/demo/demo.duckdb --run simulator-truth --all \\
+        --out out/reports --format html,json
+    """
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    from analytics.selection import select
+    from reports.write import write_reports
+
+    if every == bool(operators):
+        raise click.UsageError("give --operator ID (repeatable) or --all")
+    console = _stderr_console()
+    with open_store(db_path, read_only=True) as store, Progress(
+            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+            console=console, transient=True, disable=not every or not console.is_terminal
+    ) as bar:
+        task = bar.add_task("reports", total=None)
+        selection = select(store, source=source, run=run_ref)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what cannot be computed is said in the reports
+            written = write_reports(
+                store, selection, None if every else operators, out, formats=formats,
+                reference=reference or "expert", require_reference=reference is not None,
+                progress=lambda op, done, total: bar.update(
+                    task, completed=done, total=total, description=op))
+    click.echo(f"wrote {len(written.operators)} report(s) to {written.out}: "
+               f"{', '.join(formats)}" + (f"; index {written.index}" if written.index else ""))
+
+
+def _timeline_out(_ctx: click.Context, _param: click.Parameter, value: Path) -> Path:
+    from reports.write import TIMELINE_SUFFIXES
+
+    if value.suffix.lower() not in TIMELINE_SUFFIXES:
+        raise click.BadParameter(
+            f"{value.name}: cannot tell the format from the suffix {value.suffix!r}; use one of "
+            f"{', '.join(TIMELINE_SUFFIXES)}", param_hint="--out")
+    return value
+
+
+@main.command()
+@db_option(creates=False)
+@click.option("--scan", "scan_id", required=True, help="The scan's id.")
+@click.option("--run", "runs", multiple=True, metavar="RUN",
+              help="A run (id or name) to draw as a row (repeatable) [default: the newest "
+                   "finished manual and automatic runs of the scan].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              callback=_timeline_out, help="The file: .html (opens offline), .png or .svg.")
+def timeline(db_path: Path, scan_id: str, runs: tuple[str, ...], out: Path) -> None:
+    """Export one scan's timeline, one row per run: the paper's figure 1.
+
+    \b
+    Example:
+      fetal-analytics timeline --db out/demo/demo.duckdb --scan VID0001 --out VID0001.html
+      fetal-analytics timeline --db out/demo/demo.duckdb --scan VID0001 --run truth \\
+        --run demo-model --out VID0001.svg
+    """
+    from reports.write import write_timeline
+
+    with open_store(db_path, read_only=True) as store:
+        written = write_timeline(store, scan_id, runs or None, out)
+    click.echo(f"wrote {written}")

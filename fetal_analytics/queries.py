@@ -34,6 +34,7 @@ __all__ = [
     "SCAN_COLUMNS",
     "Overview",
     "ScanFilter",
+    "ScanTimeline",
     "UnknownScanError",
     "WindowProbabilities",
     "list_models",
@@ -43,6 +44,7 @@ __all__ = [
     "run_pairs",
     "scan_events",
     "scan_freezes",
+    "scan_timeline",
     "window_probabilities",
 ]
 
@@ -449,3 +451,55 @@ def run_pairs(store: Store) -> pd.DataFrame:
              ON a.scan_id = m.scan_id AND m.source = 'manual' AND a.source = 'auto'
            GROUP BY ALL
            ORDER BY n_scans DESC, manual_run_id DESC, auto_run_id DESC""").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ScanTimeline(Result):
+    """One scan's timeline, one row per run: what the paper's figure 1 draws.
+
+    Attributes
+    ----------
+    scan_id : str
+    events : pandas.DataFrame
+        `scan_events` with a ``row`` column naming the run: ``"run 3 'truth' (manual)"``.
+    rows : list of str
+        The rows, top first (in the order of the runs).
+    freezes : pandas.DataFrame
+        `scan_freezes` (default run): ``run_id, t_s, end_s, frame, method``.
+    """
+
+    scan_id: str
+    events: pd.DataFrame
+    rows: list[str]
+    freezes: pd.DataFrame
+
+    frame_field: ClassVar[str] = "events"
+
+
+def scan_timeline(store: Store, scan_id: str, runs: Sequence[Run | str | int] | None = None
+                  ) -> ScanTimeline:
+    """The events of a scan in chosen runs, a row per run, and its freezes.
+
+    Parameters
+    ----------
+    store : Store
+    scan_id : str
+    runs : sequence of Run, run id or run name, optional
+        Default: `newest_runs_of_scan` (the newest finished manual and automatic runs).
+
+    Raises
+    ------
+    UnknownScanError, UnknownRunError
+    UserError
+        No run has events of the scan.
+    """
+    _check_scan(store, scan_id)
+    chosen = _runs(store, scan_id, runs)
+    if not chosen:
+        raise UnknownScanError(f"no finished run has events of scan {scan_id!r} in "
+                               f"{store.path}: import labels or label its video first")
+    events = scan_events(store, scan_id, chosen)
+    names = {r.run_id: f"run {r.run_id} {r.name!r} ({r.source})" for r in chosen}
+    events["row"] = events["run_id"].map(names)
+    return ScanTimeline(scan_id=scan_id, events=events, rows=list(names.values()),
+                        freezes=scan_freezes(store, scan_id))

@@ -4,7 +4,9 @@
 #   scripts/system-deps.sh                 the packages the tests need (`make test`)
 #   scripts/system-deps.sh PACKAGE...      these packages (`make demo`: Tesseract only)
 set -euo pipefail
-packages=(tesseract-ocr tesseract-ocr-eng chromium)  # chromium: the dashboard's browser test
+# chromium: the dashboard's browser test, and the reports' PDF and timeline images;
+# poppler-utils: pdftoppm, which renders report pages in the tests.
+packages=(tesseract-ocr tesseract-ocr-eng chromium poppler-utils)
 if [[ $# -gt 0 ]]; then packages=("$@"); fi
 
 missing=()
@@ -15,6 +17,8 @@ for package in "${packages[@]}"; do
   elif [[ $package == tesseract-ocr ]] && ! command -v tesseract >/dev/null 2>&1; then
     missing+=("$package")
   elif [[ $package == chromium ]] && ! command -v chromium >/dev/null 2>&1; then
+    missing+=("$package")
+  elif [[ $package == poppler-utils ]] && ! command -v pdftoppm >/dev/null 2>&1; then
     missing+=("$package")
   fi
 done

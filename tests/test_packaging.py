@@ -30,7 +30,7 @@ def wheel(tmp_path_factory) -> Path:
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source)
-    for folder in ("fetal_analytics", "inference", "analytics", "dashboard", "data"):
+    for folder in ("fetal_analytics", "inference", "analytics", "dashboard", "reports", "data"):
         shutil.copytree(ROOT / folder, source / folder, symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
@@ -48,6 +48,12 @@ def test_the_wheel_holds_the_shipped_data(wheel):
             assert archive.read(f"fetal_analytics/data/{name}") == (ROOT / "data" / name) \
                 .read_bytes(), name
     assert not any(n.startswith("data/") for n in names)  # not a top-level package "data"
+
+
+def test_the_wheel_holds_the_report_template(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        assert "reports/templates/report.html.j2" in archive.namelist()
+        assert "reports/write.py" in archive.namelist()
 
 
 def test_label_without_a_model_finds_the_default_model_installed_from_the_wheel(

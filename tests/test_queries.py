@@ -80,6 +80,19 @@ def test_scan_events_default_to_the_newest_manual_and_automatic_run(store):
         queries.scan_events(store, "S1", runs=["nope"])
 
 
+def test_scan_timeline_names_a_row_per_run_in_order(store):
+    timeline = queries.scan_timeline(store, "S1")
+    assert timeline.rows == ["run 3 'v2' (manual)", "run 2 'auto1.csv' (auto)"]
+    assert list(timeline.events["row"]) == [timeline.rows[0]] * 2 + [timeline.rows[1]]
+    assert timeline.freezes.empty
+    chosen = queries.scan_timeline(store, "S1", ["auto1.csv", 1])
+    assert chosen.rows == ["run 2 'auto1.csv' (auto)", "run 1 'manual1.csv' (manual)"]
+    record = chosen.to_dict()
+    assert json.loads(json.dumps(record)) == record
+    with pytest.raises(UnknownScanError, match="no scan 'S9'"):
+        queries.scan_timeline(store, "S9")
+
+
 def test_freezes_models_and_window_probabilities_of_an_unlabelled_scan(store):
     assert queries.scan_freezes(store, "S1").empty
     assert queries.list_models(store).empty

@@ -53,6 +53,21 @@ def build(loaded: dict, feature: str | None, trend_feature: str, operator: str |
     return built
 
 
+def report_download(filters: data.Filters, operator: str, reference: str) -> None:
+    """The operator's report (`fetal-analytics report`'s HTML) to download, made on demand:
+    the skill estimate in it takes a few seconds."""
+    if st.button(f"Make {operator}'s report", key="make_report",
+                 help="The report `fetal-analytics report` writes: one HTML page that opens "
+                      "offline and prints to A4."):
+        st.session_state["report_for"] = (operator, reference, filters.run)
+    if st.session_state.get("report_for") == (operator, reference, filters.run):
+        with st.spinner(f"Making {operator}'s report..."):
+            html = data.operator_report_html(replace(filters, group=None, operator=None),
+                                             operator, reference)
+        st.download_button(f"Download {operator}'s report (HTML)", html,
+                           file_name=f"{operator}.html", mime="text/html", key="report_html")
+
+
 def render() -> None:
     """Draw the view."""
     st.title("Operators")
@@ -126,6 +141,7 @@ def render() -> None:
                            f"this selection, so {profile.operator} cannot be compared.")
                 ui.chart(built["profile"], "profile")
                 ui.table(profile.to_frame(), f"profile_{profile.operator}")
+                report_download(filters, profile.operator, profile.reference)
         ui.notes(loaded["trends"])
         if trends.points.empty:
             ui.say("No scan has a date, so no trend can be drawn.")

@@ -73,6 +73,25 @@ def test_operator_profile_names_the_operators_present_for_an_unknown_one(four_op
         operator_profile(four_operators, select(four_operators), "X9")
 
 
+def test_operator_trends_give_the_slopes_t_interval_and_the_fitted_line(four_operators):
+    from scipy import stats
+
+    trends = operator_trends(four_operators, select(four_operators))
+    e1 = trends.slopes.set_index(["operator_id", "feature"]).loc[("E1", "total_min")]
+    points = trends.points[(trends.points["operator_id"] == "E1")
+                           & (trends.points["feature"] == "total_min")]
+    days = (points["acquired_at"] - points["acquired_at"].min()).dt.days.to_numpy()
+    fit = stats.linregress(days / 30, points["value"])
+    half = stats.t.ppf(0.975, len(days) - 2) * fit.stderr
+    assert e1["slope_per_30_days_ci_low"] == pytest.approx(fit.slope - half)
+    assert e1["slope_per_30_days_ci_high"] == pytest.approx(fit.slope + half)
+    assert e1["slope_per_30_days_p"] == pytest.approx(fit.pvalue)
+    assert e1["intercept"] == pytest.approx(fit.intercept)
+    t1 = trends.slopes.set_index(["operator_id", "feature"]).loc[("T1", "total_min")]
+    assert np.isnan(t1["slope_per_30_days_ci_low"])  # two scans: a line, but no interval
+    assert not np.isnan(t1["intercept"])
+
+
 def test_operator_trends_are_least_squares_slopes_over_scan_number_and_date(four_operators):
     trends = operator_trends(four_operators, select(four_operators))
     slopes = trends.slopes.set_index(["operator_id", "feature"])

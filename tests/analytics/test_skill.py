@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import numpy as np
 import pytest
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -96,3 +97,19 @@ def test_groups_that_cannot_be_estimated(cohort):
         for operator, group in groups:
             store.con.execute("UPDATE operators SET grp = ? WHERE operator_id = ?",
                               [group, operator])
+
+
+def test_the_bootstraps_numpy_scores_are_scikit_learns():
+    from analytics.skill import _fast_scores, _scores
+
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 7, 40):
+        for _ in range(30):
+            truth = rng.integers(0, 2, n)
+            probability = np.round(rng.random(n), 1)  # ties
+            fast, slow = _fast_scores(truth, probability), _scores(truth, probability)
+            for metric in ("accuracy", "balanced_accuracy", "roc_auc"):
+                if np.isnan(slow[metric]):
+                    assert np.isnan(fast[metric])
+                else:
+                    assert fast[metric] == pytest.approx(slow[metric], abs=1e-12)

@@ -152,6 +152,30 @@ def test_operators_view_shows_the_group_tests_sequences_profile_and_trends(app):
                for m in at.markdown)
 
 
+def test_operators_view_offers_the_operators_report_made_by_the_report_library(app):
+    import warnings
+
+    from analytics.report import operator_report
+    from dashboard import data
+    from reports.html import report_html
+
+    at = app(SHIPPED_DB, "operators", operator="OP02")
+    no_errors(at)
+    def report_buttons():
+        return [b for b in at.get("download_button") if b.key == "report_html"]
+
+    assert not report_buttons()  # made on demand only
+    at.button(key="make_report").click().run()
+    no_errors(at)
+    assert [b.label for b in report_buttons()] == ["Download OP02's report (HTML)"]
+    truth = run_id("simulator-truth")
+    filters = data.Filters(db=str(SHIPPED_DB), stamp=data.stamp(SHIPPED_DB), run=truth)
+    with Store(SHIPPED_DB, read_only=True) as store, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = report_html(operator_report(store, select(store, run=truth), "OP02"))
+    assert data.operator_report_html(filters, "OP02", "expert") == expected
+
+
 def test_agreement_view_shows_the_paired_numbers_of_the_default_pair(app):
     at = app(SHIPPED_DB, "agreement")
     no_errors(at)
