@@ -316,9 +316,11 @@ def detect_image_mask_from_frames(
 ) -> np.ndarray:
     """The pixels of the ultrasound image (the fan) from frames of one video.
 
-    The fan of `detect_image_area_from_frames` (live pixels, grown over the still dark tissue
-    joined to them), before the box is tightened: static header panels and text stay out of
-    it however compression blurred them.
+    The fan of the live pixels that seeds `detect_image_area_from_frames`, before it is grown
+    over still dark tissue and before the box is tightened: static header panels and text stay
+    out of it however compression blurred them. It can miss dark parts of the image that
+    compression holds still; the screen text reader (`inference.screen_text`) wants just that,
+    as text lies where nothing changes.
 
     Parameters
     ----------
@@ -337,15 +339,17 @@ def detect_image_mask_from_frames(
         As `detect_image_area_from_frames`.
     """
     live = _live_screen(frames, max_frames)
-    return detect_image_mask(live.grey) if live.fan is None else live.fan
+    return detect_image_mask(live.grey) if live.seed is None else live.seed
 
 
 @dataclass(frozen=True)
 class _LiveScreen:
     """What the frames of a video show: the mean grey frame, and where enough of the screen
-    changes, the fan (live pixels) and the furniture around and on it; fan None otherwise."""
+    changes, the fan of the live pixels (`seed`), the fan grown from it over still tissue
+    (`fan`) and the furniture around and on that; all three None otherwise."""
 
     grey: np.ndarray
+    seed: np.ndarray | None
     fan: np.ndarray | None
     furniture: np.ndarray | None
 
@@ -387,7 +391,7 @@ def _live_screen(frames: Iterable[np.ndarray], max_frames: int) -> _LiveScreen:
             moving,
             count - 1,
         )
-        return _LiveScreen(grey, None, None)
+        return _LiveScreen(grey, None, None, None)
     chroma = np.round(chroma_total / count).astype(np.uint8)
     live = changes >= _LIVE_SHARE * moving
     static = changes == 0
@@ -404,7 +408,7 @@ def _live_screen(frames: Iterable[np.ndarray], max_frames: int) -> _LiveScreen:
             "mean frame",
             count,
         )
-        return _LiveScreen(grey, None, None)
+        return _LiveScreen(grey, None, None, None)
     # Compression flattens the small changes of dark tissue, so the live pixels can miss dark
     # parts of the image: they are taken back from the mean frame's scanned-looking pixels.
     scanned = (grey > black) & ~coloured & ~_drawn(grey, black, static)
@@ -420,7 +424,8 @@ def _live_screen(frames: Iterable[np.ndarray], max_frames: int) -> _LiveScreen:
     static &= grey > black
     static_marks = _bright_small(static & fan, grey)
     static_furniture = _drop_small(static & ~fan, _MIN_STATIC_PIXELS)
-    return _LiveScreen(grey, fan, coloured | static_marks | static_furniture | (panels & ~fan))
+    furniture = coloured | static_marks | static_furniture | (panels & ~fan)
+    return _LiveScreen(grey, seed, fan, furniture)
 
 
 def crop_and_resize(
