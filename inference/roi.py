@@ -23,8 +23,10 @@ fraction of the screen):
    (`detect_image_area_from_frames`), the fan is instead seeded by the pixels that keep
    changing, which leaves out static furniture directly, and grown over the non-background
    pixels of the mean frame joined to it that do not look drawn (flat and lighter than the
-   background, or next to bright static marks): compression holds dark tissue still, so
-   change alone misses the dark parts of the image.
+   background, or next to bright static marks) and are dark (at most half-way from the
+   background to the live pixels' median): compression holds dark tissue still, so change
+   alone misses the dark parts of the image, while a still image as bright as the live one (a
+   frozen second view) stays out.
 3. *The box* starts as the fan's bounding box and is tightened: furniture outside the fan that
    lies within the outer 15% of the box on one side (a grey bar, ticks, a preset panel, a
    measurement box, the orientation marker), widened by a 0.5% margin, is cut off by moving the
@@ -112,6 +114,9 @@ _CHANGE_LEVEL = 2
 _MOVING_SHARE = 0.01
 _LIVE_SHARE = 1 / 3
 _MIN_MOVING_PAIRS = 3
+# From a video: still (not live) tissue joined to the live pixels is image when its median grey
+# level lies at most this share of the way from the background to the live fan's median.
+_STILL_TISSUE_LEVEL = 0.5
 
 
 @dataclass(frozen=True)
@@ -281,9 +286,12 @@ def detect_image_area_from_frames(
     static pixels that look drawn rather than scanned: flat and at least 8 levels above the
     background (panels, bars), or within 0.5% of the screen of a bright pixel (text, ticks,
     markers and their compression ringing). Scanned tissue that stays still is dark and
-    speckled, as the speckle of bright tissue always changes. Static non-black pixels around
-    the fan, and small bright static marks on it, are furniture. A sample without enough
-    moving pairs (frozen throughout) falls back to `detect_image_area` on the mean frame.
+    speckled, as the speckle of bright tissue always changes: a blob is taken only when its
+    median grey level is at most half-way from the background to the seed's median, so a still
+    image about as bright as the live one beside it (a frozen second view) stays out. Static
+    non-black pixels around the fan, and small bright static marks on it, are furniture. A
+    sample without enough moving pairs (frozen throughout) falls back to `detect_image_area` on
+    the mean frame.
     Memory use does not grow with the number of frames.
 
     Parameters
@@ -412,7 +420,7 @@ def _live_screen(frames: Iterable[np.ndarray], max_frames: int) -> _LiveScreen:
     # Compression flattens the small changes of dark tissue, so the live pixels can miss dark
     # parts of the image: they are taken back from the mean frame's scanned-looking pixels.
     scanned = (grey > black) & ~coloured & ~_drawn(grey, black, static)
-    fan = _grown_fan(seed, scanned)
+    fan = _grown_fan(seed, scanned, grey, black)
     log.debug(
         "image area: the live pixels' fan covers %.1f%% of the screen, grown over still "
         "tissue to %.1f%%",
@@ -701,11 +709,18 @@ def _drawn(grey: np.ndarray, black: int, static: np.ndarray) -> np.ndarray:
     return static & (flat | _dilate(grey >= _MARK_LEVEL, margin))
 
 
-def _grown_fan(seed: np.ndarray, scanned: np.ndarray) -> np.ndarray:
-    """The convex hull of `seed` and of the blobs of `scanned` (`_blobs`) that touch it.
+def _grown_fan(
+    seed: np.ndarray, scanned: np.ndarray, grey: np.ndarray, black: int
+) -> np.ndarray:
+    """The convex hull of `seed` and of the dark blobs of `scanned` (`_blobs`) that touch it.
 
     The image is one region: what of it does not change enough to be live (dark tissue after
     compression) is still joined to what does by non-background pixels that are not drawn.
+    Speckle is multiplicative, so its changes grow with the tissue's brightness, and compression
+    holds still only tissue too dark to change much: a blob outside the seed is taken only when
+    its median grey level lies at most `_STILL_TISSUE_LEVEL` of the way from the background to
+    the seed's median. A still region about as bright as the live image beside it (a frozen
+    second view, a static picture) stays out.
 
     Parameters
     ----------
@@ -713,16 +728,23 @@ def _grown_fan(seed: np.ndarray, scanned: np.ndarray) -> np.ndarray:
         The fan of the live pixels.
     scanned : (H, W) bool ndarray
         Non-background pixels that do not look drawn (`_drawn`).
+    grey : (H, W) uint8 ndarray
+        The mean frame.
+    black : int
+        The background's grey level (`_background_level`).
 
     Returns
     -------
     (H, W) bool ndarray
         A convex mask that contains `seed`.
     """
-    blobs = _blobs(scanned)
-    _, labels = cv2.connectedComponents(blobs, connectivity=8)
-    touching = np.unique(labels[seed & (blobs > 0)])
-    return _hull(seed | np.isin(labels, touching[touching > 0]))
+    outside = (_blobs(scanned) > 0) & ~seed
+    n, labels = cv2.connectedComponents(outside.astype(np.uint8), connectivity=8)
+    touching = np.zeros(n, bool)
+    touching[labels[_dilate(seed, 1) & outside]] = True
+    level = black + _STILL_TISSUE_LEVEL * (np.median(grey[seed]) - black)
+    dark = [i for i in np.flatnonzero(touching[1:]) + 1 if np.median(grey[labels == i]) <= level]
+    return _hull(seed | np.isin(labels, dark))
 
 
 def _marks_on_black(grey: np.ndarray, fan: np.ndarray, black: int) -> np.ndarray:
