@@ -20,7 +20,12 @@ original (the still; the clip's uncompressed frames at the capture's size), boxe
 the capture's pixels; frame rate, date and time right in >= 95% of the variants; the one
 freeze of each clip found with both ends within 2 frames.
 
-Usage: python benchmarks/screen_robustness.py [--captures DIR] [--json]
+Usage: python benchmarks/screen_robustness.py [--captures DIR] [--only TEXT ...] [--json]
+
+``--only`` keeps the captures whose names contain one of the texts given and the variants
+whose names do (where no capture, or no variant, matches, all are kept): ``--only H.264`` for
+the videos of every capture, ``--only SPINE "CRF 30"`` for one capture in one variant; a quick
+check while developing, not the table.
 """
 
 from __future__ import annotations
@@ -220,6 +225,8 @@ def summary(rows: list[dict]) -> list[dict]:
     out = []
     for variant in VARIANTS:
         group = [r for r in rows if r["variant"] == variant.name]
+        if not group:
+            continue
         ious = [r["iou"] for r in group]
         line = {"variant": variant.name, "iou_min": min(ious),
                 "iou_mean": round(float(np.mean(ious)), 3),
@@ -269,18 +276,30 @@ def print_markdown(table: list[dict], rows: list[dict], seconds: float) -> None:
     print(f"\n{n} capture variants in {seconds:.0f} s")
 
 
+def _selected(only: list[str] | None) -> tuple[list[str], list[Variant]]:
+    """The captures and variants to measure: all, or those `only` names (see the usage)."""
+    if not only:
+        return list(HEADERS), list(VARIANTS)
+    names = [n for n in HEADERS if any(t in n for t in only)] or list(HEADERS)
+    variants = [v for v in VARIANTS if any(t in v.name for t in only)] or list(VARIANTS)
+    return names, variants
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--captures", type=Path, default=CAPTURES,
                         help=f"folder of the 7 captures [default: {CAPTURES}]")
+    parser.add_argument("--only", nargs="+", metavar="TEXT",
+                        help="only captures or variants whose names contain one of these")
     parser.add_argument("--json", action="store_true", help="print every row as JSON")
     options = parser.parse_args()
+    names, variants = _selected(options.only)
     start = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for name in HEADERS:
+        for name in names:
             capture = load_capture(options.captures / f"{name}.png")
-            rows.extend(measure(capture, variant, Path(folder)) for variant in VARIANTS)
+            rows.extend(measure(capture, variant, Path(folder)) for variant in variants)
     if options.json:
         print(json.dumps(rows))
         return

@@ -20,8 +20,13 @@ fraction of the screen):
    dropped (words, ticks, specks), an opening removes thin strokes, a closing joins the speckle
    across dark tissue, a larger opening cuts thin appendages; the fan is the convex hull of the
    large blobs (dark fluid can split what is seen of a sector in two). From a video
-   (`detect_image_area_from_frames`), the fan is instead found among the pixels that keep
-   changing, which leaves out static furniture directly.
+   (`detect_image_area_from_frames`), the fan is instead seeded by the pixels that keep
+   changing, which leaves out static furniture directly, and grown over the non-background
+   pixels of the mean frame joined to it that do not look drawn (flat and lighter than the
+   background, or next to bright static marks) and are dark (at most half-way from the
+   background to the live pixels' median): compression holds dark tissue still, so change
+   alone misses the dark parts of the image, while a still image as bright as the live one (a
+   frozen second view) stays out.
 3. *The box* starts as the fan's bounding box and is tightened: furniture outside the fan that
    lies within the outer 15% of the box on one side (a grey bar, ticks, a preset panel, a
    measurement box, the orientation marker), widened by a 0.5% margin, is cut off by moving the
@@ -109,6 +114,9 @@ _CHANGE_LEVEL = 2
 _MOVING_SHARE = 0.01
 _LIVE_SHARE = 1 / 3
 _MIN_MOVING_PAIRS = 3
+# From a video: still (not live) tissue joined to the live pixels is image when its median grey
+# level lies at most this share of the way from the background to the live fan's median.
+_STILL_TISSUE_LEVEL = 0.5
 
 
 @dataclass(frozen=True)
@@ -269,11 +277,22 @@ def detect_image_area_from_frames(
     of frames is *moving* when more than 1% of the screen changes (pairs inside a freeze span
     are not). A pixel is live when it changes in at least a third of the moving pairs: the
     speckle of a live image changes nearly every time, while a ticking clock, a freeze indicator
-    shown now and then, or compression noise do not. The fan is the convex hull of the large
-    live regions; static non-black pixels around it, and small bright static marks on it, are
-    furniture. A sample
-    without enough moving pairs (frozen throughout) falls back to `detect_image_area` on the
-    mean frame. Memory use does not grow with the number of frames.
+    shown now and then, or compression noise do not. The large live regions seed the fan.
+
+    Video compression (H.264 at CRF 18-30) quantises away the small changes of dark tissue, so
+    the live pixels can miss whole dark parts of the image. The image is one region, bounded by
+    background: the fan is therefore the convex hull of the seed and of the blobs (as in
+    `detect_image_area`) of the mean frame's non-background pixels that touch it, leaving out
+    static pixels that look drawn rather than scanned: flat and at least 8 levels above the
+    background (panels, bars), or within 0.5% of the screen of a bright pixel (text, ticks,
+    markers and their compression ringing). Scanned tissue that stays still is dark and
+    speckled, as the speckle of bright tissue always changes: a blob is taken only when its
+    median grey level is at most half-way from the background to the seed's median, so a still
+    image about as bright as the live one beside it (a frozen second view) stays out. Static
+    non-black pixels around the fan, and small bright static marks on it, are furniture. A
+    sample without enough moving pairs (frozen throughout) falls back to `detect_image_area` on
+    the mean frame.
+    Memory use does not grow with the number of frames.
 
     Parameters
     ----------
@@ -305,8 +324,11 @@ def detect_image_mask_from_frames(
 ) -> np.ndarray:
     """The pixels of the ultrasound image (the fan) from frames of one video.
 
-    The live pixels of `detect_image_area_from_frames`, before the box is tightened: static
-    header panels and text stay out of it however compression blurred them.
+    The fan of the live pixels that seeds `detect_image_area_from_frames`, before it is grown
+    over still dark tissue and before the box is tightened: static header panels and text stay
+    out of it however compression blurred them. It can miss dark parts of the image that
+    compression holds still; the screen text reader (`inference.screen_text`) wants just that,
+    as text lies where nothing changes.
 
     Parameters
     ----------
@@ -325,15 +347,17 @@ def detect_image_mask_from_frames(
         As `detect_image_area_from_frames`.
     """
     live = _live_screen(frames, max_frames)
-    return detect_image_mask(live.grey) if live.fan is None else live.fan
+    return detect_image_mask(live.grey) if live.seed is None else live.seed
 
 
 @dataclass(frozen=True)
 class _LiveScreen:
     """What the frames of a video show: the mean grey frame, and where enough of the screen
-    changes, the fan (live pixels) and the furniture around and on it; fan None otherwise."""
+    changes, the fan of the live pixels (`seed`), the fan grown from it over still tissue
+    (`fan`) and the furniture around and on that; all three None otherwise."""
 
     grey: np.ndarray
+    seed: np.ndarray | None
     fan: np.ndarray | None
     furniture: np.ndarray | None
 
@@ -375,7 +399,7 @@ def _live_screen(frames: Iterable[np.ndarray], max_frames: int) -> _LiveScreen:
             moving,
             count - 1,
         )
-        return _LiveScreen(grey, None, None)
+        return _LiveScreen(grey, None, None, None)
     chroma = np.round(chroma_total / count).astype(np.uint8)
     live = changes >= _LIVE_SHARE * moving
     static = changes == 0
@@ -383,7 +407,7 @@ def _live_screen(frames: Iterable[np.ndarray], max_frames: int) -> _LiveScreen:
     coloured = _overlays(static & (chroma > _CHROMA_LEVEL))
     panels = _panels(grey, black) & static
     try:
-        fan = _fan_component(
+        seed = _fan_component(
             live & ~panels & ~coloured, what="`frames` (pixels that change)", grey=None
         )
     except ValueError:
@@ -392,13 +416,24 @@ def _live_screen(frames: Iterable[np.ndarray], max_frames: int) -> _LiveScreen:
             "mean frame",
             count,
         )
-        return _LiveScreen(grey, None, None)
+        return _LiveScreen(grey, None, None, None)
+    # Compression flattens the small changes of dark tissue, so the live pixels can miss dark
+    # parts of the image: they are taken back from the mean frame's scanned-looking pixels.
+    scanned = (grey > black) & ~coloured & ~_drawn(grey, black, static)
+    fan = _grown_fan(seed, scanned, grey, black)
+    log.debug(
+        "image area: the live pixels' fan covers %.1f%% of the screen, grown over still "
+        "tissue to %.1f%%",
+        100 * np.count_nonzero(seed) / seed.size,
+        100 * np.count_nonzero(fan) / fan.size,
+    )
     # Static non-black pixels are furniture around the fan; on the fan, dark tissue that rarely
     # changes is not, but small bright static marks are (text, calipers, markers).
     static &= grey > black
     static_marks = _bright_small(static & fan, grey)
     static_furniture = _drop_small(static & ~fan, _MIN_STATIC_PIXELS)
-    return _LiveScreen(grey, fan, coloured | static_marks | static_furniture | (panels & ~fan))
+    furniture = coloured | static_marks | static_furniture | (panels & ~fan)
+    return _LiveScreen(grey, seed, fan, furniture)
 
 
 def crop_and_resize(
@@ -597,14 +632,30 @@ def _drop_small(mask: np.ndarray, min_pixels: int) -> np.ndarray:
     return keep[labels]
 
 
-def _fan_component(candidate: np.ndarray, *, what: str, grey: np.ndarray | None) -> np.ndarray:
-    """The convex hull of the large blobs of `candidate` after opening and closing."""
+def _blobs(candidate: np.ndarray) -> np.ndarray:
+    """`candidate` (H, W) bool without small components and thin strokes, its speckle joined
+    across dark tissue: (H, W) uint8, 1 on the blobs."""
     shape = candidate.shape
     # Words and ticks on black, and stray specks, are small components: drop them first, so
     # that the closing cannot join them to the fan.
     mask = _drop_small(candidate, round(_MIN_BLOB_AREA * candidate.size)).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _ellipse(_scale(shape, 0.007)))
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _ellipse(_scale(shape, 0.025)))
+    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _ellipse(_scale(shape, 0.025)))
+
+
+def _hull(mask: np.ndarray) -> np.ndarray:
+    """The convex hull of the True (non-zero) pixels of `mask` (H, W), as an (H, W) bool mask."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    hull = np.zeros(mask.shape, np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
+    return hull.astype(bool)
+
+
+def _fan_component(candidate: np.ndarray, *, what: str, grey: np.ndarray | None) -> np.ndarray:
+    """The convex hull of the large blobs of `candidate` after opening and closing."""
+    shape = candidate.shape
+    mask = _blobs(candidate)
     _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     fraction = stats[1:, cv2.CC_STAT_AREA].max(initial=0) / mask.size
     if fraction < _MIN_FAN_FRACTION:
@@ -631,10 +682,69 @@ def _fan_component(candidate: np.ndarray, *, what: str, grey: np.ndarray | None)
     parts = 1 + np.flatnonzero(big)
     keep = np.zeros(n, np.uint8)
     keep[parts] = 1
-    contours, _ = cv2.findContours(keep[labels], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    fan = np.zeros(shape, np.uint8)
-    cv2.fillConvexPoly(fan, cv2.convexHull(np.concatenate(contours)), 1)
-    return fan.astype(bool)
+    return _hull(keep[labels])
+
+
+def _drawn(grey: np.ndarray, black: int, static: np.ndarray) -> np.ndarray:
+    """Static pixels of a video that look drawn, not scanned: (H, W) bool.
+
+    A drawn pixel never changes and is either flat (in a run of `_FLAT_RUN` pixels, on the
+    screen or on its median-filtered copy) and at least `_PANEL_CONTRAST` above the background
+    (a panel, a bar), or within `_FURNITURE_MARGIN` of the screen of a pixel at `_MARK_LEVEL` or
+    brighter (text, ticks, markers, with their compression ringing). Scanned tissue that
+    compression keeps still is dark and speckled: the speckle of bright tissue always changes.
+
+    Parameters
+    ----------
+    grey : (H, W) uint8 ndarray
+        The mean frame.
+    black : int
+        The background's grey level (`_background_level`).
+    static : (H, W) bool ndarray
+        Pixels that change in none of the moving frame pairs.
+    """
+    smooth = cv2.medianBlur(grey, _scale(grey.shape, _TEXT_MEDIAN))
+    flat = (_flat_mask(grey) | _flat_mask(smooth)) & (grey > black + _PANEL_CONTRAST)
+    margin = max(1, round(_FURNITURE_MARGIN * min(grey.shape)))
+    return static & (flat | _dilate(grey >= _MARK_LEVEL, margin))
+
+
+def _grown_fan(
+    seed: np.ndarray, scanned: np.ndarray, grey: np.ndarray, black: int
+) -> np.ndarray:
+    """The convex hull of `seed` and of the dark blobs of `scanned` (`_blobs`) that touch it.
+
+    The image is one region: what of it does not change enough to be live (dark tissue after
+    compression) is still joined to what does by non-background pixels that are not drawn.
+    Speckle is multiplicative, so its changes grow with the tissue's brightness, and compression
+    holds still only tissue too dark to change much: a blob outside the seed is taken only when
+    its median grey level lies at most `_STILL_TISSUE_LEVEL` of the way from the background to
+    the seed's median. A still region about as bright as the live image beside it (a frozen
+    second view, a static picture) stays out.
+
+    Parameters
+    ----------
+    seed : (H, W) bool ndarray
+        The fan of the live pixels.
+    scanned : (H, W) bool ndarray
+        Non-background pixels that do not look drawn (`_drawn`).
+    grey : (H, W) uint8 ndarray
+        The mean frame.
+    black : int
+        The background's grey level (`_background_level`).
+
+    Returns
+    -------
+    (H, W) bool ndarray
+        A convex mask that contains `seed`.
+    """
+    outside = (_blobs(scanned) > 0) & ~seed
+    n, labels = cv2.connectedComponents(outside.astype(np.uint8), connectivity=8)
+    touching = np.zeros(n, bool)
+    touching[labels[_dilate(seed, 1) & outside]] = True
+    level = black + _STILL_TISSUE_LEVEL * (np.median(grey[seed]) - black)
+    dark = [i for i in np.flatnonzero(touching[1:]) + 1 if np.median(grey[labels == i]) <= level]
+    return _hull(seed | np.isin(labels, dark))
 
 
 def _marks_on_black(grey: np.ndarray, fan: np.ndarray, black: int) -> np.ndarray:
