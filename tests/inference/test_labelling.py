@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -576,16 +577,18 @@ def test_ctrl_c_keeps_the_finished_scans_prints_the_resume_command_and_exits_130
     assert process.returncode == 130, output
     assert "Traceback" not in output
     last = output.strip().splitlines()[-1]
-    assert last.startswith("interrupted: run 1 'label-two_streams-") and "keeps the 1 scans" in last
+    # The interrupt lands during the second scan, or, on a loaded machine, as late as the third.
+    kept = int(re.search(r"keeps the (\d+) scans", last).group(1))
+    assert last.startswith("interrupted: run 1 'label-two_streams-") and kept in (1, 2)
     command = last.split("`")[1]
     assert command.startswith(f"fetal-analytics label --manifest {short_scans / 'manifest.csv'} "
                               f"--db {db} --model {model_path} --run-name label-two_streams-")
     with Store(db, read_only=True) as store:
         assert store.scalar("SELECT status FROM runs") == "failed"
-        assert store.scalar("SELECT count(DISTINCT scan_id) FROM events") == 1
+        assert store.scalar("SELECT count(DISTINCT scan_id) FROM events") == kept
     resumed = run(*shlex.split(command)[1:])
     assert resumed.exit_code == 0, resumed.output
-    assert "(auto, finished): 2 labelled, 1 skipped, 0 failed" in resumed.output
+    assert f"(auto, finished): {3 - kept} labelled, {kept} skipped, 0 failed" in resumed.output
     _assert_same_contents(db, clean_db)
 
 
