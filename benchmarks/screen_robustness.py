@@ -41,6 +41,7 @@ import av
 import cv2
 import numpy as np
 
+from fetal_analytics.synth.captures import EXAMPLE_HEADERS
 from inference.decode import sample_frames
 from inference.freeze import detect_freezes
 from inference.roi import (
@@ -52,16 +53,6 @@ from inference.roi import (
 from inference.screen_text import ScreenText, read_screen_text, read_screen_text_from_frames
 
 CAPTURES = Path("../shared/data/sononet/example_images")
-# The header of each capture (the SonoNet data's README, table "header text").
-HEADERS = {
-    "4CH": (117.0, "02.10.2015", "10:19:40 AM"),
-    "ABDOMINAL": (50.0, "20.05.2015", "2:47:33 PM"),
-    "BRAIN-CB": (31.0, "18.11.2015", "09:12:23"),
-    "BRAIN-TV": (35.0, "25.01.2016", "4:45:04 PM"),
-    "FEMUR": (49.0, "04.11.2015", "2:49:10 PM"),
-    "RVOT": (92.0, "21.05.2015", "3:19:14 PM"),
-    "SPINE-SAGITTAL": (36.0, "18.08.2015", "09:54:08"),
-}
 SIZES = ((1280, 720), (1024, 768), (720, 576))
 FPS = 30
 LIVE_1, FROZEN, LIVE_2 = 45, 30, 30  # frames: the clip's three parts
@@ -216,7 +207,7 @@ def measure(capture: Capture, variant: Variant, folder: Path) -> dict:
         row["freezes"] = spans
     row["iou"] = round(placement.back(area).iou(reference), 3)
     row["read"] = header.to_dict()
-    row.update(fields_right(header, HEADERS[name]))
+    row.update(fields_right(header, EXAMPLE_HEADERS[name]))
     return row
 
 
@@ -279,8 +270,8 @@ def print_markdown(table: list[dict], rows: list[dict], seconds: float) -> None:
 def _selected(only: list[str] | None) -> tuple[list[str], list[Variant]]:
     """The captures and variants to measure: all, or those `only` names (see the usage)."""
     if not only:
-        return list(HEADERS), list(VARIANTS)
-    names = [n for n in HEADERS if any(t in n for t in only)] or list(HEADERS)
+        return list(EXAMPLE_HEADERS), list(VARIANTS)
+    names = [n for n in EXAMPLE_HEADERS if any(t in n for t in only)] or list(EXAMPLE_HEADERS)
     variants = [v for v in VARIANTS if any(t in v.name for t in only)] or list(VARIANTS)
     return names, variants
 

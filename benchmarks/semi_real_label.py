@@ -34,20 +34,10 @@ from _report import report
 
 from fetal_analytics.cli import main as cli
 from fetal_analytics.store import Store
-from fetal_analytics.synth.captures import capture_video
+from fetal_analytics.synth.captures import EXAMPLE_CODES, capture_video
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT.parent / "shared" / "data" / "sononet" / "example_images"
-# File name (the true standard plane) -> taxonomy code (../shared/data/sononet/README.md).
-TRUTH = {"4CH": "HeD", "ABDOMINAL": "Ab", "BRAIN-CB": "Br", "BRAIN-TV": "Br", "FEMUR": "Fm",
-         "RVOT": "HeD", "SPINE-SAGITTAL": "Sp"}
-
-
-def majority(events, start_s: float, end_s: float) -> str:
-    """The label covering most of ``[start_s, end_s)``; '-' where no event does."""
-    overlap = (np.minimum(events["end_s"], end_s) - np.maximum(events["start_s"], start_s))
-    covered = events.assign(overlap=overlap.clip(lower=0)).groupby("label")["overlap"].sum()
-    return "-" if covered.empty or covered.max() <= 0 else str(covered.idxmax())
 
 
 def label(video, db: Path, model: str) -> float:
@@ -69,13 +59,13 @@ def figures(video, db: Path) -> dict:
             "classes"]
         probs = store.query_df(
             "SELECT t_s, probs FROM window_probs WHERE stream = 'fused' ORDER BY t_s")
-    got = [majority(events, *s.live) for s in video.segments]
-    right = sum(code == TRUTH[s.name] for code, s in zip(got, video.segments, strict=True))
+    got = [code or "-" for code in video.live_labels(events)]
+    right = sum(code == EXAMPLE_CODES[s.name] for code, s in zip(got, video.segments, strict=True))
     windows = []
     for t, p in zip(probs["t_s"], probs["probs"], strict=True):
         segment = next((s for s in video.segments if s.start_s <= t < s.freeze_s), None)
         if segment is not None:
-            windows.append(codes[int(np.argmax(p))] == TRUTH[segment.name])
+            windows.append(codes[int(np.argmax(p))] == EXAMPLE_CODES[segment.name])
     return {"segments_right": f"{right}/{len(got)}",
             "windows_right": round(float(np.mean(windows)), 3), "codes": " ".join(got)}
 

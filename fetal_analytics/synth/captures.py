@@ -30,11 +30,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
+    "EXAMPLE_CODES",
+    "EXAMPLE_HEADERS",
     "VOLUSON_E8_CLOCK",
     "VOLUSON_E8_FURNITURE",
     "VOLUSON_E8_IMAGE_BOX",
@@ -55,6 +61,23 @@ VOLUSON_E8_FURNITURE: tuple[tuple[int, int, int, int], ...] = ((75, 195, 835, 97
                                                                (85, 112, 190, 222))
 #: Where the ticking clock is drawn: a black band above the header bars, left of the probe box.
 VOLUSON_E8_CLOCK: tuple[int, int, int, int] = (6, 38, 160, 330)
+
+#: What the 7 shared SonoNet example captures show (``../shared/data/sononet/README.md``): file
+#: stem (the standard plane) -> its taxonomy code, the truth a labeller is scored against.
+EXAMPLE_CODES: dict[str, str] = {"4CH": "HeD", "ABDOMINAL": "Ab", "BRAIN-CB": "Br",
+                                 "BRAIN-TV": "Br", "FEMUR": "Fm", "RVOT": "HeD",
+                                 "SPINE-SAGITTAL": "Sp"}
+#: The header burned into each of those captures (the README's table "header text"): file stem
+#: -> (frame rate in Hz, date, time) as the screen shows them.
+EXAMPLE_HEADERS: dict[str, tuple[float, str, str]] = {
+    "4CH": (117.0, "02.10.2015", "10:19:40 AM"),
+    "ABDOMINAL": (50.0, "20.05.2015", "2:47:33 PM"),
+    "BRAIN-CB": (31.0, "18.11.2015", "09:12:23"),
+    "BRAIN-TV": (35.0, "25.01.2016", "4:45:04 PM"),
+    "FEMUR": (49.0, "04.11.2015", "2:49:10 PM"),
+    "RVOT": (92.0, "21.05.2015", "3:19:14 PM"),
+    "SPINE-SAGITTAL": (36.0, "18.08.2015", "09:54:08"),
+}
 
 CRF = 23
 PRESET = "ultrafast"
@@ -132,6 +155,29 @@ class CaptureVideo:
     def freezes(self) -> list[tuple[float, float]]:
         """The frozen spans ``(start_s, end_s)``, seconds, in order."""
         return [segment.frozen for segment in self.segments]
+
+    def live_labels(self, events: pd.DataFrame) -> list[str | None]:
+        """The label covering most of each segment's live span, in video order.
+
+        Parameters
+        ----------
+        events : pandas.DataFrame
+            ``start_s, end_s, label`` (seconds) of one labelling of this video.
+
+        Returns
+        -------
+        list of str or None
+            One per segment: the label whose events overlap its live span longest (None where
+            no event does).
+        """
+        labels = []
+        for start_s, end_s in (segment.live for segment in self.segments):
+            overlap = (np.minimum(events["end_s"], end_s)
+                       - np.maximum(events["start_s"], start_s)).clip(lower=0)
+            covered = events.assign(overlap=overlap).groupby("label")["overlap"].sum()
+            labels.append(None if covered.empty or covered.max() <= 0
+                          else str(covered.idxmax()))
+        return labels
 
 
 def _read_captures(folder: Path, names: Sequence[str] | None) -> dict[str, np.ndarray]:

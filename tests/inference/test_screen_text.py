@@ -10,21 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
+from fetal_analytics.synth.captures import EXAMPLE_HEADERS
 from inference.screen_text import ScreenText, parse_screen_text, read_screen_text
 
 SONONET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sononet"
 CAPTURES = SONONET / "example_images"
 
-# The header of each capture (README of the SonoNet data, table "header text").
-HEADERS = {
-    "4CH": (117.0, "02.10.2015", "10:19:40 AM"),
-    "ABDOMINAL": (50.0, "20.05.2015", "2:47:33 PM"),
-    "BRAIN-CB": (31.0, "18.11.2015", "09:12:23"),
-    "BRAIN-TV": (35.0, "25.01.2016", "4:45:04 PM"),
-    "FEMUR": (49.0, "04.11.2015", "2:49:10 PM"),
-    "RVOT": (92.0, "21.05.2015", "3:19:14 PM"),
-    "SPINE-SAGITTAL": (36.0, "18.08.2015", "09:54:08"),
-}
 
 needs_captures = pytest.mark.skipif(
     not CAPTURES.is_dir(), reason=f"the SonoNet example captures are missing ({CAPTURES})"
@@ -39,7 +30,7 @@ needs_tesseract = pytest.mark.skipif(
 def read_captures() -> dict[str, ScreenText]:
     """Each capture read once (one Tesseract call each)."""
     out = {}
-    for name in HEADERS:
+    for name in EXAMPLE_HEADERS:
         frame = cv2.imread(str(CAPTURES / f"{name}.png"), cv2.IMREAD_COLOR)[:, :, ::-1]
         out[name] = read_screen_text(np.ascontiguousarray(frame))
     return out
@@ -50,19 +41,19 @@ def read_captures() -> dict[str, ScreenText]:
 
 @needs_captures
 @needs_tesseract
-@pytest.mark.parametrize("name", list(HEADERS))
+@pytest.mark.parametrize("name", list(EXAMPLE_HEADERS))
 def test_frame_rate_of_every_capture(read_captures, name):
-    assert read_captures[name].frame_rate_hz == HEADERS[name][0]
+    assert read_captures[name].frame_rate_hz == EXAMPLE_HEADERS[name][0]
 
 
 @needs_captures
 @needs_tesseract
-@pytest.mark.parametrize("name", list(HEADERS))
+@pytest.mark.parametrize("name", list(EXAMPLE_HEADERS))
 def test_date_and_time_of_every_capture(read_captures, name):
     # Read correctly on all 7 with Tesseract 5.3 (Debian); they are pinned here so that a
     # regression shows.
     text = read_captures[name]
-    assert (text.date, text.time) == HEADERS[name][1:]
+    assert (text.date, text.time) == EXAMPLE_HEADERS[name][1:]
 
 
 # ------------------------------------------------------------------ the pipeline, a fake engine

@@ -14,13 +14,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from fetal_analytics.cli import main
 from fetal_analytics.store import Store
-from fetal_analytics.synth.captures import capture_video
+from fetal_analytics.synth.captures import EXAMPLE_CODES, capture_video
 from inference.model_file import SONONET16_MODEL
 
 pytestmark = pytest.mark.filterwarnings(  # raised inside Keras predict by TensorFlow 2.21
@@ -32,17 +31,6 @@ needs_captures = pytest.mark.skipif(
     len(list(CAPTURES.glob("*.png"))) != 7 or not SONONET16_MODEL.is_file(),
     reason=f"the 7 shared SonoNet example captures ({CAPTURES}) or the shipped "
            f"{SONONET16_MODEL.name} are missing")
-
-# File name (the true standard plane) -> taxonomy code (../shared/data/sononet/README.md).
-TRUTH = {"4CH": "HeD", "ABDOMINAL": "Ab", "BRAIN-CB": "Br", "BRAIN-TV": "Br", "FEMUR": "Fm",
-         "RVOT": "HeD", "SPINE-SAGITTAL": "Sp"}
-
-
-def majority(events: pd.DataFrame, start_s: float, end_s: float) -> str | None:
-    """The label covering most of ``[start_s, end_s)`` (None where no event does)."""
-    overlap = (np.minimum(events["end_s"], end_s) - np.maximum(events["start_s"], start_s))
-    covered = events.assign(overlap=overlap.clip(lower=0)).groupby("label")["overlap"].sum()
-    return None if covered.empty or covered.max() <= 0 else str(covered.idxmax())
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +54,8 @@ def test_sononet16_labels_the_live_segments_of_real_captures(labelled):
     assert [s["status"] for s in outcome["scans"]] == ["labelled"]
     with Store(db, read_only=True) as store:
         events = store.query_df("SELECT start_s, end_s, label FROM events WHERE scan_id = 'SEMI1'")
-    got = {s.name: majority(events, *s.live) for s in video.segments}
-    right = [name for name, code in got.items() if code == TRUTH[name]]
+    got = dict(zip((s.name for s in video.segments), video.live_labels(events), strict=True))
+    right = [name for name, code in got.items() if code == EXAMPLE_CODES[name]]
     assert len(right) >= 6, got
 
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from fetal_analytics.cli import main
-from fetal_analytics.synth.captures import capture_video
+from fetal_analytics.synth.captures import EXAMPLE_HEADERS, capture_video
 
 CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sononet" / \
     "example_images"
@@ -29,7 +29,8 @@ pytestmark = pytest.mark.skipif(len(list(CAPTURES.glob("*.png"))) != 7,
 needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None,
                                      reason="tesseract is not installed")
 # The first capture in video order (by name) and its header (the SonoNet data's README).
-FIRST, FIRST_HZ, FIRST_DATE = "4CH", 117.0, "02.10.2015"
+FIRST = "4CH"
+FIRST_HZ, FIRST_DATE, _ = EXAMPLE_HEADERS[FIRST]
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pandas as pd
 import pytest
 
 from fetal_analytics.synth.captures import (
     VOLUSON_E8_CLOCK,
     VOLUSON_E8_IMAGE_BOX,
     CaptureSegment,
+    CaptureVideo,
     capture_video,
 )
 
@@ -79,3 +81,13 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder of screen captures"):
         capture_video(tmp_path / "none", tmp_path / "x.mp4")
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_live_labels_are_the_labels_covering_most_of_each_live_span():
+    video = CaptureVideo(Path("v.mp4"), 30.0, 300, 976, 736,
+                         (CaptureSegment("4CH", 0.0, 3.0, 5.0),
+                          CaptureSegment("FEMUR", 5.0, 8.0, 10.0)))
+    events = pd.DataFrame({"start_s": [0.0, 1.0, 4.0], "end_s": [1.0, 4.0, 5.0],
+                           "label": ["Bk", "HeD", "Fm"]})
+    # HeD covers 2 of the first live span's 3 s; nothing overlaps the second's [5, 8).
+    assert video.live_labels(events) == ["HeD", None]
