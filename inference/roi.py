@@ -12,11 +12,16 @@ fraction of the screen):
 
 1. *Screen furniture* is marked. Panels and bars: flat non-black regions (runs of 9 pixels along
    a row or column within 2 grey levels, filling at least half of their box), taken with their
-   whole box and so with the text printed on them. Coloured overlays: small components whose
-   RGB channels differ by more than 40 levels (markers, calipers, coloured text); when a quarter
-   of the image is coloured (a 3D rendering) colour marks nothing. Marks: small bright
-   components on the black background (text, ticks, arrows).
-2. *The fan* is found among the non-black pixels that are not furniture: small components are
+   whole box and so with the text printed on them; where compression ringing around the text
+   (or a median filter wiping the separators between header boxes) leaves a flat component
+   filling less than half of its box, its rows flat over half of a span of 15% of the screen's
+   width, at least 16 levels above black, are panel all the same. Coloured overlays: small
+   components whose RGB channels differ by more than 40 levels (markers, calipers, coloured
+   text); when a quarter of the image is coloured (a 3D rendering) colour marks nothing.
+   Marks: small bright components on the black background (text, ticks, arrows).
+2. *The fan* is found among the non-black pixels that are not furniture nor text on the
+   background (small bright components mostly surrounded by background, with their ringing:
+   JPEG ringing can otherwise join a column of text to the image): small components are
    dropped (words, ticks, specks), an opening removes thin strokes, a closing joins the speckle
    across dark tissue, a larger opening cuts thin appendages; the fan is the convex hull of the
    large blobs (dark fluid can split what is seen of a sector in two). From a video
@@ -83,6 +88,12 @@ _FLAT_TOLERANCE = 2
 _MIN_PANEL_AREA = 2e-4
 _PANEL_CONTRAST = 8
 _PANEL_FILL = 0.5
+# A flat component that fills less of its box (compression ringing around a header's text, or
+# the median filter wiping the separators between header boxes) is still panel in its rows that
+# are flat over at least half of a span of _WIDE_ROW of the screen's width, at least
+# _WIDE_ROW_CONTRAST above black: smooth dark tissue gives flat rows that long only nearer black.
+_WIDE_ROW = 0.15
+_WIDE_ROW_CONTRAST = 16
 # Side of the median filter that wipes text and its compression ringing off panels, as a
 # fraction of the screen's smaller side (7 pixels on a 975 x 735 screen).
 _TEXT_MEDIAN = 0.01
@@ -92,6 +103,9 @@ _MIN_BLOB_AREA = 0.002
 # Bright marks on black: peak grey level and largest area (fraction of the screen).
 _MARK_LEVEL = 100
 _MARK_MAX_AREA = 0.002
+# Bright marks are text on the background when at least this share of their surroundings (within
+# _FURNITURE_MARGIN of the screen) is background (at most _PANEL_CONTRAST above black).
+_TEXT_DARK_SHARE = 0.5
 # From a video: static components outside the fan of fewer pixels than this are noise.
 _MIN_STATIC_PIXELS = 6
 # The fan must cover at least this fraction of the screen; its hull takes in the blobs of at
@@ -259,7 +273,8 @@ def _still_masks(
     colour = chroma > _CHROMA_LEVEL
     coloured = _overlays(colour)
     panels = _panels(grey, black)
-    candidate = (grey > black) & ~panels
+    # Text on black, with its compression ringing, could bridge a column of text to the fan.
+    candidate = (grey > black) & ~panels & ~_text_on_black(grey, black)
     if np.count_nonzero(colour) > _COLOUR_IMAGE_SHARE * np.count_nonzero(candidate):
         # The image itself is in colour (a 3D rendering): colour marks no overlays.
         coloured = np.zeros_like(coloured)
@@ -605,14 +620,35 @@ def _flat_panels(grey: np.ndarray, black: int) -> np.ndarray:
     """The boxes of the flat components of `grey` that fill most of their box."""
     flat = _flat_mask(grey) & (grey > black + _PANEL_CONTRAST)
     min_panel = max(20, round(_MIN_PANEL_AREA * grey.size))
-    _, _, stats, _ = cv2.connectedComponentsWithStats(flat.astype(np.uint8), connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(flat.astype(np.uint8), connectivity=8)
     x, y, w, h, area = stats[1:].T
     # A panel fills most of its box; scattered flat specks in speckle do not.
     panel = (area >= min_panel) & (area >= _PANEL_FILL * w * h)
     panels = np.zeros(grey.shape, bool)
     for x0, y0, x1, y1 in zip(x[panel], y[panel], (x + w)[panel], (y + h)[panel], strict=True):
         panels[y0:y1, x0:x1] = True
+    wide = _WIDE_ROW * grey.shape[1]
+    for index in np.flatnonzero(~panel & (area >= min_panel) & (w >= wide)):
+        _mark_wide_rows(panels, labels == 1 + index, stats[1 + index],
+                        grey > black + _WIDE_ROW_CONTRAST)
     return panels
+
+
+def _mark_wide_rows(
+    panels: np.ndarray, component: np.ndarray, stat: np.ndarray, bright_enough: np.ndarray
+) -> None:
+    """Mark in `panels` the rows of one flat `component` (its mask and its stats row) that are
+    flat, and bright enough, over at least half of a span of `_WIDE_ROW` of the width."""
+    x0, y0, w, h = (int(v) for v in stat[:4])
+    box = (slice(y0, y0 + h), slice(x0, x0 + w))
+    member = component[box] & bright_enough[box]
+    count = member.sum(axis=1)
+    first = member.argmax(axis=1)
+    last = w - 1 - member[:, ::-1].argmax(axis=1)
+    span = last - first + 1
+    rows = (count > 0) & (span >= _WIDE_ROW * panels.shape[1]) & (count >= _PANEL_FILL * span)
+    for row in np.flatnonzero(rows):
+        panels[y0 + row, x0 + first[row]: x0 + last[row] + 1] = True
 
 
 def _overlays(coloured: np.ndarray) -> np.ndarray:
@@ -745,6 +781,32 @@ def _grown_fan(
     level = black + _STILL_TISSUE_LEVEL * (np.median(grey[seed]) - black)
     dark = [i for i in np.flatnonzero(touching[1:]) + 1 if np.median(grey[labels == i]) <= level]
     return _hull(seed | np.isin(labels, dark))
+
+
+def _text_on_black(grey: np.ndarray, black: int) -> np.ndarray:
+    """Bright marks on the background, with their compression ringing: (H, W) bool.
+
+    The components of pixels at `_MARK_LEVEL` or brighter, of at most `_MARK_MAX_AREA` of the
+    screen, whose surroundings within `_FURNITURE_MARGIN` of the screen are mostly
+    (`_TEXT_DARK_SHARE`) background, grown by that margin. Small bright specks of tissue are
+    surrounded by tissue and stay out.
+    """
+    margin = max(1, round(_FURNITURE_MARGIN * min(grey.shape)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (grey >= _MARK_LEVEL).astype(np.uint8), connectivity=8
+    )
+    small = stats[:, cv2.CC_STAT_AREA] <= _MARK_MAX_AREA * grey.size
+    small[0] = False
+    marks = small[labels]
+    # Each pixel around a mark counts for the mark of the highest label within the margin.
+    nearest = cv2.dilate(np.where(marks, labels, 0).astype(np.float32), _ellipse(2 * margin + 1))
+    nearest = nearest.astype(np.int32)
+    around = (nearest > 0) & ~marks
+    dark = grey <= black + _PANEL_CONTRAST
+    total = np.bincount(nearest[around], minlength=n)
+    background = np.bincount(nearest[around & dark], minlength=n)
+    text = small & (total > 0) & (background >= _TEXT_DARK_SHARE * total)
+    return _dilate(text[labels], margin)
 
 
 def _marks_on_black(grey: np.ndarray, fan: np.ndarray, black: int) -> np.ndarray:
