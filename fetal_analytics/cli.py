@@ -992,10 +992,14 @@ def dataset() -> None:
 @click.option("--others-as", default=None, metavar="CODE",
               help="Give labels outside the model's classes this code (e.g. Bk when the labels "
                    "are dense timelines) instead of dropping them.")
+@click.option("--rare-as", default=None, metavar="CODE",
+              help="Give labels outside the model's classes classes of their own, which the "
+                   "trained model outputs as this code (e.g. Bk). Instead of --others-as.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the split.")
 def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: str,
-                  clips_per_span: int, others_as: str | None, seed: int) -> None:
+                  clips_per_span: int, others_as: str | None, rare_as: str | None,
+                  seed: int) -> None:
     """Cut clips from labelled scans into compressed shards, split by operator.
 
     Per labelled span, up to ten window centres; per centre and stream, the 12-frame clip
@@ -1008,6 +1012,8 @@ def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: s
         --labels out/demo/videos-cohort/manual_labels.csv --out ds
       fetal-analytics dataset build --manifest out/demo/videos-cohort/manifest.csv \\
         --labels out/demo/videos-cohort/truth/events.csv --others-as Bk --out ds-dense
+      fetal-analytics dataset build --manifest out/demo/videos-cohort/manifest.csv \\
+        --labels out/demo/videos-cohort/truth/events.csv --rare-as Bk --out ds-rare
     """
     from rich.progress import Progress
 
@@ -1015,16 +1021,18 @@ def dataset_build(manifest: Path, labels: Path, out: Path, size: int, streams: s
 
     try:
         spec = DatasetSpec(size=size, streams=tuple(s.strip() for s in streams.split(",")),
-                           max_subclips=clips_per_span, others_as=others_as, seed=seed)
+                           max_subclips=clips_per_span, others_as=others_as, rare_as=rare_as,
+                           seed=seed)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--streams or --others-as") from exc
+        raise click.BadParameter(str(exc),
+                                 param_hint="--streams, --others-as or --rare-as") from exc
     console = _stderr_console()
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("scans", total=None)
         summary = build_dataset(manifest, labels, out, spec=spec,
                                 on_scan=lambda _scan: progress.advance(task))
     rows = [{"split": split, "stream": stream, "clips": sum(counts.values()),
-             **{code: counts.get(code, 0) for code in spec.classes}}
+             **{code: counts.get(code, 0) for code in summary.classes}}
             for split, by_stream in summary.counts.items()
             for stream, counts in by_stream.items()]
     print_table(rows, title=f"{out}: clips per class")

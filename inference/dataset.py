@@ -75,6 +75,12 @@ class DatasetSpec:
         Code given to labels outside `classes` (e.g. ``"Bk"`` when training a labeller on
         dense timelines, where everything the model does not know is background); None drops
         them.
+    rare_as : str or None
+        Instead of `others_as`: every label outside `classes` found in the labels becomes a
+        class of its own (after `classes`, in taxonomy order), which a model trained on the
+        dataset outputs as this code (one of `classes`, e.g. ``"Bk"``): the dataset's ``codes``.
+        A model then learns the rare structures apart from true background and from the
+        structures they resemble, and still outputs only `classes`.
     shard_size : int
         Clips per shard file.
     seed : int
@@ -89,6 +95,7 @@ class DatasetSpec:
     shard_size: int = 512
     seed: int = 0
     others_as: str | None = None
+    rare_as: str | None = None
 
     def __post_init__(self) -> None:
         for stream in self.streams:
@@ -97,9 +104,13 @@ class DatasetSpec:
                                  f"{', '.join(INPUT_STREAMS)}")
         for code in self.classes:
             taxonomy.validate_code(code)
-        if self.others_as is not None and self.others_as not in self.classes:
-            raise ValueError(f"others_as {self.others_as!r} must be one of the classes "
-                             f"{', '.join(self.classes)}")
+        for name in ("others_as", "rare_as"):
+            code = getattr(self, name)
+            if code is not None and code not in self.classes:
+                raise ValueError(f"{name} {code!r} must be one of the classes "
+                                 f"{', '.join(self.classes)}")
+        if self.others_as is not None and self.rare_as is not None:
+            raise ValueError("give others_as or rare_as, not both")
         if self.size < 16:
             raise ValueError(f"size must be at least 16 pixels, got {self.size}")
 
@@ -122,6 +133,9 @@ class DatasetSummary:
     relabelled_labels : dict
         Labelled spans of classes outside the spec given the code `DatasetSpec.others_as`,
         per original code (`fetal_analytics.events.relabel_others`); empty without it.
+    classes : tuple of str
+        The dataset's classes: `DatasetSpec.classes`, then with `DatasetSpec.rare_as` the
+        other codes found in the labels.
     """
 
     out: Path
@@ -130,6 +144,7 @@ class DatasetSummary:
     dropped_labels: dict
     skipped_scans: dict
     relabelled_labels: dict
+    classes: tuple[str, ...]
 
 
 def split_operators(operators: dict[str, str], fractions: Sequence[float], *,
@@ -281,7 +296,13 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     events = read_labels(labels, scan_fps={s: None if pd.isna(fps) else float(fps)
                                            for s, fps in scans["fps"].items()})
     relabelled: dict[str, int] = {}
-    if spec.others_as is None:
+    classes, codes = spec.classes, spec.classes
+    if spec.rare_as is not None:
+        found = set(events.label)
+        rare = tuple(c for c in taxonomy.codes() if c in found and c not in spec.classes)
+        classes, codes = classes + rare, codes + (spec.rare_as,) * len(rare)
+        dropped = {}
+    elif spec.others_as is None:
         unlisted = ~events.label.isin(spec.classes)
         dropped = events.loc[unlisted, "label"].value_counts().to_dict()
         events = events[~unlisted]
@@ -292,7 +313,7 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     labelled_ops = {scans.loc[s, "operator_id"] for s in events.scan_id.unique()}
     assignment = split_operators({op: groups[op] for op in labelled_ops}, spec.split_fractions,
                                  seed=spec.seed)
-    class_index = {code: i for i, code in enumerate(spec.classes)}
+    class_index = {code: i for i, code in enumerate(classes)}
     writers = {(split, stream): _ShardWriter(out / split / stream, spec.shard_size)
                for split in SPLITS for stream in spec.streams}
     counts = {split: {stream: Counter() for stream in spec.streams} for split in SPLITS}
@@ -320,7 +341,7 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
                 stream, label, centre = clip.key
                 x = clip.images[0] if stream == STREAM_2D else clip.images
                 writers[split, stream].add(x, label, scan_id, centre)
-                scan_counts[stream][spec.classes[label]] += 1
+                scan_counts[stream][classes[label]] += 1
         except (DecodeError, ValueError) as exc:
             for writer in scan_writers:  # the clips of a scan that failed part way go too
                 writer.rollback()
@@ -342,7 +363,9 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
         "aligned": True,  # every stream holds the clips of the same (scan_id, t_s) centres
         "streams": {s: STREAMS.get(s) for s in spec.streams},
         "stream_spacing_unit": "seconds between sampled frames",
-        "classes": list(spec.classes),
+        "classes": list(classes),
+        # The code a model trained on the dataset outputs for each class.
+        "codes": list(codes),
         "splits": members,
         "counts": counts_out,
         "dropped_labels": dropped,
@@ -353,7 +376,7 @@ def build_dataset(manifest: str | Path, labels: str | Path, out: str | Path, *,
     }
     (out / "dataset.json").write_text(json.dumps(metadata, indent=2))
     log.info("dataset %s: %s", out, counts_out)
-    return DatasetSummary(out, counts_out, members, dropped, skipped, relabelled)
+    return DatasetSummary(out, counts_out, members, dropped, skipped, relabelled, classes)
 
 
 def _tree_hash(folder: Path) -> str:

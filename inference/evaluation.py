@@ -22,7 +22,7 @@ from fetal_analytics.results import Result
 from inference.streams import STREAM_2D
 
 __all__ = ["ClassificationMetrics", "Evaluation", "EvaluationError", "classification_metrics",
-           "evaluate", "fuse", "fuse_log", "save_confusion_png"]
+           "evaluate", "fit_input", "fuse", "fuse_log", "save_confusion_png"]
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class Evaluation(ClassificationMetrics):
     labels : ndarray
         int64 (n,) true class indices.
     classes : tuple of str
-        The dataset's classes (taxonomy codes), in `probabilities` order.
+        The dataset's classes (taxonomy codes), in `probabilities` order; for a dataset with
+        rare classes (`inference.dataset.DatasetSpec.rare_as`), the codes they are output as.
     model_path : Path
     split, stream : str
     """
@@ -241,6 +242,8 @@ def evaluate(model_path: str | Path, dataset: str | Path, *, split: str = "test"
     The model's classes are summed per taxonomy code, as labelling does (an imported SonoNet's
     four heart views give HeD), and scored against the dataset's classes: every code the model
     outputs must be one of them; a dataset class the model cannot output gets probability 0.
+    A dataset that names an output code per class (``codes``, from `DatasetSpec.rare_as`) is
+    scored on those codes: its rare classes count as the code they are output as.
     Frames of another size than the model takes are resized to its height x width (bilinear,
     after the z-score), and multiplied by its ``preprocessing.scale``.
 
@@ -286,25 +289,30 @@ def evaluate(model_path: str | Path, dataset: str | Path, *, split: str = "test"
         raise EvaluationError(f"{model_path} takes {'frames' if loaded.frames is None else 'clips'}"
                               f" but stream {stream!r} holds "
                               f"{'frames' if stream == STREAM_2D else 'clips'}")
-    classes = [str(c) for c in metadata["classes"]]
+    dataset_classes = [str(c) for c in metadata["classes"]]
+    # A dataset whose rare classes a model outputs as another code (`DatasetSpec.rare_as`) is
+    # scored on those codes: its labels are mapped as the model's outputs are.
+    dataset_codes = [str(c) for c in metadata.get("codes", dataset_classes)]
+    classes = list(dict.fromkeys(dataset_codes))
+    label_code = np.array([classes.index(code) for code in dataset_codes])
     try:
-        # (model classes, dataset classes): sums classes per code, places codes in order.
+        # (model classes, dataset codes): sums classes per code, places codes in order.
         to_dataset = loaded.code_matrix() @ np.eye(len(classes))[
             [classes.index(code) for code in loaded.output_codes]]
     except ValueError as exc:  # a code the dataset lacks, or a class without a code
-        raise EvaluationError(f"{dataset} has classes {classes} but {model_path} outputs "
+        raise EvaluationError(f"{dataset} has codes {classes} but {model_path} outputs "
                               f"{list(loaded.classes)} with codes {list(loaded.codes)} ({exc})"
                               ) from exc
     height, width = loaded.input_shape[:2]
     probs, labels = [], []
     for x, y in clip_batches(dataset, split, stream, batch_size=batch_size, shuffle=False):
         probs.append(np.asarray(loaded.model.predict_on_batch(
-            _fit_input(x, height, width) * np.float32(loaded.input_scale))))
+            fit_input(x, height, width) * np.float32(loaded.input_scale))))
         labels.append(y)
     if not labels:
         raise EvaluationError(f"{dataset}: no samples in {split}/{stream}")
     probabilities = np.concatenate(probs).astype(np.float64) @ to_dataset
-    y_true = np.concatenate(labels)
+    y_true = label_code[np.concatenate(labels)]
     metrics = classification_metrics(y_true, probabilities, classes)
     log.info("%s on %s/%s: macro F1 %.3f, top-1 %.3f", model_path, split, stream, metrics.f1,
              metrics.top1)
@@ -313,7 +321,7 @@ def evaluate(model_path: str | Path, dataset: str | Path, *, split: str = "test"
                       stream=stream)
 
 
-def _fit_input(x: np.ndarray, height: int, width: int) -> np.ndarray:
+def fit_input(x: np.ndarray, height: int, width: int) -> np.ndarray:
     """Standardised frames or clips (n[, frames], H, W, 1) resized to (height, width)."""
     if x.shape[-3:-1] == (height, width):
         return x

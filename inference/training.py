@@ -273,7 +273,7 @@ def train(dataset: str | Path, arch: str, *, stream: str = "fr4", preset: str = 
         "input_shape": [size, size, 1],
         "frames": None if stream == STREAM_2D else frames,
         "classes": classes,
-        "codes": classes,
+        "codes": list(metadata.get("codes", classes)),
         "preprocessing": {**PREPROCESSING_DATASET, "size": [size, size]},
         "stream": {"name": stream, "spacing_s": metadata["streams"].get(stream),
                    "frames": 1 if stream == STREAM_2D else frames},

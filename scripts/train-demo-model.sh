@@ -19,13 +19,17 @@ BIN=${BIN:-.venv/bin}
 STREAMS=${STREAMS:-"fr4"}
 EPOCHS_2D=${EPOCHS_2D:-6}
 EPOCHS_CLIP=${EPOCHS_CLIP:-1}
+# How the dataset treats labels outside the 11 classes: `--rare-as Bk` (classes of their own,
+# output as Bk) or `--others-as Bk` (Bk in training too).
+OTHERS=${OTHERS:-"--others-as Bk"}
+MODEL_OUT=${MODEL_OUT:-data/demo_model.keras}
 FA="$BIN/fetal-analytics"
 
 [ -f "$WORK/cohort/manifest.csv" ] || \
   "$FA" simulate --out "$WORK/cohort" --scans 80 --operators 40 --excerpt 5 --seed 2019 --jobs 2
 [ -f "$WORK/dataset/dataset.json" ] || \
   "$FA" dataset build --manifest "$WORK/cohort/manifest.csv" \
-    --labels "$WORK/cohort/truth/events.csv" --others-as Bk --clips-per-span 20 \
+    --labels "$WORK/cohort/truth/events.csv" $OTHERS --clips-per-span 20 \
     --streams 2d,fr2,fr4,fr8 --out "$WORK/dataset"
 [ -f "$WORK/sononet-2d/model.keras" ] || \
   "$FA" train --dataset "$WORK/dataset" --arch sononet --stream 2d --epochs "$EPOCHS_2D" \
@@ -42,7 +46,7 @@ for stream in $STREAMS; do
   "$FA" evaluate "$WORK/sono2dt-$stream/model.keras" --dataset "$WORK/dataset" --split test \
     --confusion "$WORK/sono2dt-$stream/test-confusion.png"
 done
-"$FA" combine-models "${members[@]}" --out data/demo_model.keras
+"$FA" combine-models "${members[@]}" --out "$MODEL_OUT"
 # Temporal decoding tuned on the validation and test splits' scans against their true timelines
 # (twenty five-minute excerpts: the validation ones alone tie on too many settings).
 TUNE="$WORK/tune"
@@ -68,8 +72,8 @@ rm -f "$TUNE/tune.duckdb"
 "$FA" ingest manifest "$TUNE/manifest.csv" --db "$TUNE/tune.duckdb"
 # Labels outside the model's classes are Bk to the model (tune-decoding counts them so anyway).
 "$FA" ingest labels "$TUNE/truth.csv" --db "$TUNE/tune.duckdb" --source manual --run-name truth \
-  --others-as Bk --classes-of data/demo_model.keras
+  --others-as Bk --classes-of "$MODEL_OUT"
 "$FA" label --manifest "$TUNE/manifest.csv" --db "$TUNE/tune.duckdb" --run-name tune \
-  --model data/demo_model.keras
+  --model "$MODEL_OUT"
 "$FA" tune-decoding --db "$TUNE/tune.duckdb" --manual truth --auto tune \
-  --update-model data/demo_model.keras
+  --update-model "$MODEL_OUT"

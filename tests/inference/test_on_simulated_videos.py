@@ -1,6 +1,7 @@
 """Ingestion on simulated scans: freezes against the truth, image area, datasets for Keras."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -264,6 +265,50 @@ def test_others_as_gives_labels_outside_the_classes_the_code(cohort, tmp_path):
             **{code: own[code] for code in ("HeD", "Br") if code in own},
             "Bk": sum(n for code, n in own.items() if code not in ("HeD", "Br"))}
     assert load_metadata(tmp_path / "ds")["relabelled_labels"] == summary.relabelled_labels
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+def test_rare_as_gives_labels_outside_the_classes_classes_of_their_own(cohort, tmp_path):
+    from fetal_analytics import taxonomy
+    from inference.evaluation import evaluate
+    from inference.model_file import read_model_info
+    from inference.training import train
+
+    labels = pd.read_csv(cohort / "manual_labels.csv")
+    classes = ("HeD", "Br", "Bk")
+    rare = tuple(c for c in taxonomy.codes() if c in set(labels.label) and c not in classes)
+    assert rare
+    spec = DatasetSpec(size=24, streams=("2d",), classes=classes, rare_as="Bk",
+                       split_fractions=(0.34, 0.33, 0.33))
+    summary = build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv",
+                            tmp_path / "ds", spec=spec)
+    metadata = load_metadata(tmp_path / "ds")
+    assert summary.classes == classes + rare == tuple(metadata["classes"])
+    assert metadata["codes"] == [*classes, *["Bk"] * len(rare)]
+    assert summary.dropped_labels == {} and summary.relabelled_labels == {}
+    # Every span gives the frames it gives when every class is kept, under its own class.
+    every_class = DatasetSpec(size=24, streams=("2d",), classes=tuple(sorted(set(labels.label))),
+                              split_fractions=(0.34, 0.33, 0.33))
+    kept = build_dataset(cohort / "manifest.csv", cohort / "manual_labels.csv",
+                         tmp_path / "all", spec=every_class)
+    for split, by_stream in summary.counts.items():
+        assert by_stream["2d"] == kept.counts[split]["2d"]
+    # A model trained on it has a class per dataset class and outputs the three codes only.
+    result = train(tmp_path / "ds", "sononet", stream="2d", epochs=1, width=4, progress=0,
+                   out=tmp_path / "model")
+    info = read_model_info(result.model_path)
+    assert info.classes == classes + rare and info.output_codes == classes
+    with warnings.catch_warnings():  # a tiny split may lack a code (undefined precision)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scored = evaluate(result.model_path, tmp_path / "ds")
+    assert scored.classes == classes
+    test_counts = summary.counts["test"]["2d"]
+    expected = [test_counts.get(c, 0) for c in classes[:2]]
+    expected.append(sum(test_counts.get(c, 0) for c in ("Bk", *rare)))
+    assert np.bincount(scored.labels, minlength=3).tolist() == expected
+    assert np.allclose(scored.probabilities.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="not both"):
+        DatasetSpec(classes=classes, others_as="Bk", rare_as="Bk")
 
 
 def test_labels_in_frames_take_the_fps_of_the_manifest(cohort, tmp_path):
