@@ -95,7 +95,7 @@ def measure_seed(seed: int, scans: int, model: str, out: Path) -> dict:
     with Store(db, read_only=True) as store:
         manual = select(store, run="truth", source="manual")
         auto = select(store, run="quality", source="auto")
-        paired = paired_agreement(store, manual, auto, n_boot=0)
+        paired = paired_agreement(store, manual, auto, n_boot=200)
         correlation = paper_correlation(store, manual, auto)
         video_s = float(store.scalar("SELECT sum(duration_s) FROM scans"))
         per_scan = scan_accuracies(store)

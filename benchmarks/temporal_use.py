@@ -40,10 +40,9 @@ def stream_model(loaded, stream: str):
     if stream not in names:
         raise SystemExit(f"{loaded.path} has no stream {stream!r} (it has {', '.join(names)})")
     if len(names) == 1:
-        return loaded.model, loaded.streams[0]["input_shape"]
-    member = next(layer for layer in loaded.model.layers
-                  if layer.name.startswith(f"{stream}_") and hasattr(layer, "layers"))
-    return member, next(s["input_shape"] for s in loaded.streams if s["name"] == stream)
+        return loaded.model
+    return next(layer for layer in loaded.model.layers
+                if layer.name.startswith(f"{stream}_") and hasattr(layer, "layers"))
 
 
 def without_motion(x: np.ndarray, variant: str, rng: np.random.Generator) -> np.ndarray:
@@ -65,7 +64,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
     loaded = load_model(options.model)
-    model, input_shape = stream_model(loaded, options.stream)
+    model = stream_model(loaded, options.stream)
+    height, width = model.input_shape[-3:-1]
     metadata = load_metadata(options.dataset)
     dataset_codes = metadata.get("codes", metadata["classes"])
     codes = list(loaded.output_codes)
@@ -76,7 +76,7 @@ def main() -> None:
     truth = []
     for x, y in clip_batches(options.dataset, options.split, options.stream, batch_size=32,
                              shuffle=False):
-        x = fit_input(x, *input_shape[:2]) * np.float32(loaded.input_scale)
+        x = fit_input(x, height, width) * np.float32(loaded.input_scale)
         for variant in VARIANTS:
             probs = np.asarray(model.predict_on_batch(without_motion(x, variant, rng)))
             predicted[variant].append((probs @ to_codes).argmax(axis=1))

@@ -432,7 +432,8 @@ def write_sidecar_decoding(model_path: str | Path, params: DecodingParams, *,
     The sidecar is ``MODEL.json`` beside ``MODEL.keras`` (`inference.model_file.sidecar_path`).
     The file is replaced atomically; its other entries (classes, preprocessing, the model file's
     sha256, ...) are unchanged. When `classes` (the tuned run's) differ from the sidecar's
-    ``"codes"``, a warning is logged: the parameters were tuned on another model's output.
+    output codes (its ``"codes"``, each once: classes that share a code are one output), a
+    warning is logged: the parameters were tuned on another model's output.
 
     Returns
     -------
@@ -455,7 +456,9 @@ def write_sidecar_decoding(model_path: str | Path, params: DecodingParams, *,
     if not isinstance(sidecar, dict):
         raise TuningError(f"{path} is not a model sidecar (a JSON object)")
     codes = sidecar.get("codes")
-    if classes is not None and codes is not None and list(codes) != list(classes):
+    if codes is not None:
+        codes = list(dict.fromkeys(codes))
+    if classes is not None and codes is not None and codes != list(classes):
         log.warning("%s: the model's classes %s differ from the tuned run's %s", path,
                     ",".join(map(str, codes)), ",".join(classes))
     sidecar["decoding"] = params.to_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -315,3 +316,14 @@ def test_the_cli_reports_a_run_without_window_probabilities(cohort):
 def test_a_model_without_a_sidecar_is_refused(tmp_path):
     with pytest.raises(TuningError, match=r"no sidecar .*model.json beside the model"):
         write_sidecar_decoding(tmp_path / "model.keras", DecodingParams())
+
+
+def test_tuning_a_model_with_classes_sharing_a_code_warns_only_on_other_codes(tmp_path, caplog):
+    # A model with rare classes output as Bk (dataset build --rare-as Bk) outputs HeD and Bk.
+    (tmp_path / "model.json").write_text(json.dumps({"codes": ["HeD", "Bk", "Bk"]}))
+    with caplog.at_level(logging.WARNING, logger="inference.tuning"):
+        write_sidecar_decoding(tmp_path / "model.keras", DecodingParams(), classes=("HeD", "Bk"))
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="inference.tuning"):
+        write_sidecar_decoding(tmp_path / "model.keras", DecodingParams(), classes=("HeD", "Br"))
+    assert "differ from the tuned run's HeD,Br" in caplog.text
