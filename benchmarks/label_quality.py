@@ -43,35 +43,39 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 from _report import report
 
 from analytics.agreement import paired_agreement, paper_correlation
-from analytics.selection import select
+from analytics.selection import EventSelection, select
 from fetal_analytics.segments import events_to_frames, frame_accuracy
 from fetal_analytics.shipped import shipped_file
 from fetal_analytics.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("fetal-analytics"))
-SCAN_EVENTS = """
-    SELECT e.scan_id, e.start_s, e.end_s, e.label FROM events e JOIN runs r USING (run_id)
-    WHERE r.name = ? AND r.source = ? ORDER BY e.scan_id, e.start_s
-"""
 
 
 def run(*args: str) -> None:
     subprocess.run([CLI, *args], check=True, stdout=subprocess.DEVNULL)
 
 
-def scan_accuracies(store: Store) -> list[float]:
+def selected_events(store: Store, selection: EventSelection) -> pd.DataFrame:
+    """``scan_id, start_s, end_s, label`` of the events `selection` chooses."""
+    head, params = selection.cte("sel")
+    return store.query_df(f"WITH {head} SELECT scan_id, start_s, end_s, label FROM sel "
+                          f"ORDER BY scan_id, start_s", params)
+
+
+def scan_accuracies(store: Store, manual: EventSelection, auto: EventSelection) -> list[float]:
     """Frame accuracy of each scan's automatic timeline against its truth (1 s frames)."""
-    truth = store.query_df(SCAN_EVENTS, ["truth", "manual"])
-    auto = store.query_df(SCAN_EVENTS, ["quality", "auto"])
+    truth = selected_events(store, manual)
+    labelled = selected_events(store, auto)
     out = []
     for scan_id, true_events in truth.groupby("scan_id"):
         end_s = float(true_events.end_s.max())
         expected = events_to_frames(true_events, end_s=end_s)
-        got = events_to_frames(auto[auto.scan_id == scan_id], end_s=end_s)
+        got = events_to_frames(labelled[labelled.scan_id == scan_id], end_s=end_s)
         out.append(frame_accuracy(got, expected))
     return out
 
@@ -98,7 +102,7 @@ def measure_seed(seed: int, scans: int, model: str, out: Path) -> dict:
         paired = paired_agreement(store, manual, auto, n_boot=200)
         correlation = paper_correlation(store, manual, auto)
         video_s = float(store.scalar("SELECT sum(duration_s) FROM scans"))
-        per_scan = scan_accuracies(store)
+        per_scan = scan_accuracies(store, manual, auto)
     seg, seg_all = paired.segments_bk_as_background, paired.segments
     return {
         "seed": seed, "scans": paired.n_scans, "video_s": round(video_s, 1),

@@ -628,20 +628,22 @@ def _flat_panels(grey: np.ndarray, black: int) -> np.ndarray:
     for x0, y0, x1, y1 in zip(x[panel], y[panel], (x + w)[panel], (y + h)[panel], strict=True):
         panels[y0:y1, x0:x1] = True
     wide = _WIDE_ROW * grey.shape[1]
+    bright_enough = grey > black + _WIDE_ROW_CONTRAST
     for index in np.flatnonzero(~panel & (area >= min_panel) & (w >= wide)):
-        _mark_wide_rows(panels, labels == 1 + index, stats[1 + index],
-                        grey > black + _WIDE_ROW_CONTRAST)
+        _mark_wide_rows(panels, labels, 1 + index, stats[1 + index], bright_enough)
     return panels
 
 
 def _mark_wide_rows(
-    panels: np.ndarray, component: np.ndarray, stat: np.ndarray, bright_enough: np.ndarray
+    panels: np.ndarray, labels: np.ndarray, label: int, stat: np.ndarray,
+    bright_enough: np.ndarray
 ) -> None:
-    """Mark in `panels` the rows of one flat `component` (its mask and its stats row) that are
-    flat, and bright enough, over at least half of a span of `_WIDE_ROW` of the width."""
+    """Mark in `panels` the rows of one flat component (its `label` in `labels`, its stats
+    row) that are flat, and bright enough, over at least half of a span of `_WIDE_ROW` of the
+    width."""
     x0, y0, w, h = (int(v) for v in stat[:4])
     box = (slice(y0, y0 + h), slice(x0, x0 + w))
-    member = component[box] & bright_enough[box]
+    member = (labels[box] == label) & bright_enough[box]
     count = member.sum(axis=1)
     first = member.argmax(axis=1)
     last = w - 1 - member[:, ::-1].argmax(axis=1)
